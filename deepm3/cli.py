@@ -1,0 +1,129 @@
+"""The ``deepm3`` command: thin subcommands over library functions.
+
+    deepm3 data prepare DATASET [--data-dir DIR] [--json] [key=value ...]
+    deepm3 train --dataset D --model M [--data-dir DIR] [--config FILE] --out RUN_DIR [key=value ...]
+    deepm3 report RUN_DIR [RUN_DIR ...] --out FOLDER
+    deepm3 models
+
+Bad input ends with one message on stderr and exit code 2.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+from deepm3.config import load_config
+from deepm3.errors import DeepM3Error
+
+
+def _table(rows: list[tuple[str, object]]) -> str:
+    width = max(len(k) for k, _ in rows)
+    return "\n".join(f"{k:<{width}}  {v}" for k, v in rows)
+
+
+def cmd_data_prepare(args: argparse.Namespace) -> int:
+    from deepm3.data.prepare import prepare
+
+    base = {"data": {"dataset": args.dataset}}
+    if args.data_dir:
+        base["data"]["data_dir"] = args.data_dir
+    config = load_config(None, args.overrides, base=base)
+    prepared = prepare(config.data, use_cache=not args.no_cache)
+    stats = prepared.stats
+    if args.json:
+        print(json.dumps(stats, indent=2))
+        return 0
+    raw, kept = stats["raw"], stats["filtered"]
+    print(_table([
+        ("dataset", f"{stats['dataset']}  ({stats['source']})"),
+        ("raw users/items/events", f"{raw['users']:,} / {raw['items']:,} / {raw['interactions']:,}"),
+        ("kept users/items/events",
+         f"{kept['users']:,} / {kept['items']:,} / {kept['interactions']:,}"),
+        ("duplicate events", stats["duplicate_events"]),
+        ("dropped by k-core", stats["dropped_by_kcore"]),
+        ("avg / median length", f"{stats['avg_seq_len']} / {stats['median_seq_len']}"),
+        ("zero-gap share", stats["zero_gap_share"]),
+        ("users not evaluated", stats["users_not_evaluated"]),
+        ("fingerprint", stats["fingerprint"]),
+    ]))
+    return 0
+
+
+def cmd_train(args: argparse.Namespace) -> int:
+    from deepm3.train.run import run
+
+    base = {"data": {"dataset": args.dataset}}
+    if args.data_dir:
+        base["data"]["data_dir"] = args.data_dir
+    config = load_config(args.config, args.overrides, base=base)
+    out = Path(args.out or f"runs/{args.dataset}-{args.model}")
+    metrics = run(args.model, config, out)
+    test = metrics["test"]
+    print(_table([(key, f"{value:.4f}") for key, value in test.items()]))
+    print(f"run directory: {out}")
+    return 0
+
+
+def cmd_models(args: argparse.Namespace) -> int:
+    from deepm3.models import model_names
+
+    for name in model_names():
+        print(name)
+    return 0
+
+
+def cmd_report(args: argparse.Namespace) -> int:
+    from deepm3.analysis.report import write_report
+
+    print(write_report([Path(d) for d in args.run_dirs], Path(args.out), args.title))
+    print(f"written: {args.out}/table.md, {args.out}/comparison.png")
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="deepm3", description=__doc__.split("\n")[0])
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    data = sub.add_parser("data", help="data set preparation").add_subparsers(
+        dest="data_command", required=True)
+    prep = data.add_parser("prepare", help="read, filter, split and cache a data set; print stats")
+    prep.add_argument("dataset", help="ml-1m, ml-100k, amazon-books, ... or a .csv/.tsv/.inter")
+    prep.add_argument("--data-dir", help="folder with the raw files (default: $DEEPM3_DATA_DIR)")
+    prep.add_argument("--json", action="store_true", help="print statistics as JSON")
+    prep.add_argument("--no-cache", action="store_true", help="ignore and do not write the cache")
+    prep.add_argument("overrides", nargs="*", help="data settings as key=value (kcore=10)")
+    prep.set_defaults(func=cmd_data_prepare)
+
+    train = sub.add_parser("train", help="train (or fit) a model and evaluate it")
+    train.add_argument("--dataset", required=True)
+    train.add_argument("--model", required=True)
+    train.add_argument("--data-dir")
+    train.add_argument("--config", help="YAML file with data/eval/train/model sections")
+    train.add_argument("--out", help="run directory (default runs/DATASET-MODEL)")
+    train.add_argument("overrides", nargs="*", help="settings as key=value (epochs=3)")
+    train.set_defaults(func=cmd_train)
+
+    report = sub.add_parser("report", help="comparison table and plot from run directories")
+    report.add_argument("run_dirs", nargs="+")
+    report.add_argument("--out", required=True, help="folder for table.md and comparison.png")
+    report.add_argument("--title", default="Comparison")
+    report.set_defaults(func=cmd_report)
+
+    models = sub.add_parser("models", help="list models")
+    models.set_defaults(func=cmd_models)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return args.func(args)
+    except DeepM3Error as exc:
+        print(f"deepm3: error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("deepm3: interrupted", file=sys.stderr)
+        return 130

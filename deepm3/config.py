@@ -1,0 +1,228 @@
+"""Typed, frozen run configuration.
+
+A run is described by four sections (``data``, ``eval``, ``train``, ``model``). Values come from
+the defaults below, then an optional YAML file, then ``key=value`` overrides. A key may be written
+``section.key`` or, when the name is unique across sections, plain ``key`` (``epochs=3``).
+Unknown keys and values of the wrong type are errors that list what is valid.
+
+The ``model`` section is a free mapping here; each model validates its own options against its
+own frozen dataclass (see ``deepm3.models``).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import types
+import typing
+from dataclasses import dataclass, field, fields, replace
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from deepm3.errors import ConfigError
+
+
+@dataclass(frozen=True)
+class DataConfig:
+    """How raw interactions become sequences. ``None`` means "the dataset's default"."""
+
+    dataset: str = "ml-1m"
+    data_dir: str | None = None  # folder holding the raw files; None -> DEEPM3_DATA_DIR or download
+    min_rating: float | None = None  # implicit feedback: keep ratings >= this (None keeps all)
+    dedup: str = "none"  # repeated (user, item) pairs: none | first | last
+    kcore: int | None = None  # minimum events per user and per item (0 disables)
+    kcore_mode: str = "iterative"  # iterative (until stable) | single (one pass, as in SASRec)
+    split: str = "leave_one_out"  # leave_one_out | temporal
+    temporal_valid: float = 0.1  # temporal split: share of the time range for validation
+    temporal_test: float = 0.1  # temporal split: share of the time range for test
+    max_len: int | None = None  # history kept per user (last events); dataset default if None
+    user_col: str = "user_id"  # generic CSV/TSV files: column names
+    item_col: str = "item_id"
+    time_col: str = "timestamp"
+    rating_col: str | None = None
+    sep: str | None = None  # generic files: separator (None: by extension, tab for .tsv/.inter)
+
+
+@dataclass(frozen=True)
+class EvalConfig:
+    """Evaluation protocol; recorded with every result."""
+
+    protocol: str = "full"  # full (rank against every item) | sampled (opt-in)
+    exclude_seen: bool = True  # mask items already in the user's history
+    num_negatives: int = 100  # sampled protocol only
+    negative_sampling: str = "uniform"  # uniform | popularity
+    sample_seed: int = 0
+    ks: tuple[int, ...] = (5, 10, 20)
+    batch_size: int = 512
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """Optimisation settings shared by every trainable model."""
+
+    epochs: int = 50
+    batch_size: int = 128
+    lr: float = 1e-3
+    weight_decay: float = 0.0
+    grad_clip: float = 5.0
+    loss: str = "ce"  # ce (full softmax) | sampled_ce | bpr
+    loss_negatives: int = 100  # sampled_ce / bpr negatives per position
+    patience: int = 5  # epochs without validation NDCG@10 improvement before stopping
+    seed: int = 0
+    device: str = "auto"  # auto | cpu | cuda | mps
+    amp: bool = True  # mixed precision on CUDA only
+    num_threads: int = 0  # torch CPU threads (0: leave torch's default)
+    max_epoch_seconds: float | None = None  # optional time budget per epoch (demo)
+
+
+@dataclass(frozen=True)
+class RunConfig:
+    data: DataConfig = field(default_factory=DataConfig)
+    eval: EvalConfig = field(default_factory=EvalConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)
+    model: dict[str, Any] = field(default_factory=dict)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "data": dataclasses.asdict(self.data),
+            "eval": dataclasses.asdict(self.eval),
+            "train": dataclasses.asdict(self.train),
+            "model": dict(self.model),
+        }
+
+
+SECTIONS: dict[str, type] = {"data": DataConfig, "eval": EvalConfig, "train": TrainConfig}
+
+
+def _coerce(value: Any, annotation: Any, key: str) -> Any:
+    """Convert ``value`` (from YAML or a ``key=value`` string) to ``annotation``, or raise."""
+    origin = typing.get_origin(annotation)
+    args = typing.get_args(annotation)
+    if origin in (typing.Union, types.UnionType):
+        if value is None or (isinstance(value, str) and value.lower() in ("none", "null")):
+            if type(None) in args:
+                return None
+        inner = [a for a in args if a is not type(None)]
+        return _coerce(value, inner[0], key)
+    if origin is tuple:
+        if isinstance(value, str):
+            value = [v for v in value.strip("()[] ").split(",") if v.strip()]
+        if not isinstance(value, (list, tuple)):
+            raise ConfigError(f"{key}: expected a list, got {value!r}")
+        return tuple(_coerce(v, args[0], key) for v in value)
+    if annotation is bool:
+        if isinstance(value, bool):
+            return value
+        if isinstance(value, str) and value.lower() in ("true", "1", "yes", "on"):
+            return True
+        if isinstance(value, str) and value.lower() in ("false", "0", "no", "off"):
+            return False
+        raise ConfigError(f"{key}: expected true/false, got {value!r}")
+    if annotation in (int, float):
+        if isinstance(value, bool):
+            raise ConfigError(f"{key}: expected {annotation.__name__}, got {value!r}")
+        try:
+            number = annotation(value) if not isinstance(value, str) else annotation(float(value))
+        except (TypeError, ValueError):
+            raise ConfigError(f"{key}: expected {annotation.__name__}, got {value!r}") from None
+        if annotation is int and float(value) != number:
+            raise ConfigError(f"{key}: expected an integer, got {value!r}")
+        return number
+    if annotation is str:
+        if not isinstance(value, (str, int, float)):
+            raise ConfigError(f"{key}: expected a string, got {value!r}")
+        return str(value)
+    return value
+
+
+def _field_types(cls: type) -> dict[str, Any]:
+    hints = typing.get_type_hints(cls)
+    return {f.name: hints[f.name] for f in fields(cls)}
+
+
+def build_dataclass(cls: type, values: dict[str, Any], where: str) -> Any:
+    """Instantiate frozen dataclass ``cls`` from ``values``; unknown keys are an error."""
+    types_by_name = _field_types(cls)
+    unknown = sorted(set(values) - set(types_by_name))
+    if unknown:
+        raise ConfigError(
+            f"unknown key(s) {', '.join(unknown)} in {where}; valid keys: "
+            + ", ".join(sorted(types_by_name))
+        )
+    coerced = {k: _coerce(v, types_by_name[k], f"{where}.{k}") for k, v in values.items()}
+    return cls(**coerced)
+
+
+def _parse_scalar(text: str) -> Any:
+    """Parse the right-hand side of ``key=value`` with YAML rules (numbers, bools, lists)."""
+    try:
+        return yaml.safe_load(text) if text != "" else ""
+    except yaml.YAMLError:
+        return text
+
+
+def _route_override(key: str) -> tuple[str, str]:
+    """Find the section of ``key`` (``section.key`` or a name unique across sections)."""
+    if "." in key:
+        section, name = key.split(".", 1)
+        if section not in (*SECTIONS, "model"):
+            raise ConfigError(f"unknown section {section!r}; valid: data, eval, train, model")
+        return section, name
+    owners = [s for s, cls in SECTIONS.items() if key in {f.name for f in fields(cls)}]
+    if len(owners) > 1:
+        raise ConfigError(f"key {key!r} is ambiguous; write one of " + ", ".join(
+            f"{s}.{key}" for s in owners))
+    if owners:
+        return owners[0], key
+    # Anything else is a model option; the model validates it and lists valid names.
+    return "model", key
+
+
+def load_config(
+    path: str | Path | None = None,
+    overrides: list[str] | tuple[str, ...] = (),
+    base: dict[str, dict[str, Any]] | None = None,
+) -> RunConfig:
+    """Build a :class:`RunConfig` from defaults, ``base``, a YAML file, then overrides.
+
+    ``base`` holds per-call defaults (for example a dataset's own ``max_len``) and is applied
+    before the file, so that the file and the overrides always win.
+    """
+    raw: dict[str, dict[str, Any]] = {"data": {}, "eval": {}, "train": {}, "model": {}}
+    for section, values in (base or {}).items():
+        raw[section].update(values)
+    if path is not None:
+        path = Path(path)
+        if not path.is_file():
+            raise ConfigError(f"config file not found: {path}")
+        try:
+            loaded = yaml.safe_load(path.read_text()) or {}
+        except yaml.YAMLError as exc:
+            raise ConfigError(f"{path}: not valid YAML: {exc}") from None
+        if not isinstance(loaded, dict):
+            raise ConfigError(f"{path}: expected a mapping of sections")
+        for section, values in loaded.items():
+            if section not in raw:
+                raise ConfigError(
+                    f"{path}: unknown section {section!r}; valid: data, eval, train, model")
+            if not isinstance(values, dict):
+                raise ConfigError(f"{path}: section {section!r} must be a mapping")
+            raw[section].update(values)
+    for item in overrides:
+        if "=" not in item:
+            raise ConfigError(f"override {item!r} must look like key=value")
+        key, text = item.split("=", 1)
+        section, name = _route_override(key.strip())
+        raw[section][name] = _parse_scalar(text.strip())
+    return RunConfig(
+        data=build_dataclass(DataConfig, raw["data"], "data"),
+        eval=build_dataclass(EvalConfig, raw["eval"], "eval"),
+        train=build_dataclass(TrainConfig, raw["train"], "train"),
+        model=dict(raw["model"]),
+    )
+
+
+def with_data(config: RunConfig, **changes: Any) -> RunConfig:
+    """A copy of ``config`` with some data settings changed."""
+    return replace(config, data=replace(config.data, **changes))

@@ -1,0 +1,176 @@
+"""Padded batches of irregular event sequences.
+
+Sequences are left-padded to ``max_len`` (item 0, timestamp 0). Time gaps are the seconds
+between consecutive events of a user (int64), turned into model input as
+``log1p(gap_seconds / 3600)`` (log of one plus hours, float32); the first event and padding get
+gap 0. Training is sequence-to-sequence: every position predicts the next event.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass, fields
+
+import numpy as np
+import torch
+
+from deepm3.data.prepare import Prepared
+
+SECONDS_PER_HOUR = 3600.0
+
+
+def gap_features(gap_seconds: torch.Tensor) -> torch.Tensor:
+    """The documented gap transform: ``log1p(hours)`` as float32. Shape is preserved."""
+    return torch.log1p(gap_seconds.double().clamp_min(0) / SECONDS_PER_HOUR).float()
+
+
+@dataclass(frozen=True)
+class Batch:
+    """A batch of B users, T = max_len positions.
+
+    users: (B,) int64; items: (B, T) int64, 0 = padding; timestamps: (B, T) int64 seconds;
+    time_gaps: (B, T) float32 ``log1p(hours since previous event)``;
+    targets: (B, T) int64 next items (training) or None;
+    target: (B,) int64 the item to rank (evaluation) or None;
+    target_time: (B,) int64 seconds of the target event (evaluation) or None;
+    target_gap: (B,) float32 transformed gap from the last event to the target (evaluation).
+    """
+
+    users: torch.Tensor
+    items: torch.Tensor
+    timestamps: torch.Tensor
+    time_gaps: torch.Tensor
+    targets: torch.Tensor | None = None
+    target: torch.Tensor | None = None
+    target_time: torch.Tensor | None = None
+    target_gap: torch.Tensor | None = None
+
+    def to(self, device: torch.device | str) -> Batch:
+        return Batch(**{
+            f.name: (None if getattr(self, f.name) is None
+                     else getattr(self, f.name).to(device, non_blocking=True))
+            for f in fields(self)
+        })
+
+
+def _pad_windows(
+    values: np.ndarray, starts: np.ndarray, ends: np.ndarray, max_len: int
+) -> np.ndarray:
+    """(N, max_len) left-padded windows ``values[max(start, end - max_len):end]``."""
+    count = len(starts)
+    out = np.zeros((count, max_len), dtype=values.dtype)
+    window_start = np.maximum(starts, ends - max_len)
+    lengths = ends - window_start
+    columns = np.arange(max_len)
+    mask = columns[None, :] >= (max_len - lengths)[:, None]
+    source = window_start[:, None] + columns[None, :] - (max_len - lengths)[:, None]
+    out[mask] = values[source[mask]]
+    return out
+
+
+def _gaps(timestamps: np.ndarray, items: np.ndarray) -> np.ndarray:
+    """(N, T) int64 seconds since the previous real event; 0 for the first and for padding."""
+    gaps = np.zeros_like(timestamps)
+    gaps[:, 1:] = timestamps[:, 1:] - timestamps[:, :-1]
+    real_previous = np.zeros_like(items, dtype=bool)
+    real_previous[:, 1:] = items[:, :-1] > 0
+    gaps[~real_previous] = 0
+    return gaps
+
+
+@dataclass(frozen=True)
+class SequenceTable:
+    """All padded rows of one role (training, validation or test), as numpy arrays."""
+
+    users: np.ndarray  # (N,)
+    items: np.ndarray  # (N, T)
+    timestamps: np.ndarray  # (N, T)
+    gaps: np.ndarray  # (N, T) int64 seconds
+    targets: np.ndarray | None  # (N, T) for training
+    target: np.ndarray | None  # (N,) for evaluation
+    target_time: np.ndarray | None  # (N,)
+
+    def __len__(self) -> int:
+        return len(self.users)
+
+    def batch(self, rows: np.ndarray) -> Batch:
+        def tensor(array: np.ndarray | None) -> torch.Tensor | None:
+            return None if array is None else torch.from_numpy(np.ascontiguousarray(array[rows]))
+
+        target_gap = None
+        if self.target_time is not None:
+            last = self.timestamps[rows, -1]
+            target_gap = gap_features(torch.from_numpy(self.target_time[rows] - last))
+        return Batch(
+            users=tensor(self.users),
+            items=tensor(self.items),
+            timestamps=tensor(self.timestamps),
+            time_gaps=gap_features(torch.from_numpy(self.gaps[rows])),
+            targets=tensor(self.targets),
+            target=tensor(self.target),
+            target_time=tensor(self.target_time),
+            target_gap=target_gap,
+        )
+
+    def batches(
+        self, batch_size: int, shuffle: bool = False, generator: np.random.Generator | None = None
+    ) -> Iterator[Batch]:
+        order = np.arange(len(self))
+        if shuffle:
+            order = (generator or np.random.default_rng()).permutation(len(self))
+        for start in range(0, len(order), batch_size):
+            yield self.batch(order[start : start + batch_size])
+
+
+def training_table(data: Prepared) -> SequenceTable:
+    """One row per user with at least 2 training events: the last ``max_len + 1`` training
+    events give inputs (all but the last) and next-item targets (all but the first)."""
+    split, offsets = data.split, data.events.offsets
+    users = np.flatnonzero(split.train_len >= 2)
+    starts = offsets[users]
+    ends = starts + split.train_len[users]
+    window = data.max_len + 1
+    items = _pad_windows(data.events.items, starts, ends, window)
+    timestamps = _pad_windows(data.events.timestamps, starts, ends, window)
+    inputs, input_times = items[:, :-1], timestamps[:, :-1]
+    targets = items[:, 1:].copy()
+    targets[inputs == 0] = 0  # no target for padded inputs
+    return SequenceTable(users, inputs, input_times, _gaps(input_times, inputs), targets, None, None)
+
+
+def evaluation_table(data: Prepared, role: str) -> SequenceTable:
+    """One row per evaluated user: the last ``max_len`` events before the target."""
+    positions = {"valid": data.split.valid_pos, "test": data.split.test_pos}[role]
+    users = np.flatnonzero(positions >= 0)
+    starts = data.events.offsets[users]
+    ends = starts + positions[users]
+    items = _pad_windows(data.events.items, starts, ends, data.max_len)
+    timestamps = _pad_windows(data.events.timestamps, starts, ends, data.max_len)
+    return SequenceTable(
+        users, items, timestamps, _gaps(timestamps, items), None,
+        data.events.items[ends], data.events.timestamps[ends],
+    )
+
+
+def history_items(data: Prepared, users: np.ndarray, role: str) -> tuple[np.ndarray, np.ndarray]:
+    """Every item before each user's target (not truncated), as (row index, item) pairs.
+
+    Used to mask already-seen items in evaluation. Returns two (M,) int64 arrays.
+    """
+    positions = {"valid": data.split.valid_pos, "test": data.split.test_pos}[role]
+    lengths = positions[users]
+    rows = np.repeat(np.arange(len(users)), lengths)
+    return rows, data.events.items[flat_ranges(data.events.offsets[users], lengths)]
+
+
+def training_item_counts(data: Prepared) -> np.ndarray:
+    """(num_items + 1,) how often each item occurs in the training events."""
+    train_len = data.split.train_len
+    rows = flat_ranges(data.events.offsets[: len(train_len)], train_len)
+    return np.bincount(data.events.items[rows], minlength=data.num_items + 1)
+
+
+def flat_ranges(starts: np.ndarray, lengths: np.ndarray) -> np.ndarray:
+    """Concatenation of ``range(start, start + length)`` for each pair, without a loop."""
+    within = np.arange(lengths.sum()) - np.repeat(np.cumsum(lengths) - lengths, lengths)
+    return np.repeat(starts, lengths) + within

@@ -1,7 +1,7 @@
 """The ``deepm3`` command: thin subcommands over library functions.
 
     deepm3 data prepare DATASET [--data-dir DIR] [--json] [key=value ...]
-    deepm3 train --dataset D --model M [--data-dir DIR] [--config FILE] --out RUN_DIR [key=value ...]
+    deepm3 train --dataset D --model M [--data-dir DIR] [--config FILE] --out DIR [key=value]
     deepm3 report RUN_DIR [RUN_DIR ...] --out FOLDER
     deepm3 models
 
@@ -37,18 +37,27 @@ def cmd_data_prepare(args: argparse.Namespace) -> int:
         print(json.dumps(stats, indent=2))
         return 0
     raw, kept = stats["raw"], stats["filtered"]
-    print(_table([
-        ("dataset", f"{stats['dataset']}  ({stats['source']})"),
-        ("raw users/items/events", f"{raw['users']:,} / {raw['items']:,} / {raw['interactions']:,}"),
-        ("kept users/items/events",
-         f"{kept['users']:,} / {kept['items']:,} / {kept['interactions']:,}"),
-        ("duplicate events", stats["duplicate_events"]),
-        ("dropped by k-core", stats["dropped_by_kcore"]),
-        ("avg / median length", f"{stats['avg_seq_len']} / {stats['median_seq_len']}"),
-        ("zero-gap share", stats["zero_gap_share"]),
-        ("users not evaluated", stats["users_not_evaluated"]),
-        ("fingerprint", stats["fingerprint"]),
-    ]))
+    print(
+        _table(
+            [
+                ("dataset", f"{stats['dataset']}  ({stats['source']})"),
+                (
+                    "raw users/items/events",
+                    f"{raw['users']:,} / {raw['items']:,} / {raw['interactions']:,}",
+                ),
+                (
+                    "kept users/items/events",
+                    f"{kept['users']:,} / {kept['items']:,} / {kept['interactions']:,}",
+                ),
+                ("duplicate events", stats["duplicate_events"]),
+                ("dropped by k-core", stats["dropped_by_kcore"]),
+                ("avg / median length", f"{stats['avg_seq_len']} / {stats['median_seq_len']}"),
+                ("zero-gap share", stats["zero_gap_share"]),
+                ("users not evaluated", stats["users_not_evaluated"]),
+                ("fingerprint", stats["fingerprint"]),
+            ]
+        )
+    )
     return 0
 
 
@@ -88,7 +97,8 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True)
 
     data = sub.add_parser("data", help="data set preparation").add_subparsers(
-        dest="data_command", required=True)
+        dest="data_command", required=True
+    )
     prep = data.add_parser("prepare", help="read, filter, split and cache a data set; print stats")
     prep.add_argument("dataset", help="ml-1m, ml-100k, amazon-books, ... or a .csv/.tsv/.inter")
     prep.add_argument("--data-dir", help="folder with the raw files (default: $DEEPM3_DATA_DIR)")

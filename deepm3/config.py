@@ -171,8 +171,9 @@ def _route_override(key: str) -> tuple[str, str]:
         return section, name
     owners = [s for s, cls in SECTIONS.items() if key in {f.name for f in fields(cls)}]
     if len(owners) > 1:
-        raise ConfigError(f"key {key!r} is ambiguous; write one of " + ", ".join(
-            f"{s}.{key}" for s in owners))
+        raise ConfigError(
+            f"key {key!r} is ambiguous; write one of " + ", ".join(f"{s}.{key}" for s in owners)
+        )
     if owners:
         return owners[0], key
     # Anything else is a model option; the model validates it and lists valid names.
@@ -205,7 +206,8 @@ def load_config(
         for section, values in loaded.items():
             if section not in raw:
                 raise ConfigError(
-                    f"{path}: unknown section {section!r}; valid: data, eval, train, model")
+                    f"{path}: unknown section {section!r}; valid: data, eval, train, model"
+                )
             if not isinstance(values, dict):
                 raise ConfigError(f"{path}: section {section!r} must be a mapping")
             raw[section].update(values)

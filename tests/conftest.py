@@ -39,8 +39,14 @@ def real_data_dir() -> Path:
     return REAL_DATA
 
 
-def write_synthetic_csv(path: Path, num_users: int = 60, num_items: int = 40, seed: int = 0,
-                        min_len: int = 5, max_len: int = 30) -> Path:
+def write_synthetic_csv(
+    path: Path,
+    num_users: int = 60,
+    num_items: int = 40,
+    seed: int = 0,
+    min_len: int = 5,
+    max_len: int = 30,
+) -> Path:
     """A CSV (user_id,item_id,timestamp) with irregular gaps, ties and a sequential pattern:
     each user mostly walks item -> item + 1, so sequence models can learn something."""
     rng = np.random.default_rng(seed)
@@ -51,7 +57,9 @@ def write_synthetic_csv(path: Path, num_users: int = 60, num_items: int = 40, se
         time = int(rng.integers(10**9, 10**9 + 10**6))
         for _ in range(length):
             rows.append((f"u{user}", f"i{item}", time))
-            item = item % num_items + 1 if rng.random() < 0.8 else int(rng.integers(1, num_items + 1))
+            item = (
+                item % num_items + 1 if rng.random() < 0.8 else int(rng.integers(1, num_items + 1))
+            )
             time += int(rng.choice([0, 60, 3600, 86400 * int(rng.integers(1, 30))]))
     pd.DataFrame(rows, columns=["user_id", "item_id", "timestamp"]).to_csv(path, index=False)
     return path

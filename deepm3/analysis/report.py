@@ -29,13 +29,19 @@ def markdown_table(runs: list[dict]) -> str:
     for run in runs:
         metrics = run["metrics"]
         epoch_seconds = metrics.get("seconds_per_epoch")
-        lines.append("| " + " | ".join([
-            metrics["model"],
-            *(f"{metrics['test'][c]:.4f}" for c in COLUMNS),
-            f"{metrics['parameters']['total']:,}",
-            "-" if epoch_seconds is None else f"{epoch_seconds:.1f}",
-            str(metrics.get("epochs_run", "-")),
-        ]) + " |")
+        lines.append(
+            "| "
+            + " | ".join(
+                [
+                    metrics["model"],
+                    *(f"{metrics['test'][c]:.4f}" for c in COLUMNS),
+                    f"{metrics['parameters']['total']:,}",
+                    "-" if epoch_seconds is None else f"{epoch_seconds:.1f}",
+                    str(metrics.get("epochs_run", "-")),
+                ]
+            )
+            + " |"
+        )
     return "\n".join(lines)
 
 
@@ -64,12 +70,15 @@ def write_report(run_dirs: list[Path], out: Path, title: str) -> str:
     first = runs[0]["provenance"]
     data = first["data"]
     lines = [
-        f"# {title}", "",
+        f"# {title}",
+        "",
         f"Data: {data['dataset']} ({data['filtered']['users']:,} users, "
         f"{data['filtered']['items']:,} items, {data['filtered']['interactions']:,} events; "
         f"fingerprint {data['fingerprint']}). Test split, full ranking over all items, "
-        f"history items masked: {runs[0]['metrics']['protocol']['exclude_seen']}.", "",
-        table, "",
+        f"history items masked: {runs[0]['metrics']['protocol']['exclude_seen']}.",
+        "",
+        table,
+        "",
         "Each row's command, config, seed, data fingerprint and git commit are in `runs/`.",
     ]
     (out / "table.md").write_text("\n".join(lines) + "\n")

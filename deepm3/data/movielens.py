@@ -14,8 +14,8 @@ from pathlib import Path
 import pandas as pd
 
 from deepm3.data.tabular import (
-    frame_from_columns,
     check_not_empty,
+    frame_from_columns,
     read_atomic,
     read_delimited,
 )

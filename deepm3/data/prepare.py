@@ -110,8 +110,20 @@ def _statistics(events: Events, split: Split, stats: dict) -> dict:
 
 
 def _settings(config: DataConfig) -> dict:
-    keys = ("min_rating", "dedup", "kcore", "kcore_mode", "split", "temporal_valid",
-            "temporal_test", "user_col", "item_col", "time_col", "rating_col", "sep")
+    keys = (
+        "min_rating",
+        "dedup",
+        "kcore",
+        "kcore_mode",
+        "split",
+        "temporal_valid",
+        "temporal_test",
+        "user_col",
+        "item_col",
+        "time_col",
+        "rating_col",
+        "sep",
+    )
     return {key: getattr(config, key) for key in keys}
 
 
@@ -124,7 +136,9 @@ def prepare(config: DataConfig, use_cache: bool = True) -> Prepared:
     key = hashlib.sha256(
         json.dumps([FORMAT_VERSION, raw_sha, settings], sort_keys=True).encode()
     ).hexdigest()[:16]
-    name = Path(config.dataset).stem if is_generic(config.dataset) else get_spec(config.dataset).name
+    name = (
+        Path(config.dataset).stem if is_generic(config.dataset) else get_spec(config.dataset).name
+    )
     cache_file = cache_dir() / "prepared" / f"{name}-{key}.npz"
     if use_cache and cache_file.is_file():
         return _load(cache_file, config.max_len)
@@ -133,8 +147,15 @@ def prepare(config: DataConfig, use_cache: bool = True) -> Prepared:
     )
     split = make_split(events, config.split, config.temporal_valid, config.temporal_test)
     stats = _statistics(events, split, stats)
-    stats.update({"dataset": name, "source": str(path), "raw_sha256": raw_sha,
-                  "settings": settings, "fingerprint": fingerprint(events, split)})
+    stats.update(
+        {
+            "dataset": name,
+            "source": str(path),
+            "raw_sha256": raw_sha,
+            "settings": settings,
+            "fingerprint": fingerprint(events, split),
+        }
+    )
     prepared = Prepared(name, events, split, config.max_len, stats, stats["fingerprint"])
     if use_cache:
         _save(cache_file, prepared)
@@ -149,10 +170,14 @@ def _save(path: Path, prepared: Prepared) -> None:
         with open(temporary, "wb") as out:
             np.savez(
                 out,
-                **{f"events_{f.name}": getattr(prepared.events, f.name)
-                   for f in dataclasses.fields(Events)},
-                **{f"split_{f.name}": getattr(prepared.split, f.name)
-                   for f in dataclasses.fields(Split)},
+                **{
+                    f"events_{f.name}": getattr(prepared.events, f.name)
+                    for f in dataclasses.fields(Events)
+                },
+                **{
+                    f"split_{f.name}": getattr(prepared.split, f.name)
+                    for f in dataclasses.fields(Split)
+                },
                 meta=np.array(json.dumps({"name": prepared.name, "stats": prepared.stats})),
             )
         os.replace(temporary, path)

@@ -46,11 +46,16 @@ class Batch:
     target_gap: torch.Tensor | None = None
 
     def to(self, device: torch.device | str) -> Batch:
-        return Batch(**{
-            f.name: (None if getattr(self, f.name) is None
-                     else getattr(self, f.name).to(device, non_blocking=True))
-            for f in fields(self)
-        })
+        return Batch(
+            **{
+                f.name: (
+                    None
+                    if getattr(self, f.name) is None
+                    else getattr(self, f.name).to(device, non_blocking=True)
+                )
+                for f in fields(self)
+            }
+        )
 
 
 def _pad_windows(
@@ -135,7 +140,9 @@ def training_table(data: Prepared) -> SequenceTable:
     inputs, input_times = items[:, :-1], timestamps[:, :-1]
     targets = items[:, 1:].copy()
     targets[inputs == 0] = 0  # no target for padded inputs
-    return SequenceTable(users, inputs, input_times, _gaps(input_times, inputs), targets, None, None)
+    return SequenceTable(
+        users, inputs, input_times, _gaps(input_times, inputs), targets, None, None
+    )
 
 
 def evaluation_table(data: Prepared, role: str) -> SequenceTable:
@@ -147,8 +154,13 @@ def evaluation_table(data: Prepared, role: str) -> SequenceTable:
     items = _pad_windows(data.events.items, starts, ends, data.max_len)
     timestamps = _pad_windows(data.events.timestamps, starts, ends, data.max_len)
     return SequenceTable(
-        users, items, timestamps, _gaps(timestamps, items), None,
-        data.events.items[ends], data.events.timestamps[ends],
+        users,
+        items,
+        timestamps,
+        _gaps(timestamps, items),
+        None,
+        data.events.items[ends],
+        data.events.timestamps[ends],
     )
 
 

@@ -105,8 +105,15 @@ def evaluate(
     negatives = None
     if config.protocol == "sampled":
         weights = training_item_counts(data) if config.negative_sampling == "popularity" else None
-        negatives = sample_negatives(seen_rows, seen_items, targets, data.num_items,
-                                     config.num_negatives, weights, config.sample_seed)
+        negatives = sample_negatives(
+            seen_rows,
+            seen_items,
+            targets,
+            data.num_items,
+            config.num_negatives,
+            weights,
+            config.sample_seed,
+        )
     ranks = np.zeros(len(table), dtype=np.int64)
     chunks = range(0, len(table), config.batch_size)
     for start in tqdm(chunks, desc=f"evaluate {role}", disable=not progress, leave=False):
@@ -115,9 +122,13 @@ def evaluate(
         scores = torch.nan_to_num(scorer(batch).float(), nan=float("-inf"))
         if negatives is not None:
             candidates = torch.cat(
-                [batch.target[:, None], torch.from_numpy(negatives[rows]).to(scores.device)], 1)
-            ranks[rows] = pessimistic_ranks(
-                scores.gather(1, candidates), torch.zeros_like(batch.target)).cpu().numpy()
+                [batch.target[:, None], torch.from_numpy(negatives[rows]).to(scores.device)], 1
+            )
+            ranks[rows] = (
+                pessimistic_ranks(scores.gather(1, candidates), torch.zeros_like(batch.target))
+                .cpu()
+                .numpy()
+            )
             continue
         scores[:, 0] = float("-inf")
         if config.exclude_seen:
@@ -128,8 +139,12 @@ def evaluate(
         ranks[rows] = pessimistic_ranks(scores[:, 1:], batch.target - 1).cpu().numpy()
     pair_codes = seen_rows * (data.num_items + 1) + seen_items
     repeats = np.isin(np.arange(len(table)) * (data.num_items + 1) + targets, pair_codes)
-    protocol = {**dataclasses.asdict(config), "role": role, "users": int(len(table)),
-                "targets_seen_before": int(repeats.sum())}
+    protocol = {
+        **dataclasses.asdict(config),
+        "role": role,
+        "users": int(len(table)),
+        "targets_seen_before": int(repeats.sum()),
+    }
     return EvalResult(
         metrics=metrics_from_ranks(torch.from_numpy(ranks), config.ks),
         per_user=pd.DataFrame({"user": table.users, "target": targets, "rank": ranks}),

@@ -39,8 +39,10 @@ class LastItem:
         same_user = user_of[1:] == user_of[:-1]
         size = data.num_items + 1
         self.transitions = scipy.sparse.csr_matrix(
-            (np.ones(int(same_user.sum()), dtype=np.float32),
-             (items[:-1][same_user], items[1:][same_user])),
+            (
+                np.ones(int(same_user.sum()), dtype=np.float32),
+                (items[:-1][same_user], items[1:][same_user]),
+            ),
             shape=(size, size),
         )
         popularity = training_item_counts(data).astype(np.float32)

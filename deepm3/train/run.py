@@ -6,8 +6,8 @@ import time
 from pathlib import Path
 
 from deepm3.config import RunConfig
-from deepm3.errors import ConfigError
 from deepm3.data.prepare import Prepared, prepare, resolved
+from deepm3.errors import ConfigError
 from deepm3.eval.evaluator import EvalResult, evaluate
 from deepm3.models import COUNT_BASELINES, check_name
 from deepm3.train.rundir import provenance, write_json
@@ -41,11 +41,13 @@ def run(name: str, config: RunConfig, out: str | Path) -> dict:
     check_name(name)
     if name in COUNT_BASELINES and config.model:
         raise ConfigError(
-            f"unknown option(s) {', '.join(sorted(config.model))}: {name} takes no model options")
+            f"unknown option(s) {', '.join(sorted(config.model))}: {name} takes no model options"
+        )
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
-    config = type(config)(data=resolved(config.data), eval=config.eval, train=config.train,
-                          model=config.model)
+    config = type(config)(
+        data=resolved(config.data), eval=config.eval, train=config.train, model=config.model
+    )
     data = prepare(config.data)
     write_json(out / "config.json", {"model": name, **config.to_dict()})
     write_json(out / "provenance.json", provenance(data.stats, config.train.seed, "cpu"))

@@ -26,10 +26,21 @@ def git_commit() -> str:
     """The checkout's commit (with ``-dirty`` when files differ), or ``unknown``."""
     root = Path(deepm3.__file__).resolve().parent.parent
     try:
-        commit = subprocess.run(["git", "rev-parse", "HEAD"], cwd=root, capture_output=True,
-                                text=True, timeout=10, check=True).stdout.strip()
-        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=root,
-                               capture_output=True, text=True, timeout=10).stdout.strip()
+        commit = subprocess.run(
+            ["git", "rev-parse", "HEAD"],
+            cwd=root,
+            capture_output=True,
+            text=True,
+            timeout=10,
+            check=True,
+        ).stdout.strip()
+        dirty = subprocess.run(
+            ["git", "status", "--porcelain", "--untracked-files=no"],
+            cwd=root,
+            capture_output=True,
+            text=True,
+            timeout=10,
+        ).stdout.strip()
     except (OSError, subprocess.SubprocessError):
         return "unknown"
     return commit + ("-dirty" if dirty else "")
@@ -57,7 +68,10 @@ def provenance(data_stats: dict, seed: int | None, device: str) -> dict:
         "data_fingerprint": data_stats.get("fingerprint"),
         "data": data_stats,
         "device": device,
-        "versions": {"deepm3": deepm3.__version__, "torch": torch.__version__,
-                     "python": platform.python_version()},
+        "versions": {
+            "deepm3": deepm3.__version__,
+            "torch": torch.__version__,
+            "python": platform.python_version(),
+        },
         "host": {"platform": platform.platform(), "cpus": os.cpu_count()},
     }

@@ -1,0 +1,123 @@
+import math
+
+import numpy as np
+import pytest
+import torch
+
+from deepm3.config import EvalConfig
+from deepm3.data.sequences import Batch, evaluation_table, history_items
+from deepm3.eval.evaluator import evaluate, sample_negatives
+from deepm3.eval.metrics import metrics_from_ranks, pessimistic_ranks
+
+
+def test_ranks_by_hand_with_pessimistic_ties():
+    scores = torch.tensor(
+        [
+            [0.9, 0.1, 0.5, 0.3],  # target col 2 (0.5): only 0.9 above -> rank 2
+            [0.2, 0.2, 0.2, 0.2],  # all tied: target ranks last (4)
+            [0.1, 0.7, 0.7, 0.0],  # tie with one other: rank 2, not 1
+            [0.0, 0.0, 1.0, -1.0],  # clear winner: rank 1
+        ]
+    )
+    ranks = pessimistic_ranks(scores, torch.tensor([2, 0, 1, 2]))
+    assert ranks.tolist() == [2, 4, 2, 1]
+
+
+def test_metrics_from_hand_computed_ranks():
+    ranks = torch.tensor([1, 2, 11, 5])
+    m = metrics_from_ranks(ranks, ks=(1, 5, 10))
+    assert m["hr@1"] == 0.25
+    assert m["hr@5"] == 0.75 and m["hr@10"] == 0.75
+    expected_ndcg5 = (1 + 1 / math.log2(3) + 1 / math.log2(6)) / 4
+    assert m["ndcg@5"] == pytest.approx(expected_ndcg5)
+    assert m["mrr@5"] == pytest.approx((1 + 0.5 + 0.2) / 4)
+    assert m["ndcg@1"] == pytest.approx(0.25)
+
+
+def _scorer_for(data, fill):
+    def scorer(batch: Batch) -> torch.Tensor:
+        scores = torch.full((batch.items.shape[0], data.num_items + 1), fill)
+        scores[torch.arange(len(batch.target)), batch.target] = 1.0
+        return scores
+
+    return scorer
+
+
+@pytest.mark.parametrize("protocol", ["full", "sampled"])
+def test_a_model_that_ranks_the_target_first_scores_one(synthetic, protocol):
+    config = EvalConfig(protocol=protocol, num_negatives=10, exclude_seen=False)
+    result = evaluate(_scorer_for(synthetic, 0.0), synthetic, "test", config)
+    assert all(value == 1.0 for value in result.metrics.values())
+    assert (result.per_user["rank"] == 1).all()
+
+
+def test_targets_seen_before_are_masked_misses(synthetic):
+    result = evaluate(_scorer_for(synthetic, 0.0), synthetic, "test", EvalConfig(ks=(1,)))
+    repeats = result.protocol["targets_seen_before"]
+    assert 0 < repeats < len(result.per_user)
+    assert result.metrics["hr@1"] == pytest.approx(1 - repeats / len(result.per_user))
+
+
+@pytest.mark.parametrize("protocol", ["full", "sampled"])
+def test_a_constant_model_ranks_every_target_last(synthetic, protocol):
+    constant = lambda batch: torch.zeros(batch.items.shape[0], synthetic.num_items + 1)  # noqa: E731
+    config = EvalConfig(protocol=protocol, num_negatives=10, exclude_seen=False)
+    result = evaluate(constant, synthetic, "test", config)
+    last = 11 if protocol == "sampled" else synthetic.num_items
+    assert (result.per_user["rank"] == last).all()
+
+
+def test_nan_scores_never_rank_first(synthetic):
+    def nan_model(batch: Batch) -> torch.Tensor:
+        return torch.full((batch.items.shape[0], synthetic.num_items + 1), float("nan"))
+
+    assert evaluate(nan_model, synthetic, "test", EvalConfig()).metrics["hr@5"] == 0.0
+
+
+def test_exclude_seen_masks_history_and_is_recorded(synthetic):
+    """Giving history items the top scores only hurts when they are not masked."""
+
+    def history_lover(batch: Batch) -> torch.Tensor:
+        scores = torch.zeros(batch.items.shape[0], synthetic.num_items + 1)
+        scores.scatter_(1, batch.items, 10.0)
+        scores[torch.arange(len(batch.target)), batch.target] = 5.0
+        return scores
+
+    masked = evaluate(history_lover, synthetic, "test", EvalConfig(exclude_seen=True, ks=(1,)))
+    unmasked = evaluate(history_lover, synthetic, "test", EvalConfig(exclude_seen=False, ks=(1,)))
+    assert masked.protocol["exclude_seen"] is True and unmasked.protocol["exclude_seen"] is False
+    repeat = masked.protocol["targets_seen_before"]
+    # targets seen before are masked too: pessimistic misses, counted in the protocol record
+    assert (masked.per_user["rank"] == 1).sum() == len(masked.per_user) - repeat
+    assert unmasked.metrics["hr@1"] < masked.metrics["hr@1"]
+
+
+def test_full_ranking_equals_a_per_user_loop(synthetic):
+    torch.manual_seed(0)
+    table_scores = torch.randn(synthetic.num_users + 1, synthetic.num_items + 1)
+    scorer = lambda batch: table_scores[batch.users]  # noqa: E731
+    result = evaluate(scorer, synthetic, "valid", EvalConfig(batch_size=7))
+    table = evaluation_table(synthetic, "valid")
+    rows, items = history_items(synthetic, table.users, "valid")
+    for row, user in enumerate(table.users):
+        scores = table_scores[user].clone()
+        scores[0] = -float("inf")
+        scores[items[rows == row]] = -float("inf")
+        target = table.target[row]
+        expected = int((scores[1:] >= scores[target]).sum())
+        assert result.per_user["rank"].iloc[row] == expected
+
+
+def test_sampled_negatives_are_fixed_unseen_and_distinct():
+    rows = np.array([0, 0, 1])
+    items = np.array([1, 2, 3])
+    targets = np.array([4, 5])
+    first = sample_negatives(rows, items, targets, 30, 10, None, seed=3)
+    second = sample_negatives(rows, items, targets, 30, 10, None, seed=3)
+    np.testing.assert_array_equal(first, second)
+    assert not set(first[0]) & {1, 2, 4} and not set(first[1]) & {3, 5}
+    assert all(len(set(row)) == 10 for row in first)
+    weights = np.zeros(31)
+    weights[20:] = 1.0  # popularity sampling only draws items with weight
+    popular = sample_negatives(rows, items, targets, 30, 5, weights, seed=0)
+    assert popular.min() >= 20

@@ -2,6 +2,8 @@
 
     deepm3 data prepare DATASET [--data-dir DIR] [--json] [key=value ...]
     deepm3 train --dataset D --model M [--data-dir DIR] [--config FILE] --out DIR [key=value]
+    deepm3 train --resume RUN_DIR
+    deepm3 evaluate RUN_DIR [--protocol full|sampled]
     deepm3 report RUN_DIR [RUN_DIR ...] --out FOLDER
     deepm3 models
 
@@ -61,26 +63,67 @@ def cmd_data_prepare(args: argparse.Namespace) -> int:
     return 0
 
 
-def cmd_train(args: argparse.Namespace) -> int:
-    from deepm3.train.run import run
+def _print_metrics(metrics: dict, out: Path) -> None:
+    rows = [(key, f"{value:.4f}") for key, value in metrics["test"].items()]
+    rows.append(("parameters", f"{metrics['parameters']['total']:,}"))
+    if "seconds_per_epoch" in metrics:
+        rows.append(("seconds/epoch", metrics["seconds_per_epoch"]))
+        rows.append(("best epoch", f"{metrics['best_epoch']} of {metrics['epochs_run']}"))
+    print(_table(rows))
+    print(f"run directory: {out}")
 
+
+def cmd_train(args: argparse.Namespace) -> int:
+    from deepm3.errors import ConfigError
+    from deepm3.train.run import resume, run
+
+    if args.resume:
+        _print_metrics(resume(args.resume), Path(args.resume))
+        return 0
+    if not args.dataset or not args.model:
+        raise ConfigError("train needs --dataset and --model (or --resume RUN_DIR)")
     base = {"data": {"dataset": args.dataset}}
     if args.data_dir:
         base["data"]["data_dir"] = args.data_dir
     config = load_config(args.config, args.overrides, base=base)
     out = Path(args.out or f"runs/{args.dataset}-{args.model}")
-    metrics = run(args.model, config, out)
-    test = metrics["test"]
-    print(_table([(key, f"{value:.4f}") for key, value in test.items()]))
-    print(f"run directory: {out}")
+    _print_metrics(run(args.model, config, out), out)
+    return 0
+
+
+def cmd_evaluate(args: argparse.Namespace) -> int:
+    from deepm3.train.run import evaluate_run
+
+    payload = evaluate_run(args.run_dir, args.protocol)
+    print(_table([(key, f"{value:.4f}") for key, value in payload["test"].items()]))
     return 0
 
 
 def cmd_models(args: argparse.Namespace) -> int:
-    from deepm3.models import model_names
+    from deepm3.models import COUNT_BASELINES, build_model, describe_options, model_options
+    from deepm3.models.contract import count_parameters
 
-    for name in model_names():
-        print(name)
+    num_items, max_len = args.num_items, args.max_len
+    if args.dataset:
+        from deepm3.data.prepare import prepare
+
+        base = {"data": {"dataset": args.dataset}}
+        if args.data_dir:
+            base["data"]["data_dir"] = args.data_dir
+        data = prepare(load_config(None, [], base=base).data)
+        num_items, max_len = data.num_items, data.max_len
+    print(f"parameter counts for {num_items:,} items, max_len {max_len}")
+    for name, options in ((n, describe_options(n)) for n in COUNT_BASELINES):
+        print(f"{name:<10} {0:>12,}  (count baseline, no options)")
+    from deepm3.models import MODELS
+
+    for name in MODELS:
+        model = build_model(name, num_items, model_options(name, {}), max_len)
+        counts = count_parameters(model)
+        print(f"{name:<10} {counts['total']:>12,}  (embedding {counts['embedding']:,}, "
+              f"other {counts['other']:,})")
+        print("           options: " + ", ".join(f"{k}={v}" for k, v in
+                                                describe_options(name).items()))
     return 0
 
 
@@ -108,8 +151,9 @@ def build_parser() -> argparse.ArgumentParser:
     prep.set_defaults(func=cmd_data_prepare)
 
     train = sub.add_parser("train", help="train (or fit) a model and evaluate it")
-    train.add_argument("--dataset", required=True)
-    train.add_argument("--model", required=True)
+    train.add_argument("--dataset")
+    train.add_argument("--model", help="deepm3, sasrec, tisasrec, gru4rec, pop, last_item")
+    train.add_argument("--resume", metavar="RUN_DIR", help="continue an interrupted run")
     train.add_argument("--data-dir")
     train.add_argument("--config", help="YAML file with data/eval/train/model sections")
     train.add_argument("--out", help="run directory (default runs/DATASET-MODEL)")
@@ -122,13 +166,29 @@ def build_parser() -> argparse.ArgumentParser:
     report.add_argument("--title", default="Comparison")
     report.set_defaults(func=cmd_report)
 
-    models = sub.add_parser("models", help="list models")
+    evaluate = sub.add_parser("evaluate", help="evaluate a finished run's best model on test")
+    evaluate.add_argument("run_dir")
+    evaluate.add_argument("--protocol", choices=["full", "sampled"], default="full")
+    evaluate.set_defaults(func=cmd_evaluate)
+
+    models = sub.add_parser("models", help="list models, their options and parameter counts")
+    models.add_argument("--dataset", help="count parameters for this data set's items")
+    models.add_argument("--data-dir")
+    models.add_argument("--num-items", type=int, default=3706)
+    models.add_argument("--max-len", type=int, default=200)
     models.set_defaults(func=cmd_models)
     return parser
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    parser = build_parser()
+    # Overrides (key=value) may follow options; argparse leaves those as extras.
+    args, extra = parser.parse_known_args(argv)
+    unknown = [item for item in extra if item.startswith("-") or "=" not in item]
+    if unknown or (extra and not hasattr(args, "overrides")):
+        parser.error(f"unrecognized arguments: {' '.join(unknown or extra)}")
+    if extra:
+        args.overrides = [*args.overrides, *extra]
     try:
         return args.func(args)
     except DeepM3Error as exc:

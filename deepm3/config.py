@@ -54,7 +54,7 @@ class EvalConfig:
     negative_sampling: str = "uniform"  # uniform | popularity
     sample_seed: int = 0
     ks: tuple[int, ...] = (5, 10, 20)
-    batch_size: int = 512
+    eval_batch_size: int = 512  # users scored at once
 
 
 @dataclass(frozen=True)
@@ -73,7 +73,9 @@ class TrainConfig:
     device: str = "auto"  # auto | cpu | cuda | mps
     amp: bool = True  # mixed precision on CUDA only
     num_threads: int = 0  # torch CPU threads (0: leave torch's default)
-    max_epoch_seconds: float | None = None  # optional time budget per epoch (demo)
+    time_budget: float | None = None  # seconds of training; stops after the epoch that crosses it
+    eval_every: int = 1  # validate every this many epochs (early stopping counts validations)
+    progress: bool = True  # tqdm progress bars
 
 
 @dataclass(frozen=True)

@@ -96,7 +96,7 @@ def test_full_ranking_equals_a_per_user_loop(synthetic):
     torch.manual_seed(0)
     table_scores = torch.randn(synthetic.num_users + 1, synthetic.num_items + 1)
     scorer = lambda batch: table_scores[batch.users]  # noqa: E731
-    result = evaluate(scorer, synthetic, "valid", EvalConfig(batch_size=7))
+    result = evaluate(scorer, synthetic, "valid", EvalConfig(eval_batch_size=7))
     table = evaluation_table(synthetic, "valid")
     rows, items = history_items(synthetic, table.users, "valid")
     for row, user in enumerate(table.users):

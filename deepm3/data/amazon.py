@@ -1,11 +1,11 @@
 """Amazon review data in each of its published formats, streamed line by line.
 
-| release | file                        | user         | item                 | time (unit)         |
-|---------|-----------------------------|--------------|----------------------|---------------------|
-| 2014    | ``reviews_<Cat>_5.json.gz`` | reviewerID   | asin                 | unixReviewTime (s)  |
-| 2014    | ``ratings_<Cat>.csv``       | column 1     | column 2             | column 4 (s)        |
-| 2018    | ``<Cat>_5.json.gz``         | reviewerID   | asin                 | unixReviewTime (s)  |
-| 2023    | ``<Cat>.jsonl.gz``          | user_id      | parent_asin (asin)   | timestamp (ms)      |
+| release | file                        | user       | item               | time (unit)        |
+|---------|-----------------------------|------------|--------------------|--------------------|
+| 2014    | ``reviews_<Cat>_5.json.gz`` | reviewerID | asin               | unixReviewTime (s) |
+| 2014    | ``ratings_<Cat>.csv``       | column 1   | column 2           | column 4 (s)       |
+| 2018    | ``<Cat>_5.json.gz``         | reviewerID | asin               | unixReviewTime (s) |
+| 2023    | ``<Cat>.jsonl.gz``          | user_id    | parent_asin (asin) | timestamp (ms)     |
 
 JSON files are read one line at a time (Books 5-core has ~9M lines), keeping only the four
 fields. 2023 millisecond timestamps are floored to seconds; events that then share a second keep
@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import gzip
 import json
+import zlib
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -39,8 +40,8 @@ JSON_SCHEMAS = {
 
 def _open_text(path: Path):
     if path.suffix == ".gz":
-        return gzip.open(path, "rt", encoding="utf-8")
-    return open(path, encoding="utf-8")
+        return gzip.open(path, "rt", encoding="utf-8-sig")
+    return open(path, encoding="utf-8-sig")
 
 
 def _lines(path: Path) -> Iterator[tuple[int, str]]:
@@ -49,16 +50,40 @@ def _lines(path: Path) -> Iterator[tuple[int, str]]:
             for number, line in enumerate(handle, start=1):
                 if line.strip():
                     yield number, line
-    except (OSError, EOFError) as exc:
-        raise DataError(f"{path}: cannot read compressed file ({exc})") from None
+    except (OSError, EOFError, zlib.error) as exc:
+        what = "compressed file" if path.suffix == ".gz" else "file"
+        raise DataError(f"{path}: cannot read {what} ({exc})") from None
     except UnicodeDecodeError as exc:
         raise DataError(f"{path}: not valid UTF-8 text ({exc.reason})") from None
 
 
 def _whole_number(value: object) -> bool:
-    return isinstance(value, (int, float)) and not isinstance(value, bool) and value >= 0 and float(
-        value
-    ).is_integer()
+    """A JSON number that is a whole number in [0, 2**53) (exact in float64, fits int64)."""
+    return (
+        isinstance(value, (int, float))
+        and not isinstance(value, bool)
+        and 0 <= value < 2**53
+        and float(value).is_integer()
+    )
+
+
+def _identifier(value: object) -> str | None:
+    """A user or item id as text; None when it is not a non-empty string or an integer."""
+    if isinstance(value, bool) or not isinstance(value, (str, int)):
+        return None
+    text = str(value).strip()
+    return text or None
+
+
+def _rating(value: object) -> float:
+    if isinstance(value, (int, float)) and not isinstance(value, bool):
+        return float(value)
+    if isinstance(value, str):
+        try:
+            return float(value)
+        except ValueError:
+            return np.nan
+    return np.nan
 
 
 def read_amazon_json(path: Path, schema: str | None = None) -> pd.DataFrame:
@@ -89,14 +114,22 @@ def read_amazon_json(path: Path, schema: str | None = None) -> pd.DataFrame:
         if not _whole_number(stamp):
             raise DataError(
                 f"{path}: line {number}: field {time_key!r}: expected a non-negative whole "
-                f"number, got {stamp!r}"
+                f"number of {'milliseconds' if millis else 'seconds'}, got {stamp!r}"
             )
+        ids = []
+        for key in (user_key, item_key):
+            value = _identifier(record[key])
+            if value is None:
+                raise DataError(
+                    f"{path}: line {number}: field {key!r}: expected a non-empty id, "
+                    f"got {record[key]!r}"
+                )
+            ids.append(value)
         stamp = int(stamp)
-        users.append(str(record[user_key]))
-        items.append(str(record[item_key]))
+        users.append(ids[0])
+        items.append(ids[1])
         times.append(stamp // 1000 if millis else stamp)
-        rating = record.get("overall", record.get("rating"))
-        ratings.append(float(rating) if isinstance(rating, (int, float)) else np.nan)
+        ratings.append(_rating(record.get("overall", record.get("rating"))))
     if not users:
         raise DataError(f"{path}: no data rows")
     return interactions_frame(users, items, np.asarray(times, dtype=np.int64), np.asarray(ratings))

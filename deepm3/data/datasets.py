@@ -39,6 +39,9 @@ class DatasetSpec:
     max_len: int  # default history length
     kcore: int  # default k-core
     note: str
+    # Names too generic to identify the data set (``interactions.csv``): accepted only in a
+    # folder named after it (one of ``folders``), never loose in an unrelated data dir.
+    named_folder_only: tuple[str, ...] = ()
 
 
 def _read_amazon_any(path: Path) -> pd.DataFrame:
@@ -66,6 +69,7 @@ def _amazon(name: str, category: str, release_2018: bool = False) -> DatasetSpec
         max_len=50,
         kcore=5,
         note=f"Amazon {category} reviews (5-core)",
+        named_folder_only=("interactions.csv",),
     )
 
 
@@ -105,6 +109,10 @@ def get_spec(dataset: str) -> DatasetSpec:
     name = ALIASES.get(dataset, dataset)
     if name in DATASETS:
         return DATASETS[name]
+    if "/" in dataset or os.sep in dataset or Path(dataset).suffix:
+        raise DataError(
+            f"{dataset}: file not found (and not a known data set: {', '.join(DATASETS)})"
+        )
     raise DataError(
         f"unknown data set {dataset!r}; valid: {', '.join(DATASETS)} "
         "(or the path of a .csv/.tsv/.inter file)"
@@ -130,6 +138,8 @@ def locate(spec: DatasetSpec, data_dir: Path | None) -> Path:
         for folder in (data_dir, *(data_dir / sub for sub in spec.folders)):
             for name in spec.files:
                 candidate = folder / name
+                if name in spec.named_folder_only and folder.resolve().name not in spec.folders:
+                    continue
                 if candidate.is_file():
                     if candidate.suffix == ".zip":
                         verify(candidate, spec.md5)

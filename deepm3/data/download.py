@@ -7,6 +7,7 @@ or a broken transfer removes the partial file and raises a clear error.
 from __future__ import annotations
 
 import hashlib
+import http.client
 import os
 import urllib.request
 import zipfile
@@ -33,44 +34,59 @@ def file_digest(path: Path, algorithm: str = "sha256", chunk: int = 1 << 20) -> 
 def download(url: str, target: Path, md5: str | None = None, sha256: str | None = None) -> Path:
     """Download ``url`` to ``target`` unless it is already there with the right checksum."""
     target = Path(target)
-    if target.exists() and _matches(target, md5, sha256):
+    if target.exists() and _mismatch(target, md5, sha256) is None:
         return target
     target.parent.mkdir(parents=True, exist_ok=True)
     partial = target.with_name(target.name + ".part")
     try:
-        with urllib.request.urlopen(url, timeout=60) as response, open(partial, "wb") as out:
-            total = int(response.headers.get("Content-Length") or 0) or None
-            with tqdm(total=total, unit="B", unit_scale=True, desc=f"download {target.name}") as bar:
-                while block := response.read(1 << 20):
-                    out.write(block)
-                    bar.update(len(block))
-    except OSError as exc:
+        try:
+            with urllib.request.urlopen(url, timeout=60) as response, open(partial, "wb") as out:
+                length = response.headers.get("Content-Length")
+                total = int(length) if length and length.isdigit() else None
+                desc = f"download {target.name}"
+                with tqdm(total=total, unit="B", unit_scale=True, desc=desc) as bar:
+                    while block := response.read(1 << 20):
+                        out.write(block)
+                        bar.update(len(block))
+        except (OSError, ValueError, http.client.HTTPException) as exc:
+            # OSError covers URLError, HTTPError and timeouts; ValueError a malformed URL;
+            # HTTPException a transfer cut short (IncompleteRead).
+            raise DataError(
+                f"cannot download {url} ({exc}); download it by hand and pass its folder with "
+                "--data-dir or DEEPM3_DATA_DIR"
+            ) from None
+        mismatch = _mismatch(partial, md5, sha256)
+        if mismatch is not None:
+            algorithm, expected, got = mismatch
+            raise DataError(
+                f"checksum mismatch for {url}: expected {algorithm} {expected}, got {got}; "
+                "nothing was kept"
+            )
+        partial.replace(target)
+    finally:
+        # Whatever happened (including Ctrl-C), never leave a partial file behind.
         partial.unlink(missing_ok=True)
-        raise DataError(
-            f"cannot download {url} ({exc}); download it by hand and pass its folder with "
-            "--data-dir or DEEPM3_DATA_DIR"
-        ) from None
-    if not _matches(partial, md5, sha256):
-        got = file_digest(partial, "md5" if md5 else "sha256")
-        partial.unlink(missing_ok=True)
-        raise DataError(
-            f"checksum mismatch for {url}: expected {md5 or sha256}, got {got}; nothing was kept"
-        )
-    partial.replace(target)
     return target
 
 
-def _matches(path: Path, md5: str | None, sha256: str | None) -> bool:
-    if md5 is not None and file_digest(path, "md5") != md5:
-        return False
-    return sha256 is None or file_digest(path, "sha256") == sha256
+def _mismatch(path: Path, md5: str | None, sha256: str | None) -> tuple[str, str, str] | None:
+    """``(algorithm, expected, actual)`` for the first checksum that differs, else None."""
+    for algorithm, expected in (("md5", md5), ("sha256", sha256)):
+        if expected is not None:
+            actual = file_digest(path, algorithm)
+            if actual != expected.lower():
+                return algorithm, expected, actual
+    return None
 
 
 def verify(path: Path, md5: str | None) -> None:
     """Raise if ``path`` does not have the published md5 (used for archives a user supplies)."""
-    if md5 is not None and file_digest(path, "md5") != md5:
-        raise DataError(f"{path}: checksum mismatch: expected md5 {md5}, got "
-                        f"{file_digest(path, 'md5')}")
+    mismatch = _mismatch(path, md5, None)
+    if mismatch is not None:
+        raise DataError(
+            f"{path}: checksum mismatch: expected md5 {md5}, got {mismatch[2]}; this is not the "
+            "official file (download it again, or pass the folder it unpacks to)"
+        )
 
 
 def extract(archive: Path, folder: Path) -> Path:

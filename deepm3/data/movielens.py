@@ -9,6 +9,7 @@
 from __future__ import annotations
 
 import zipfile
+import zlib
 from pathlib import Path
 
 import pandas as pd
@@ -26,14 +27,15 @@ RATING_FIELDS = ["user", "item", "rating", "timestamp"]
 
 def _read_member(path: Path, member: str) -> tuple[str, Path]:
     """Text of ``member`` from a zip archive, and a display path for errors."""
+    check_not_empty(path)
     try:
         with zipfile.ZipFile(path) as archive:
             names = [n for n in archive.namelist() if n.endswith("/" + member) or n == member]
             if not names:
                 raise DataError(f"{path}: archive has no {member}")
             data = archive.read(names[0])
-    except zipfile.BadZipFile:
-        raise DataError(f"{path}: not a valid zip archive") from None
+    except (zipfile.BadZipFile, zlib.error, EOFError, OSError) as exc:
+        raise DataError(f"{path}: not a valid zip archive ({exc})") from None
     return data.decode("latin-1"), path / names[0]
 
 

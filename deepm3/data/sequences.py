@@ -30,20 +30,22 @@ class Batch:
 
     users: (B,) int64; items: (B, T) int64, 0 = padding; timestamps: (B, T) int64 seconds;
     time_gaps: (B, T) float32 ``log1p(hours since previous event)``;
+    next_gaps: (B, T) float32 transformed gap from each event to the one it predicts (the next
+    input, or the target after the last input); 0 at padding. Only models that predict at the
+    target's time read it;
     targets: (B, T) int64 next items (training) or None;
     target: (B,) int64 the item to rank (evaluation) or None;
-    target_time: (B,) int64 seconds of the target event (evaluation) or None;
-    target_gap: (B,) float32 transformed gap from the last event to the target (evaluation).
+    target_time: (B,) int64 seconds of the target event (evaluation) or None.
     """
 
     users: torch.Tensor
     items: torch.Tensor
     timestamps: torch.Tensor
     time_gaps: torch.Tensor
+    next_gaps: torch.Tensor
     targets: torch.Tensor | None = None
     target: torch.Tensor | None = None
     target_time: torch.Tensor | None = None
-    target_gap: torch.Tensor | None = None
 
     def to(self, device: torch.device | str) -> Batch:
         return Batch(
@@ -91,6 +93,7 @@ class SequenceTable:
     items: np.ndarray  # (N, T)
     timestamps: np.ndarray  # (N, T)
     gaps: np.ndarray  # (N, T) int64 seconds
+    next_times: np.ndarray  # (N, T) time of the event each position predicts
     targets: np.ndarray | None  # (N, T) for training
     target: np.ndarray | None  # (N,) for evaluation
     target_time: np.ndarray | None  # (N,)
@@ -102,19 +105,17 @@ class SequenceTable:
         def tensor(array: np.ndarray | None) -> torch.Tensor | None:
             return None if array is None else torch.from_numpy(np.ascontiguousarray(array[rows]))
 
-        target_gap = None
-        if self.target_time is not None:
-            last = self.timestamps[rows, -1]
-            target_gap = gap_features(torch.from_numpy(self.target_time[rows] - last))
+        items = tensor(self.items)
+        ahead = torch.from_numpy(self.next_times[rows] - self.timestamps[rows]) * (items > 0)
         return Batch(
             users=tensor(self.users),
-            items=tensor(self.items),
+            items=items,
             timestamps=tensor(self.timestamps),
             time_gaps=gap_features(torch.from_numpy(self.gaps[rows])),
+            next_gaps=gap_features(ahead),
             targets=tensor(self.targets),
             target=tensor(self.target),
             target_time=tensor(self.target_time),
-            target_gap=target_gap,
         )
 
     def batches(
@@ -140,9 +141,8 @@ def training_table(data: Prepared) -> SequenceTable:
     inputs, input_times = items[:, :-1], timestamps[:, :-1]
     targets = items[:, 1:].copy()
     targets[inputs == 0] = 0  # no target for padded inputs
-    return SequenceTable(
-        users, inputs, input_times, _gaps(input_times, inputs), targets, None, None
-    )
+    return SequenceTable(users, inputs, input_times, _gaps(input_times, inputs),
+                         timestamps[:, 1:], targets, None, None)
 
 
 def evaluation_table(data: Prepared, role: str) -> SequenceTable:
@@ -153,15 +153,10 @@ def evaluation_table(data: Prepared, role: str) -> SequenceTable:
     ends = starts + positions[users]
     items = _pad_windows(data.events.items, starts, ends, data.max_len)
     timestamps = _pad_windows(data.events.timestamps, starts, ends, data.max_len)
-    return SequenceTable(
-        users,
-        items,
-        timestamps,
-        _gaps(timestamps, items),
-        None,
-        data.events.items[ends],
-        data.events.timestamps[ends],
-    )
+    target_time = data.events.timestamps[ends]
+    next_times = np.concatenate([timestamps[:, 1:], target_time[:, None]], axis=1)
+    return SequenceTable(users, items, timestamps, _gaps(timestamps, items), next_times, None,
+                         data.events.items[ends], target_time)
 
 
 def history_items(data: Prepared, users: np.ndarray, role: str) -> tuple[np.ndarray, np.ndarray]:

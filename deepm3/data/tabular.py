@@ -12,7 +12,9 @@ Errors name the file and the line (1-based, as an editor shows it) or the column
 
 from __future__ import annotations
 
+import gzip
 import io
+import re
 from pathlib import Path
 
 import numpy as np
@@ -33,14 +35,20 @@ def interactions_frame(
     count = len(users)
     return pd.DataFrame(
         {
-            "user": np.asarray(users, dtype=object).astype(str),
-            "item": np.asarray(items, dtype=object).astype(str),
+            "user": _as_text(users),
+            "item": _as_text(items),
             "timestamp": np.asarray(timestamps, dtype=np.int64),
             "rating": (
                 np.full(count, np.nan) if ratings is None else np.asarray(ratings, dtype=np.float64)
             ),
         }
     )
+
+
+def _as_text(values: list | np.ndarray) -> np.ndarray:
+    """An object array of Python ``str``. (``np.asarray(..).astype(str)`` would build a
+    fixed-width unicode array first: ~50x slower and 4 bytes per character of the longest id.)"""
+    return pd.Series(np.asarray(values, dtype=object), copy=False).astype(str).to_numpy()
 
 
 def check_not_empty(path: Path) -> None:
@@ -52,6 +60,18 @@ def check_not_empty(path: Path) -> None:
         raise DataError(f"{path}: file is empty")
 
 
+def _line_of(values: pd.Series, row: int, first_line: int) -> int:
+    """File line of position ``row``: ``first_line`` plus the row's label (see read_delimited)."""
+    label = values.index[row]
+    return first_line + (int(label) if isinstance(label, (int, np.integer)) else row)
+
+
+def _numbers(values: pd.Series) -> np.ndarray:
+    """float64 values of strings or numbers (surrounding spaces allowed); NaN where invalid."""
+    numeric = pd.to_numeric(values, errors="coerce")
+    return np.asarray(numeric, dtype=np.float64)
+
+
 def parse_timestamps(
     values: pd.Series, path: Path, column: str, first_line: int, divisor: int = 1
 ) -> np.ndarray:
@@ -59,16 +79,19 @@ def parse_timestamps(
 
     ``values`` holds strings or numbers; each must be a non-negative whole number (``881250949``
     or ``881250949.0``). ``divisor`` converts milliseconds (1000) to seconds, rounding down.
-    ``first_line`` is the file line of ``values.iloc[0]``.
+    ``first_line`` is the file line of the row labelled 0 (``read_delimited`` labels rows so
+    that blank lines it dropped do not shift the line numbers).
     """
-    text = values.astype(str).str.strip()
-    numeric = pd.to_numeric(text, errors="coerce").to_numpy(dtype=np.float64, na_value=np.nan)
-    bad = np.isnan(numeric) | (numeric < 0) | (np.floor(numeric) != numeric) | (numeric > 2**53)
+    numeric = _numbers(values)
+    with np.errstate(invalid="ignore"):
+        bad = ~(np.isfinite(numeric) & (numeric >= 0) & (numeric < 2**53))
+        bad |= np.floor(np.where(bad, 0.0, numeric)) != np.where(bad, 0.0, numeric)
     if bad.any():
         row = int(np.flatnonzero(bad)[0])
         raise DataError(
-            f"{path}: line {first_line + row}: column {column!r}: expected a non-negative whole "
-            f"number of {'milliseconds' if divisor == 1000 else 'seconds'}, got {text.iloc[row]!r}"
+            f"{path}: line {_line_of(values, row, first_line)}: column {column!r}: expected a "
+            f"non-negative whole number of {'milliseconds' if divisor == 1000 else 'seconds'}, "
+            f"got {str(values.iloc[row]).strip()!r}"
         )
     # Whole numbers below 2**53 are exact in float64, so this conversion loses nothing.
     seconds = numeric.astype(np.int64)
@@ -76,17 +99,34 @@ def parse_timestamps(
 
 
 def parse_ratings(values: pd.Series, path: Path, column: str, first_line: int) -> np.ndarray:
-    numeric = pd.to_numeric(values.astype(str).str.strip(), errors="coerce").to_numpy(
-        dtype=np.float64, na_value=np.nan
-    )
-    bad = np.isnan(numeric)
+    numeric = _numbers(values)
+    bad = ~np.isfinite(numeric)
     if bad.any():
         row = int(np.flatnonzero(bad)[0])
         raise DataError(
-            f"{path}: line {first_line + row}: column {column!r}: expected a number, "
-            f"got {values.iloc[row]!r}"
+            f"{path}: line {_line_of(values, row, first_line)}: column {column!r}: expected a "
+            f"number, got {str(values.iloc[row]).strip()!r}"
         )
     return numeric
+
+
+_FIELD_COUNT = re.compile(r"Expected (\d+) fields in line (\d+), saw (\d+)")
+_OPEN_QUOTE = re.compile(r"EOF inside string starting at row (\d+)")
+
+
+def _first_text_line(source: Path | str, text: str | None) -> int | None:
+    """Line number of the first non-blank line, None if all are blank (for error messages)."""
+    if text is not None:
+        lines = io.StringIO(text)
+    elif str(source).endswith(".gz"):
+        lines = gzip.open(source, "rt", encoding="utf-8", errors="replace")
+    else:
+        lines = open(source, encoding="utf-8", errors="replace")
+    with lines:
+        for number, line in enumerate(lines, start=1):
+            if line.strip():
+                return number
+    return None
 
 
 def read_delimited(
@@ -98,49 +138,105 @@ def read_delimited(
 ) -> pd.DataFrame:
     """Read a delimited file as strings, checking every line has the expected field count.
 
-    With ``names=None`` the first line is a header. Returns a frame of ``str`` columns.
+    With ``names=None`` the first line is a header (names stripped of spaces) and every line must
+    have as many fields as it; otherwise every line must have exactly ``len(names)`` fields.
+    Blank lines are skipped. Returns a frame of ``str`` columns whose row labels are the file
+    line minus 1 (no header) or minus 2 (header): pass ``first_line`` 1 or 2 to the parsers.
     """
     path = Path(path_for_errors or source)
     if text is None:
         check_not_empty(Path(source))
+    elif not text.strip():
+        raise DataError(f"{path}: file is empty")
     buffer = io.StringIO(text) if text is not None else source
+    what = f"fields separated by {sep!r}"
     try:
-        frame = pd.read_csv(
+        # No header and no names: the C parser takes the field count from the first line and
+        # reports any longer line (given names, it would silently turn a longer first line into
+        # an index or drop the extra fields). Shorter lines are padded with "" (checked below).
+        # Blank lines are kept as rows of "" so that row labels stay equal to line numbers.
+        raw = pd.read_csv(
             buffer,
             sep=sep,
-            header=None if names is not None else 0,
-            names=names,
+            header=None,
             dtype=str,
-            keep_default_na=False,
+            na_filter=False,
             engine="c",
-            skip_blank_lines=True,
-            quoting=3 if sep in ("\t",) else 0,
+            skip_blank_lines=False,
+            quoting=3 if sep == "\t" else 0,
         )
     except pd.errors.EmptyDataError:
+        if _first_text_line(source, text) is not None:  # blank lines before the first text
+            raise DataError(f"{path}: line 1: blank line at the start of the file") from None
         raise DataError(f"{path}: file is empty") from None
     except pd.errors.ParserError as exc:
-        raise DataError(f"{path}: malformed line: {exc}") from None
+        found = _FIELD_COUNT.search(str(exc))
+        quote = _OPEN_QUOTE.search(str(exc))
+        if quote is not None:
+            line = int(quote.group(1)) + 1
+            raise DataError(f"{path}: line {line}: a quote opened here is never closed") from None
+        if found is None:
+            message = " ".join(str(exc).split())
+            raise DataError(f"{path}: malformed line: {message}") from None
+        first, line, saw = (int(g) for g in found.groups())
+        if names is not None and first != len(names):
+            line, saw = _first_text_line(source, text) or 1, first
+        expected = len(names) if names is not None else first
+        header = " (as many as the header)" if names is None else ""
+        raise DataError(
+            f"{path}: line {line}: expected {expected} {what}{header}, found {saw}"
+        ) from None
     except UnicodeDecodeError as exc:
-        raise DataError(f"{path}: not valid text ({exc.reason})") from None
-    if len(frame) == 0:
-        raise DataError(f"{path}: no data rows")
-    # Too few fields leave empty strings at the end of a row: report the first such line.
-    if names is not None:
-        short = (frame[names[-1]] == "").to_numpy()
-        if short.any():
-            row = int(np.flatnonzero(short)[0])
+        raise DataError(f"{path}: not valid UTF-8 text ({exc.reason})") from None
+    except OSError as exc:
+        raise DataError(f"{path}: cannot read ({exc.strerror or exc})") from None
+    if names is not None and raw.shape[1] != len(names):
+        line = _first_text_line(source, text) or 1
+        raise DataError(f"{path}: line {line}: expected {len(names)} {what}, found {raw.shape[1]}")
+    if names is None:
+        columns = [str(c).strip() for c in raw.iloc[0]]
+        raw = raw.iloc[1:]
+        raw.index = raw.index - 1
+    else:
+        columns = list(names)
+    raw.columns = _unique(columns)
+    # A line whose last field is empty is blank, too short, or has an empty last value.
+    last_empty = (raw.iloc[:, -1] == "").to_numpy()
+    if last_empty.any():
+        candidates = raw[last_empty]
+        blank = np.ones(len(candidates), dtype=bool)
+        for column in range(raw.shape[1]):
+            blank &= (candidates.iloc[:, column].str.strip() == "").to_numpy()
+        if names is not None and not blank.all():
+            line = int(candidates.index[int(np.flatnonzero(~blank)[0])]) + 1
             raise DataError(
-                f"{path}: line {row + 1}: expected {len(names)} fields separated by {sep!r}"
+                f"{path}: line {line}: expected {len(names)} {what}; the last one is missing "
+                "or empty"
             )
-    return frame
+        if blank.any():
+            raw = raw.drop(index=candidates.index[blank])
+    if len(raw) == 0:
+        raise DataError(f"{path}: no data rows")
+    return raw
+
+
+def _unique(columns: list[str]) -> list[str]:
+    """Column names made unique the way pandas does it (``a``, ``a.1``, ...)."""
+    seen: dict[str, int] = {}
+    result = []
+    for name in columns:
+        count = seen.get(name, 0)
+        seen[name] = count + 1
+        result.append(name if count == 0 else f"{name}.{count}")
+    return result
 
 
 def _require_columns(frame: pd.DataFrame, path: Path, wanted: dict[str, str | None]) -> None:
     missing = [col for col in wanted.values() if col is not None and col not in frame.columns]
     if missing:
         raise DataError(
-            f"{path}: missing column(s) {', '.join(repr(m) for m in missing)}; "
-            f"found: {', '.join(map(str, frame.columns))}"
+            f"{path}: line 1 (header): missing column(s) {', '.join(repr(m) for m in missing)}; "
+            f"found: {', '.join(repr(str(c)) for c in frame.columns)}"
         )
 
 
@@ -148,14 +244,20 @@ def frame_from_columns(
     frame: pd.DataFrame, path: Path, user: str, item: str, time: str, rating: str | None,
     first_line: int,
 ) -> pd.DataFrame:
+    """The common frame from string columns; ``first_line`` is the line of the row labelled 0."""
+    ids = {}
     for col in (user, item):
-        empty = (frame[col].astype(str).str.strip() == "").to_numpy()
+        values = frame[col].astype(str).str.strip()
+        empty = (values == "").to_numpy()
         if empty.any():
             row = int(np.flatnonzero(empty)[0])
-            raise DataError(f"{path}: line {first_line + row}: column {col!r} is empty")
+            raise DataError(
+                f"{path}: line {_line_of(frame[col], row, first_line)}: column {col!r} is empty"
+            )
+        ids[col] = values.to_numpy()
     timestamps = parse_timestamps(frame[time], path, time, first_line)
     ratings = parse_ratings(frame[rating], path, rating, first_line) if rating else None
-    return interactions_frame(frame[user].to_numpy(), frame[item].to_numpy(), timestamps, ratings)
+    return interactions_frame(ids[user], ids[item], timestamps, ratings)
 
 
 def read_table(
@@ -172,8 +274,11 @@ def read_table(
         return read_atomic(path)
     if sep is None:
         sep = "\t" if path.suffix in (".tsv", ".tab") else ","
+    # A tab typed on a command line (sep=\t) arrives as backslash + t.
+    sep = {"\\t": "\t", "tab": "\t", "TAB": "\t"}.get(sep, sep)
+    if len(sep) != 1:
+        raise DataError(f"{path}: sep must be a single character (or \\t), got {sep!r}")
     frame = read_delimited(path, sep, None)
-    frame.columns = [str(c).strip() for c in frame.columns]
     _require_columns(frame, path, {"u": user_col, "i": item_col, "t": time_col, "r": rating_col})
     return frame_from_columns(frame, path, user_col, item_col, time_col, rating_col, 2)
 

@@ -115,9 +115,9 @@ def evaluate(
             config.sample_seed,
         )
     ranks = np.zeros(len(table), dtype=np.int64)
-    chunks = range(0, len(table), config.batch_size)
+    chunks = range(0, len(table), config.eval_batch_size)
     for start in tqdm(chunks, desc=f"evaluate {role}", disable=not progress, leave=False):
-        rows = np.arange(start, min(start + config.batch_size, len(table)))
+        rows = np.arange(start, min(start + config.eval_batch_size, len(table)))
         batch = table.batch(rows).to(device)
         scores = torch.nan_to_num(scorer(batch).float(), nan=float("-inf"))
         if negatives is not None:

@@ -1,21 +1,63 @@
 """The literal registry of models.
 
-Count baselines are fitted from the training events; trainable models (added with the
-models issue) map batches to hidden states and share the training loop.
+Trainable models share one contract (:mod:`deepm3.models.contract`) and one training loop;
+count baselines are fitted from the training events and scored by the same evaluator.
 """
 
 from __future__ import annotations
 
+import dataclasses
+from collections.abc import Callable
+from typing import Any
+
+from torch import nn
+
+from deepm3.config import build_dataclass
 from deepm3.errors import ConfigError
 from deepm3.models.baselines import LastItem, Popularity
+from deepm3.models.deepm3 import DeepM3, DeepM3Options
+from deepm3.models.gru4rec import GRU4Rec, GRU4RecOptions
+from deepm3.models.sasrec import SASRec, SASRecOptions
+from deepm3.models.tisasrec import TiSASRec, TiSASRecOptions
 
+# name -> (options dataclass, constructor(num_items, options, max_len))
+MODELS: dict[str, tuple[type, Callable[..., nn.Module]]] = {
+    "deepm3": (DeepM3Options, DeepM3),
+    "sasrec": (SASRecOptions, SASRec),
+    "tisasrec": (TiSASRecOptions, TiSASRec),
+    "gru4rec": (GRU4RecOptions, GRU4Rec),
+}
 COUNT_BASELINES = {"pop": Popularity, "last_item": LastItem}
 
 
 def model_names() -> list[str]:
-    return [*COUNT_BASELINES]
+    return [*MODELS, *COUNT_BASELINES]
 
 
 def check_name(name: str) -> None:
     if name not in model_names():
         raise ConfigError(f"unknown model {name!r}; valid: {', '.join(model_names())}")
+
+
+def model_options(name: str, values: dict[str, Any]) -> Any:
+    """Validated, frozen options of model ``name`` (unknown keys list the valid ones)."""
+    check_name(name)
+    if name in COUNT_BASELINES:
+        if values:
+            raise ConfigError(f"unknown option(s) {', '.join(sorted(values))}: "
+                              f"{name} takes no model options")
+        return None
+    try:
+        return build_dataclass(MODELS[name][0], values, f"model ({name})")
+    except ValueError as exc:
+        raise ConfigError(f"model ({name}): {exc}") from None
+
+
+def build_model(name: str, num_items: int, options: Any, max_len: int) -> nn.Module:
+    return MODELS[name][1](num_items, options, max_len)
+
+
+def describe_options(name: str) -> dict[str, Any]:
+    if name in COUNT_BASELINES:
+        return {}
+    return dataclasses.asdict(MODELS[name][0]())

@@ -1,0 +1,61 @@
+"""GRU4Rec (Hidasi et al., 2016) as a sequence encoder: a GRU over item embeddings.
+
+Left-padded rows are shifted to the front and packed, so padding never enters the recurrence.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+from torch import nn
+from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
+
+from deepm3.models.contract import real_positions
+
+
+@dataclass(frozen=True)
+class GRU4RecOptions:
+    hidden_size: int = 128
+    num_layers: int = 1
+    dropout: float = 0.2
+
+
+def shift_left_padding(x: torch.Tensor, lengths: torch.Tensor, to_front: bool) -> torch.Tensor:
+    """Move each row's last ``lengths`` steps of x (B, T, ...) to the front, or back again."""
+    batch, length = x.shape[:2]
+    offset = (length - lengths)[:, None]  # (B, 1)
+    steps = torch.arange(length, device=x.device)[None, :]
+    source = (steps + offset) if to_front else (steps - offset)
+    valid = (source >= 0) & (source < length)
+    index = source.clamp(0, length - 1)
+    index = index.view(batch, length, *([1] * (x.dim() - 2))).expand_as(x)
+    mask = valid.view(batch, length, *([1] * (x.dim() - 2)))
+    return x.gather(1, index) * mask
+
+
+class GRU4Rec(nn.Module):
+    def __init__(self, num_items: int, options: GRU4RecOptions, max_len: int) -> None:
+        super().__init__()
+        size = options.hidden_size
+        self.item_embedding = nn.Embedding(num_items + 1, size, padding_idx=0)
+        nn.init.normal_(self.item_embedding.weight, std=size**-0.5)
+        self.dropout = nn.Dropout(options.dropout)
+        self.gru = nn.GRU(size, size, num_layers=options.num_layers, batch_first=True)
+
+    def forward(
+        self,
+        items: torch.Tensor,
+        timestamps: torch.Tensor,
+        time_gaps: torch.Tensor,
+        next_gaps: torch.Tensor | None = None,
+    ) -> tuple[torch.Tensor, dict]:
+        """items (B, T) -> states (B, T, d); times are ignored."""
+        length = items.shape[1]
+        lengths = real_positions(items).sum(dim=1).clamp(min=1)
+        x = shift_left_padding(self.dropout(self.item_embedding(items)), lengths, to_front=True)
+        packed = pack_padded_sequence(x, lengths.cpu(), batch_first=True, enforce_sorted=False)
+        out, _ = self.gru(packed)
+        out, _ = pad_packed_sequence(out, batch_first=True, total_length=length)
+        states = shift_left_padding(out, lengths, to_front=False)
+        return states * real_positions(items)[..., None], {}

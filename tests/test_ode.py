@@ -1,0 +1,122 @@
+"""Solvers and the vector field against closed forms."""
+
+import math
+
+import pytest
+import torch
+
+from deepm3.ode.field import VectorField, lipschitz_upper_bound, measured_lipschitz
+from deepm3.ode.solvers import evolve
+
+
+def decay(h, elapsed):
+    return -h
+
+
+def errors_for(method, steps_list, dtype=torch.float64):
+    h0 = torch.ones(3, 2, dtype=dtype)
+    dt = torch.tensor([0.5, 1.0, 2.0], dtype=dtype)
+    exact = torch.exp(-dt)[:, None] * h0
+    return [float((evolve(decay, h0, dt, method, steps)[0] - exact).abs().max())
+            for steps in steps_list]
+
+
+@pytest.mark.parametrize(("method", "order"), [("euler", 1), ("rk4", 4)])
+def test_observed_order_of_convergence_on_decay(method, order):
+    errors = errors_for(method, [8, 16, 32, 64])
+    observed = [math.log2(a / b) for a, b in zip(errors, errors[1:], strict=False)]
+    assert all(abs(o - order) < 0.25 for o in observed), observed
+
+
+@pytest.mark.parametrize(("method", "order"), [("euler", 1), ("rk4", 4)])
+def test_order_on_a_linear_system_with_rotation(method, order):
+    # dh/dt = A h with A = [[0, -1], [1, 0]]: exact solution is a rotation by angle t.
+    matrix = torch.tensor([[0.0, -1.0], [1.0, 0.0]], dtype=torch.float64)
+    h0 = torch.tensor([[1.0, 0.0], [0.3, -0.7]], dtype=torch.float64)
+    dt = torch.tensor([1.0, 2.5], dtype=torch.float64)
+
+    def exact(h, t):
+        c, s = torch.cos(t), torch.sin(t)
+        return torch.stack([c * h[:, 0] - s * h[:, 1], s * h[:, 0] + c * h[:, 1]], 1)
+
+    errors = []
+    for steps in (8, 16, 32):
+        out, _ = evolve(lambda h, e: h @ matrix.T, h0, dt, method, steps)
+        errors.append(float((out - exact(h0, dt)).abs().max()))
+    observed = [math.log2(a / b) for a, b in zip(errors, errors[1:], strict=False)]
+    assert all(abs(o - order) < 0.3 for o in observed), observed
+
+
+def test_dopri5_matches_closed_form_and_counts_evaluations():
+    h0 = torch.ones(3, 2, dtype=torch.float64)
+    dt = torch.tensor([0.5, 1.0, 2.0], dtype=torch.float64)
+    out, calls = evolve(decay, h0, dt, "dopri5", rtol=1e-8, atol=1e-10)
+    assert torch.allclose(out, torch.exp(-dt)[:, None] * h0, atol=1e-5, rtol=0)
+    assert calls > 6
+    assert evolve(decay, h0, dt, "euler", 3)[1] == 3 and evolve(decay, h0, dt, "rk4", 3)[1] == 12
+
+
+def test_zero_gaps_leave_the_state_unchanged():
+    field = VectorField(4, 8, "none", 1.0)
+    h = torch.randn(5, 4)
+    dt = torch.tensor([0.0, 0.7, 0.0, 1.2, 0.0])
+    weights = field.weights()
+    context = torch.zeros(5)
+    for method in ("euler", "rk4", "dopri5"):
+        out, _ = evolve(lambda s, e: field(s, e, context), h, dt, method, 2)
+        assert torch.equal(out[dt == 0], h[dt == 0])
+        assert not torch.allclose(out[dt > 0], h[dt > 0])
+    assert weights.mode == "none"
+
+
+@pytest.mark.parametrize("method", ["euler", "rk4", "dopri5"])
+def test_batched_evolution_equals_a_per_row_loop(method):
+    torch.manual_seed(0)
+    field = VectorField(6, 16, "spectral", 2.0).double()
+    h = torch.randn(7, 6, dtype=torch.float64)
+    dt = torch.rand(7, dtype=torch.float64) * 3
+    context = torch.rand(7, dtype=torch.float64)
+    batched, _ = evolve(lambda s, e: field(s, e, context), h, dt, method, 3)
+    for row in range(7):
+        single, _ = evolve(lambda s, e, r=row: field(s, e, context[r : r + 1]), h[row : row + 1],
+                           dt[row : row + 1], method, 3)
+        assert torch.allclose(batched[row], single[0], atol=1e-6 if method == "dopri5" else 1e-12)
+
+
+@pytest.mark.parametrize("mode", ["spectral", "bounded", "none"])
+def test_gradcheck_through_the_solvers(mode):
+    torch.manual_seed(1)
+    field = VectorField(3, 5, mode, 1.5).double()
+    h = torch.randn(2, 3, dtype=torch.float64, requires_grad=True)
+    dt = torch.tensor([0.4, 1.1], dtype=torch.float64, requires_grad=True)
+    context = torch.zeros(2, dtype=torch.float64)
+    for method in ("euler", "rk4"):
+        assert torch.autograd.gradcheck(
+            lambda h, dt, m=method: evolve(lambda s, e: field(s, e, context), h, dt, m, 2)[0],
+            (h, dt))
+
+
+def test_spectral_mode_keeps_the_measured_constant_below_l():
+    torch.manual_seed(2)
+    for constant in (0.5, 1.0, 3.0):
+        field = VectorField(16, 32, "spectral", constant)
+        with torch.no_grad():  # large weights that spectral normalisation has to tame
+            field.inner.weight.mul_(20)
+            field.outer.weight.normal_(std=2.0)
+        states = torch.randn(20, 16) * 3
+        measured = measured_lipschitz(field, states)
+        assert 0 < measured <= constant * (1 + 1e-5)
+        assert measured <= lipschitz_upper_bound(field) * (1 + 1e-5) <= constant * (1 + 1e-5)
+    unconstrained = VectorField(16, 32, "none", 1.0)
+    with torch.no_grad():
+        unconstrained.inner.weight.mul_(20)
+        unconstrained.outer.weight.normal_(std=2.0)
+    assert measured_lipschitz(unconstrained, torch.zeros(3, 16)) > 3.0
+
+
+def test_bounded_mode_bounds_the_drift():
+    field = VectorField(8, 8, "bounded", 0.25)
+    with torch.no_grad():
+        field.outer.weight.normal_(std=50.0)
+    drift = field(torch.randn(50, 8) * 10, torch.rand(50), torch.rand(50))
+    assert drift.abs().max() <= 0.25

@@ -5,14 +5,11 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-import numpy as np
-import pandas as pd
 import pytest
+from synthetic import REPO, write_synthetic_csv
 
 from deepm3.config import DataConfig
 from deepm3.data.prepare import Prepared, prepare
-
-REPO = Path(__file__).resolve().parent.parent
 
 
 def _real_data_dir() -> Path | None:
@@ -37,32 +34,6 @@ def real_data_dir() -> Path:
     if REAL_DATA is None:
         pytest.skip("../shared/data not present")
     return REAL_DATA
-
-
-def write_synthetic_csv(
-    path: Path,
-    num_users: int = 60,
-    num_items: int = 40,
-    seed: int = 0,
-    min_len: int = 5,
-    max_len: int = 30,
-) -> Path:
-    """A CSV (user_id,item_id,timestamp) with irregular gaps, ties and a sequential pattern:
-    each user mostly walks item -> item + 1, so sequence models can learn something."""
-    rng = np.random.default_rng(seed)
-    rows = []
-    for user in range(1, num_users + 1):
-        length = int(rng.integers(min_len, max_len + 1))
-        item = int(rng.integers(1, num_items + 1))
-        time = int(rng.integers(10**9, 10**9 + 10**6))
-        for _ in range(length):
-            rows.append((f"u{user}", f"i{item}", time))
-            item = (
-                item % num_items + 1 if rng.random() < 0.8 else int(rng.integers(1, num_items + 1))
-            )
-            time += int(rng.choice([0, 60, 3600, 86400 * int(rng.integers(1, 30))]))
-    pd.DataFrame(rows, columns=["user_id", "item_id", "timestamp"]).to_csv(path, index=False)
-    return path
 
 
 @pytest.fixture(scope="session")

@@ -105,3 +105,24 @@ def test_nan_loss_stops_with_a_clear_message_and_keeps_the_checkpoint(tmp_path, 
     monkeypatch.setattr(loop, "sequence_loss", real_loss)
     resumed = resume(tmp_path / "run")  # the kept checkpoint is usable
     assert resumed["epochs_run"] == 5
+
+
+def test_evaluate_command_rescores_a_finished_run_under_both_protocols(tmp_path, capsys):
+    from deepm3.cli import main
+
+    csv = write_synthetic_csv(tmp_path / "events.csv", num_users=60, num_items=300)
+    out = tmp_path / "run"
+    assert main(["train", "--dataset", str(csv), "--model", "deepm3", "--out", str(out),
+                 "epochs=1", "hidden_size=8", "max_len=10", "progress=false"]) == 0
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert 0 <= metrics["lipschitz"]["measured"] <= metrics["lipschitz"]["upper_bound"] <= 1.0001
+    assert main(["evaluate", str(out)]) == 0
+    full = json.loads((out / "evaluate_full.json").read_text())
+    assert full["test"] == metrics["test"]  # the same best model, the same ranks
+    assert main(["evaluate", str(out), "--protocol", "sampled"]) == 0
+    sampled = json.loads((out / "evaluate_sampled.json").read_text())
+    assert sampled["protocol"]["protocol"] == "sampled"
+    assert sampled["test"]["hr@10"] >= full["test"]["hr@10"]  # 101 candidates, not all items
+    capsys.readouterr()
+    assert main(["train", "--resume", str(tmp_path / "nothing")]) == 2
+    assert "not a run directory" in capsys.readouterr().err

@@ -116,6 +116,14 @@ def _truncate_log(path: Path, epochs_kept: int) -> None:
     path.write_text("".join(line + "\n" for line in kept))
 
 
+def _summary(record: dict, state: TrainState) -> str:
+    text = f"epoch {record['epoch']}: loss {record['loss']:.4f}, {record['seconds']:.1f} s"
+    if "valid" in record:
+        text += (f", valid {SELECTION_METRIC} {record['valid'][SELECTION_METRIC]:.4f} "
+                 f"(best {state.best_metric:.4f} at epoch {state.best_epoch})")
+    return text
+
+
 def fit(
     model: nn.Module, data: Prepared, config: RunConfig, out: Path, device: torch.device,
     resume: bool = False,
@@ -158,6 +166,7 @@ def fit(
                 state.bad_validations += 1
         _append_log(log_path, record)
         checkpoint.save(last_path, _checkpoint_payload(model, optimizer, state))
+        tqdm.write(_summary(record, state))
     if not best_path.exists():
         raise TrainingError("no epoch was validated; raise epochs or time_budget")
     model.load_state_dict(checkpoint.load(best_path, device)["model"])

@@ -6,14 +6,17 @@ import dataclasses
 import time
 from pathlib import Path
 
+import numpy as np
 import torch
 
 from deepm3.config import DataConfig, EvalConfig, RunConfig, TrainConfig
 from deepm3.data.prepare import Prepared, prepare, resolved
+from deepm3.data.sequences import evaluation_table
 from deepm3.errors import ConfigError
 from deepm3.eval.evaluator import EvalResult, evaluate
 from deepm3.models import COUNT_BASELINES, build_model, model_options
 from deepm3.models.contract import count_parameters
+from deepm3.ode.field import lipschitz_upper_bound, measured_lipschitz
 from deepm3.train import checkpoint
 from deepm3.train.device import device_name, select_device
 from deepm3.train.loop import fit, model_scorer
@@ -57,9 +60,12 @@ def run_trainable(name: str, config: RunConfig, data: Prepared, out: Path, resum
     state, valid, test = fit(model, data, config, out, device, resume=resume)
     for role, result in (("valid", valid), ("test", test)):
         save_result(out, role, result)
+    extra = {}
+    if getattr(model, "field", None) is not None:
+        extra["lipschitz"] = field_lipschitz(model, data, device)
     return {
         "model": name, "dataset": data.name, "valid": valid.metrics, "test": test.metrics,
-        "protocol": _protocol(test, options),
+        "protocol": _protocol(test, options), **extra,
         "options": dataclasses.asdict(options),
         "parameters": count_parameters(model),
         "best_epoch": state.best_epoch, "epochs_run": state.epoch,
@@ -68,6 +74,20 @@ def run_trainable(name: str, config: RunConfig, data: Prepared, out: Path, resum
         "nfe_per_epoch": state.nfe // max(state.epoch, 1),
         "device": device_name(device),
     }
+
+
+def field_lipschitz(model, data: Prepared, device, users: int = 32) -> dict:
+    """Measured Lipschitz constant of a trained DeepM3 field on real validation states."""
+    table = evaluation_table(data, "valid")
+    batch = table.batch(np.arange(min(users, len(table)))).to(device)
+    with torch.no_grad():
+        states, _ = model(batch.items, batch.timestamps, batch.time_gaps, batch.next_gaps)
+    field = model.field.cpu()
+    measured = measured_lipschitz(field, states[:, -1].float().cpu())
+    bound = lipschitz_upper_bound(field)
+    model.field.to(device)
+    return {"measured": round(measured, 5), "upper_bound": round(bound, 5),
+            "mode": field.mode, "constant": field.constant}
 
 
 def run(name: str, config: RunConfig, out: str | Path, resume: bool = False) -> dict:

@@ -82,11 +82,15 @@ class DeepM3(nn.Module):
         weights = self.field.weights() if self.field is not None else None
         h = inputs.new_zeros(batch, self.options.hidden_size)
         states, evaluations = [], 0
-        for t in range(length):
+        # unbind once: indexing [:, t] inside the loop would make backward O(T^2) (each slice's
+        # gradient is a zero tensor of the full (B, T, ...) shape).
+        steps = zip(inputs.unbind(1), time_gaps.unbind(1), previous_time.unbind(1),
+                    real[..., None].unbind(1), strict=True)
+        for step_input, gap, context, present in steps:
             if weights is not None:
-                h, calls = self._flow(weights, h, time_gaps[:, t], previous_time[:, t])
+                h, calls = self._flow(weights, h, gap, context)
                 evaluations += calls
-            h = torch.where(real[:, t, None], self.cell(inputs[:, t], h), h)
+            h = torch.where(present, self.cell(step_input, h), h)
             states.append(h)
         out = torch.stack(states, dim=1)  # (B, T, d)
         if self.options.predict_at == "target_time" and next_gaps is not None and weights is not None:

@@ -1,6 +1,8 @@
 """GRU4Rec (Hidasi et al., 2016) as a sequence encoder: a GRU over item embeddings.
 
-Left-padded rows are shifted to the front and packed, so padding never enters the recurrence.
+Left-padded rows are shifted to the front before the GRU runs: the recurrence then reads every
+real event from the zero initial state, and padding comes only after them, where it cannot
+change an earlier output. (Packing gives the same numbers but its CPU backward is ~30x slower.)
 """
 
 from __future__ import annotations
@@ -9,7 +11,6 @@ from dataclasses import dataclass
 
 import torch
 from torch import nn
-from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
 
 from deepm3.models.contract import real_positions
 
@@ -51,11 +52,8 @@ class GRU4Rec(nn.Module):
         next_gaps: torch.Tensor | None = None,
     ) -> tuple[torch.Tensor, dict]:
         """items (B, T) -> states (B, T, d); times are ignored."""
-        length = items.shape[1]
-        lengths = real_positions(items).sum(dim=1).clamp(min=1)
+        lengths = real_positions(items).sum(dim=1)
         x = shift_left_padding(self.dropout(self.item_embedding(items)), lengths, to_front=True)
-        packed = pack_padded_sequence(x, lengths.cpu(), batch_first=True, enforce_sorted=False)
-        out, _ = self.gru(packed)
-        out, _ = pad_packed_sequence(out, batch_first=True, total_length=length)
+        out, _ = self.gru(x)
         states = shift_left_padding(out, lengths, to_front=False)
         return states * real_positions(items)[..., None], {}

@@ -17,6 +17,7 @@ import torch
 from torch import nn
 
 from deepm3.models.contract import absolute_time_feature, real_positions
+from deepm3.models.recurrence import ode_rnn
 from deepm3.ode.field import LIPSCHITZ_MODES, VectorField, apply_field
 from deepm3.ode.solvers import METHODS, evolve
 
@@ -36,10 +37,11 @@ class DeepM3Options:
     dropout: float = 0.2
     rtol: float = 1e-5  # dopri5 only
     atol: float = 1e-6
+    implementation: str = "fast"  # fast (fused loop, euler/rk4) | eager (the reference)
 
     def __post_init__(self) -> None:
         checks = {"ode": ("ode", "none"), "solver": METHODS, "lipschitz": LIPSCHITZ_MODES,
-                  "predict_at": PREDICT_AT}
+                  "predict_at": PREDICT_AT, "implementation": ("fast", "eager")}
         for name, valid in checks.items():
             if getattr(self, name) not in valid:
                 raise ValueError(f"{name} must be one of {', '.join(valid)}")
@@ -65,6 +67,22 @@ class DeepM3(nn.Module):
         return evolve(lambda state, elapsed: apply_field(weights, state, elapsed, context),
                       h, gaps, options.solver, options.steps, options.rtol, options.atol)
 
+    def _eager(self, inputs, time_gaps, previous_time, real, weights):
+        """The reference loop: one GRUCell and one :func:`evolve` call per event."""
+        h = inputs.new_zeros(inputs.shape[0], self.options.hidden_size)
+        states, evaluations = [], 0
+        # unbind once: indexing [:, t] inside the loop would make backward O(T^2) (each slice's
+        # gradient is a zero tensor of the full (B, T, ...) shape).
+        steps = zip(inputs.unbind(1), time_gaps.unbind(1), previous_time.unbind(1),
+                    real[..., None].unbind(1), strict=True)
+        for step_input, gap, context, present in steps:
+            if weights is not None:
+                h, calls = self._flow(weights, h, gap, context)
+                evaluations += calls
+            h = torch.where(present, self.cell(step_input, h), h)
+            states.append(h)
+        return torch.stack(states, dim=1), evaluations  # (B, T, d)
+
     def forward(
         self,
         items: torch.Tensor,
@@ -80,19 +98,13 @@ class DeepM3(nn.Module):
         previous_time = absolute_time_feature(torch.roll(timestamps, 1, dims=1)) * torch.roll(
             real, 1, dims=1)
         weights = self.field.weights() if self.field is not None else None
-        h = inputs.new_zeros(batch, self.options.hidden_size)
-        states, evaluations = [], 0
-        # unbind once: indexing [:, t] inside the loop would make backward O(T^2) (each slice's
-        # gradient is a zero tensor of the full (B, T, ...) shape).
-        steps = zip(inputs.unbind(1), time_gaps.unbind(1), previous_time.unbind(1),
-                    real[..., None].unbind(1), strict=True)
-        for step_input, gap, context, present in steps:
-            if weights is not None:
-                h, calls = self._flow(weights, h, gap, context)
-                evaluations += calls
-            h = torch.where(present, self.cell(step_input, h), h)
-            states.append(h)
-        out = torch.stack(states, dim=1)  # (B, T, d)
+        if self.options.implementation == "fast" and self.options.solver != "dopri5":
+            gate_inputs = nn.functional.linear(inputs, self.cell.weight_ih, self.cell.bias_ih)
+            out, evaluations = ode_rnn(gate_inputs, time_gaps, previous_time, real,
+                                       self.cell.weight_hh, self.cell.bias_hh, weights,
+                                       self.options.solver, self.options.steps)
+        else:
+            out, evaluations = self._eager(inputs, time_gaps, previous_time, real, weights)
         if self.options.predict_at == "target_time" and next_gaps is not None and weights is not None:
             flat, calls = self._flow(weights, out.reshape(batch * length, -1),
                                      next_gaps.reshape(-1),

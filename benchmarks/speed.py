@@ -46,8 +46,14 @@ VARIANTS: dict[str, tuple[str, dict]] = {
     "deepm3-euler-none": ("deepm3", {"solver": "euler", "lipschitz": "none"}),
     "deepm3-no-ode": ("deepm3", {"ode": "none"}),
 }
-QUICK_VARIANTS = ["sasrec", "tisasrec", "gru4rec", "deepm3-euler", "deepm3-euler-eager",
-                  "deepm3-rk4"]
+QUICK_VARIANTS = [
+    "sasrec",
+    "tisasrec",
+    "gru4rec",
+    "deepm3-euler",
+    "deepm3-euler-eager",
+    "deepm3-rk4",
+]
 QUICK_SETTINGS = [(256, 200), (1, 200)]
 FULL_SETTINGS = [(1, 50), (1, 200), (256, 50), (256, 200)]
 
@@ -138,7 +144,9 @@ def measure(variant: str, batch: int, length: int, device: torch.device, repeats
     else:
         memory = saved_activation_bytes(model, inputs, targets)
     return {
-        "model": variant, "batch": batch, "length": length,
+        "model": variant,
+        "batch": batch,
+        "length": length,
         "train_ms": 1e3 * statistics.median(train_times),
         "train_p95_ms": 1e3 * _percentile(train_times, 0.95),
         "infer_ms": 1e3 * statistics.median(infer_times),
@@ -174,21 +182,32 @@ def format_table(rows: list[dict], header: str) -> str:
     def ratio(row, key):
         return f"{row[key]:.2f}" if key in row else "-"
 
-    lines = [header, "| model | B | T | train ms (p95) | infer ms (p95) | events/s | mem MB | "
-             "NFE | params | train/SASRec | infer/SASRec | fast/eager speed-up (train, infer) "
-             "| Euler/RK4 infer (NFE) |", "|" + "---|" * 13]
+    lines = [
+        header,
+        "| model | B | T | train ms (p95) | infer ms (p95) | events/s | mem MB | "
+        "NFE | params | train/SASRec | infer/SASRec | fast/eager speed-up (train, infer) "
+        "| Euler/RK4 infer (NFE) |",
+        "|" + "---|" * 13,
+    ]
     for row in rows:
-        speedup = (f"{row['fast_speedup_train']:.2f}, {row['fast_speedup_infer']:.2f}"
-                   if "fast_speedup_train" in row else "-")
-        euler = (f"{row['euler_vs_rk4_infer']:.2f} ({row['euler_vs_rk4_nfe']:.2f})"
-                 if "euler_vs_rk4_infer" in row else "-")
+        speedup = (
+            f"{row['fast_speedup_train']:.2f}, {row['fast_speedup_infer']:.2f}"
+            if "fast_speedup_train" in row
+            else "-"
+        )
+        euler = (
+            f"{row['euler_vs_rk4_infer']:.2f} ({row['euler_vs_rk4_nfe']:.2f})"
+            if "euler_vs_rk4_infer" in row
+            else "-"
+        )
         lines.append(
             f"| {row['model']} | {row['batch']} | {row['length']} | "
             f"{row['train_ms']:.1f} ({row['train_p95_ms']:.1f}) | "
             f"{row['infer_ms']:.2f} ({row['infer_p95_ms']:.2f}) | "
             f"{row['train_events_per_s']:,.0f} | {row['memory_mb']:.0f} | {row['nfe_infer']} | "
             f"{row['parameters']:,} | {ratio(row, 'train_vs_sasrec')} | "
-            f"{ratio(row, 'infer_vs_sasrec')} | {speedup} | {euler} |")
+            f"{ratio(row, 'infer_vs_sasrec')} | {speedup} | {euler} |"
+        )
     return "\n".join(lines)
 
 
@@ -204,8 +223,11 @@ def main(argv: list[str] | None = None) -> int:
     if args.threads:
         torch.set_num_threads(args.threads)
     device = select_device(args.device)
-    variants = args.models.split(",") if args.models else (
-        QUICK_VARIANTS if args.quick else list(VARIANTS))
+    variants = (
+        args.models.split(",")
+        if args.models
+        else (QUICK_VARIANTS if args.quick else list(VARIANTS))
+    )
     settings = QUICK_SETTINGS if args.quick else FULL_SETTINGS
     repeats = args.repeats or (4 if args.quick else 10)
     started = time.perf_counter()
@@ -213,21 +235,37 @@ def main(argv: list[str] | None = None) -> int:
     for batch, length in settings:
         for variant in variants:
             rows.append(measure(variant, batch, length, device, repeats))
-            print(f"  measured {variant} B={batch} T={length}: "
-                  f"train {rows[-1]['train_ms']:.1f} ms, infer {rows[-1]['infer_ms']:.2f} ms",
-                  file=sys.stderr)
+            print(
+                f"  measured {variant} B={batch} T={length}: "
+                f"train {rows[-1]['train_ms']:.1f} ms, infer {rows[-1]['infer_ms']:.2f} ms",
+                file=sys.stderr,
+            )
     add_ratios(rows)
     info = {
-        "device": device_name(device), "torch": torch.__version__, "dtype": "float32",
-        "threads": torch.get_num_threads(), "cpu": platform.processor() or platform.machine(),
-        "num_items": NUM_ITEMS, "loss": "full-softmax cross-entropy", "quick": args.quick,
+        "device": device_name(device),
+        "torch": torch.__version__,
+        "dtype": "float32",
+        "threads": torch.get_num_threads(),
+        "cpu": platform.processor() or platform.machine(),
+        "num_items": NUM_ITEMS,
+        "loss": "full-softmax cross-entropy",
+        "quick": args.quick,
         "seconds": round(time.perf_counter() - started, 1),
     }
-    header = (f"device {info['device']}, torch {info['torch']}, float32, "
-              f"{info['threads']} threads, {NUM_ITEMS} items")
+    header = (
+        f"device {info['device']}, torch {info['torch']}, float32, "
+        f"{info['threads']} threads, {NUM_ITEMS} items"
+    )
     print(format_table(rows, header))
-    out = Path(args.out) if args.out else (
-        Path(__file__).parent / "results" / f"{device.type}{'-quick' if args.quick else ''}.json")
+    out = (
+        Path(args.out)
+        if args.out
+        else (
+            Path(__file__).parent
+            / "results"
+            / f"{device.type}{'-quick' if args.quick else ''}.json"
+        )
+    )
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps({"info": info, "rows": rows}, indent=2) + "\n")
     print(f"written: {out} ({info['seconds']} s)")

@@ -100,7 +100,13 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
 
 
 def cmd_models(args: argparse.Namespace) -> int:
-    from deepm3.models import COUNT_BASELINES, build_model, describe_options, model_options
+    from deepm3.models import (
+        COUNT_BASELINES,
+        MODELS,
+        build_model,
+        describe_options,
+        model_options,
+    )
     from deepm3.models.contract import count_parameters
 
     num_items, max_len = args.num_items, args.max_len
@@ -113,17 +119,19 @@ def cmd_models(args: argparse.Namespace) -> int:
         data = prepare(load_config(None, [], base=base).data)
         num_items, max_len = data.num_items, data.max_len
     print(f"parameter counts for {num_items:,} items, max_len {max_len}")
-    for name, options in ((n, describe_options(n)) for n in COUNT_BASELINES):
+    for name in COUNT_BASELINES:
         print(f"{name:<10} {0:>12,}  (count baseline, no options)")
-    from deepm3.models import MODELS
-
     for name in MODELS:
         model = build_model(name, num_items, model_options(name, {}), max_len)
         counts = count_parameters(model)
-        print(f"{name:<10} {counts['total']:>12,}  (embedding {counts['embedding']:,}, "
-              f"other {counts['other']:,})")
-        print("           options: " + ", ".join(f"{k}={v}" for k, v in
-                                                describe_options(name).items()))
+        print(
+            f"{name:<10} {counts['total']:>12,}  (embedding {counts['embedding']:,}, "
+            f"other {counts['other']:,})"
+        )
+        print(
+            "           options: "
+            + ", ".join(f"{k}={v}" for k, v in describe_options(name).items())
+        )
     return 0
 
 

@@ -159,9 +159,11 @@ def build_dataclass(cls: type, values: dict[str, Any], where: str) -> Any:
 def _parse_scalar(text: str) -> Any:
     """Parse the right-hand side of ``key=value`` with YAML rules (numbers, bools, lists)."""
     try:
-        return yaml.safe_load(text) if text != "" else ""
+        value = yaml.safe_load(text) if text != "" else ""
     except yaml.YAMLError:
         return text
+    # Text that YAML reads as a mapping (``sep=::``) was meant as a plain string.
+    return text if isinstance(value, dict) else value
 
 
 def _route_override(key: str) -> tuple[str, str]:

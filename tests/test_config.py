@@ -44,3 +44,7 @@ def test_configs_are_frozen():
     config = load_config()
     with pytest.raises(AttributeError):
         config.train.epochs = 1
+
+
+def test_override_text_that_yaml_reads_as_a_mapping_stays_a_string():
+    assert load_config(None, ["sep=::"]).data.sep == "::"

@@ -30,16 +30,29 @@ def test_fast_and_eager_agree_in_outputs_and_gradients(solver, lipschitz, predic
     results = {}
     for implementation in ("eager", "fast"):
         torch.manual_seed(0)
-        options = model_options("deepm3", {
-            "hidden_size": 24, "field_width": 20, "solver": solver, "steps": 2,
-            "lipschitz": lipschitz, "lipschitz_constant": 2.0, "predict_at": predict_at,
-            "dropout": 0.0, "implementation": implementation})
+        options = model_options(
+            "deepm3",
+            {
+                "hidden_size": 24,
+                "field_width": 20,
+                "solver": solver,
+                "steps": 2,
+                "lipschitz": lipschitz,
+                "lipschitz_constant": 2.0,
+                "predict_at": predict_at,
+                "dropout": 0.0,
+                "implementation": implementation,
+            },
+        )
         model = build_model("deepm3", NUM_ITEMS, options, 30)
         states, aux = model(*inputs)
         weights = torch.randn_like(states)
         (states * weights).sum().backward()
-        results[implementation] = (states.detach(), {
-            name: p.grad.clone() for name, p in model.named_parameters()}, aux["nfe"])
+        results[implementation] = (
+            states.detach(),
+            {name: p.grad.clone() for name, p in model.named_parameters()},
+            aux["nfe"],
+        )
     eager, fast = results["eager"], results["fast"]
     scale = eager[0].abs().max()
     assert ((fast[0] - eager[0]).abs().max() / scale) < 1e-5
@@ -54,7 +67,14 @@ def test_dopri5_uses_the_reference_path_in_both_modes():
     outputs = []
     for implementation in ("eager", "fast"):
         torch.manual_seed(0)
-        options = model_options("deepm3", {"hidden_size": 8, "solver": "dopri5", "dropout": 0.0,
-                                           "implementation": implementation})
+        options = model_options(
+            "deepm3",
+            {
+                "hidden_size": 8,
+                "solver": "dopri5",
+                "dropout": 0.0,
+                "implementation": implementation,
+            },
+        )
         outputs.append(build_model("deepm3", NUM_ITEMS, options, 6)(*inputs)[0])
     torch.testing.assert_close(outputs[0], outputs[1], rtol=0, atol=0)

@@ -129,8 +129,9 @@ def test_tisasrec_intervals_follow_the_paper():
 def test_tisasrec_attention_equals_the_naive_four_dimensional_form():
     """Gather/scatter relative terms == building R^K, R^V as (B, T, T, d) tensors."""
     torch.manual_seed(3)
-    model = TiSASRec(NUM_ITEMS, TiSASRecOptions(hidden_size=8, num_heads=2, dropout=0.0,
-                                                time_span=6), MAX_LEN).double()
+    model = TiSASRec(
+        NUM_ITEMS, TiSASRecOptions(hidden_size=8, num_heads=2, dropout=0.0, time_span=6), MAX_LEN
+    ).double()
     attention = model.attentions[0]
     items, timestamps = random_batch()
     x = torch.randn(4, MAX_LEN, 8, dtype=torch.float64)
@@ -150,6 +151,7 @@ def test_tisasrec_attention_equals_the_naive_four_dimensional_form():
     logits = torch.einsum("bthd,bshd->bhts", q, k) + torch.einsum("bthd,btshd->bhts", q, rk)
     logits = (logits / dh**0.5).masked_fill(~mask, float("-inf"))
     weights = torch.softmax(logits, -1)
-    naive = torch.einsum("bhts,bshd->bthd", weights, v) + torch.einsum("bhts,btshd->bthd",
-                                                                        weights, rv)
+    naive = torch.einsum("bhts,bshd->bthd", weights, v) + torch.einsum(
+        "bhts,btshd->bthd", weights, rv
+    )
     torch.testing.assert_close(fast, naive.reshape(4, MAX_LEN, 8))

@@ -17,8 +17,9 @@ def errors_for(method, steps_list, dtype=torch.float64):
     h0 = torch.ones(3, 2, dtype=dtype)
     dt = torch.tensor([0.5, 1.0, 2.0], dtype=dtype)
     exact = torch.exp(-dt)[:, None] * h0
-    return [float((evolve(decay, h0, dt, method, steps)[0] - exact).abs().max())
-            for steps in steps_list]
+    return [
+        float((evolve(decay, h0, dt, method, steps)[0] - exact).abs().max()) for steps in steps_list
+    ]
 
 
 @pytest.mark.parametrize(("method", "order"), [("euler", 1), ("rk4", 4)])
@@ -78,8 +79,13 @@ def test_batched_evolution_equals_a_per_row_loop(method):
     context = torch.rand(7, dtype=torch.float64)
     batched, _ = evolve(lambda s, e: field(s, e, context), h, dt, method, 3)
     for row in range(7):
-        single, _ = evolve(lambda s, e, r=row: field(s, e, context[r : r + 1]), h[row : row + 1],
-                           dt[row : row + 1], method, 3)
+        single, _ = evolve(
+            lambda s, e, r=row: field(s, e, context[r : r + 1]),
+            h[row : row + 1],
+            dt[row : row + 1],
+            method,
+            3,
+        )
         assert torch.allclose(batched[row], single[0], atol=1e-6 if method == "dopri5" else 1e-12)
 
 
@@ -93,7 +99,8 @@ def test_gradcheck_through_the_solvers(mode):
     for method in ("euler", "rk4"):
         assert torch.autograd.gradcheck(
             lambda h, dt, m=method: evolve(lambda s, e: field(s, e, context), h, dt, m, 2)[0],
-            (h, dt))
+            (h, dt),
+        )
 
 
 def test_spectral_mode_keeps_the_measured_constant_below_l():

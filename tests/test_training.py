@@ -16,15 +16,15 @@ from deepm3.errors import DeepM3Error
 from deepm3.train import loop
 from deepm3.train.run import resume, run
 
-QUICK = ["max_len=50", "batch_size=16", "lr=0.003", "epochs=2", "progress=false",
-         "num_threads=2"]
+QUICK = ["max_len=50", "batch_size=16", "lr=0.003", "epochs=2", "progress=false", "num_threads=2"]
 
 
 @pytest.fixture(scope="module")
 def ml100k_pop_valid(real_data_dir, tmp_path_factory):
     out = tmp_path_factory.mktemp("pop")
-    config = load_config(None, ["max_len=50"], base={"data": {
-        "dataset": "ml-100k", "data_dir": str(real_data_dir)}})
+    config = load_config(
+        None, ["max_len=50"], base={"data": {"dataset": "ml-100k", "data_dir": str(real_data_dir)}}
+    )
     return run("pop", config, out)["valid"]["ndcg@10"]
 
 
@@ -32,12 +32,20 @@ def ml100k_pop_valid(real_data_dir, tmp_path_factory):
 def test_two_epochs_on_ml100k_beat_popularity_on_validation(
     model, real_data_dir, ml100k_pop_valid, tmp_path
 ):
-    config = load_config(None, QUICK, base={"data": {
-        "dataset": "ml-100k", "data_dir": str(real_data_dir)}})
+    config = load_config(
+        None, QUICK, base={"data": {"dataset": "ml-100k", "data_dir": str(real_data_dir)}}
+    )
     metrics = run(model, config, tmp_path)
     assert metrics["valid"]["ndcg@10"] > ml100k_pop_valid
-    for name in ("config.json", "provenance.json", "metrics.json", "log.jsonl", "best.pt",
-                 "last.pt", "per_user_test.csv"):
+    for name in (
+        "config.json",
+        "provenance.json",
+        "metrics.json",
+        "log.jsonl",
+        "best.pt",
+        "last.pt",
+        "per_user_test.csv",
+    ):
         assert (tmp_path / name).is_file()
     provenance = json.loads((tmp_path / "provenance.json").read_text())
     assert provenance["data_fingerprint"] == metrics_fingerprint(tmp_path)
@@ -49,19 +57,40 @@ def metrics_fingerprint(run_dir):
 
 
 def _synthetic_args(csv, out, epochs):
-    return [sys.executable, "-m", "deepm3", "train", "--dataset", str(csv), "--model", "deepm3",
-            "--out", str(out), f"epochs={epochs}", "hidden_size=16", "max_len=20",
-            "batch_size=8", "patience=100", "progress=false", "num_threads=1"]
+    return [
+        sys.executable,
+        "-m",
+        "deepm3",
+        "train",
+        "--dataset",
+        str(csv),
+        "--model",
+        "deepm3",
+        "--out",
+        str(out),
+        f"epochs={epochs}",
+        "hidden_size=16",
+        "max_len=20",
+        "batch_size=8",
+        "patience=100",
+        "progress=false",
+        "num_threads=1",
+    ]
 
 
 def test_resume_after_kill_minus_nine_gives_identical_metrics(tmp_path):
     csv = write_synthetic_csv(tmp_path / "events.csv", num_users=150, max_len=40)
     env = {**os.environ, "PYTHONPATH": str(REPO)}
     epochs = 6
-    subprocess.run(_synthetic_args(csv, tmp_path / "whole", epochs), env=env, check=True,
-                   capture_output=True)
-    process = subprocess.Popen(_synthetic_args(csv, tmp_path / "killed", epochs), env=env,
-                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    subprocess.run(
+        _synthetic_args(csv, tmp_path / "whole", epochs), env=env, check=True, capture_output=True
+    )
+    process = subprocess.Popen(
+        _synthetic_args(csv, tmp_path / "killed", epochs),
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
     log = tmp_path / "killed" / "log.jsonl"
     deadline = time.time() + 120
     while time.time() < deadline and process.poll() is None:
@@ -75,7 +104,11 @@ def test_resume_after_kill_minus_nine_gives_identical_metrics(tmp_path):
     assert not (tmp_path / "killed" / "metrics.json").exists()
     resumed = subprocess.run(
         [sys.executable, "-m", "deepm3", "train", "--resume", str(tmp_path / "killed")],
-        env=env, capture_output=True, text=True, check=True)
+        env=env,
+        capture_output=True,
+        text=True,
+        check=True,
+    )
     assert "run directory" in resumed.stdout
     whole = json.loads((tmp_path / "whole" / "metrics.json").read_text())
     again = json.loads((tmp_path / "killed" / "metrics.json").read_text())
@@ -96,8 +129,11 @@ def test_nan_loss_stops_with_a_clear_message_and_keeps_the_checkpoint(tmp_path, 
         return value * float("nan") if calls["count"] > 5 else value
 
     monkeypatch.setattr(loop, "sequence_loss", failing_loss)
-    config = load_config(None, ["epochs=5", "hidden_size=8", "max_len=10", "batch_size=8",
-                                "progress=false"], base={"data": {"dataset": str(csv)}})
+    config = load_config(
+        None,
+        ["epochs=5", "hidden_size=8", "max_len=10", "batch_size=8", "progress=false"],
+        base={"data": {"dataset": str(csv)}},
+    )
     with pytest.raises(DeepM3Error, match="loss became nan at epoch 2.*last good checkpoint"):
         run("deepm3", config, tmp_path / "run")
     saved = torch.load(tmp_path / "run" / "last.pt", weights_only=False)
@@ -112,8 +148,24 @@ def test_evaluate_command_rescores_a_finished_run_under_both_protocols(tmp_path,
 
     csv = write_synthetic_csv(tmp_path / "events.csv", num_users=60, num_items=300)
     out = tmp_path / "run"
-    assert main(["train", "--dataset", str(csv), "--model", "deepm3", "--out", str(out),
-                 "epochs=1", "hidden_size=8", "max_len=10", "progress=false"]) == 0
+    assert (
+        main(
+            [
+                "train",
+                "--dataset",
+                str(csv),
+                "--model",
+                "deepm3",
+                "--out",
+                str(out),
+                "epochs=1",
+                "hidden_size=8",
+                "max_len=10",
+                "progress=false",
+            ]
+        )
+        == 0
+    )
     metrics = json.loads((out / "metrics.json").read_text())
     assert 0 <= metrics["lipschitz"]["measured"] <= metrics["lipschitz"]["upper_bound"] <= 1.0001
     assert main(["evaluate", str(out)]) == 0

@@ -120,9 +120,26 @@ def get_spec(dataset: str) -> DatasetSpec:
 
 
 def is_generic(dataset: str) -> bool:
-    return dataset not in DATASETS and dataset not in ALIASES and (
-        Path(dataset).suffix in GENERIC_SUFFIXES or Path(dataset).exists()
+    return (
+        dataset not in DATASETS
+        and dataset not in ALIASES
+        and (Path(dataset).suffix in GENERIC_SUFFIXES or Path(dataset).exists())
     )
+
+
+def official_reader(path: Path) -> Callable[[Path], pd.DataFrame] | None:
+    """The reader of an official raw file given by path (``ratings.dat``, an Amazon JSON file,
+    ...), or None for a generic table."""
+    name = path.name
+    if name in ("ratings.dat", "ml-1m.zip"):
+        return read_ml1m
+    if name in ("u.data", "ml-100k.zip"):
+        return read_ml100k
+    if name.endswith((".json.gz", ".jsonl.gz", ".json", ".jsonl")) or (
+        name.startswith("ratings_") and name.endswith(".csv")
+    ):
+        return read_amazon
+    return None
 
 
 def resolve_data_dir(data_dir: str | None) -> Path | None:

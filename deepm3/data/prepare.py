@@ -18,7 +18,13 @@ from pathlib import Path
 import numpy as np
 
 from deepm3.config import DataConfig
-from deepm3.data.datasets import get_spec, is_generic, locate, resolve_data_dir
+from deepm3.data.datasets import (
+    get_spec,
+    is_generic,
+    locate,
+    official_reader,
+    resolve_data_dir,
+)
 from deepm3.data.download import cache_dir, file_digest
 from deepm3.data.preprocess import Events, preprocess, zero_gap_share
 from deepm3.data.split import Split, make_split
@@ -70,6 +76,9 @@ def resolved(config: DataConfig) -> DataConfig:
 def _raw_path(config: DataConfig) -> Path:
     if is_generic(config.dataset):
         path = Path(config.dataset)
+        if path.is_dir():
+            raise DataError(f"{path}: is a folder; name the file, or pass a data set name "
+                            "(ml-1m, amazon-books, ...) with --data-dir")
         if not path.is_file():
             raise DataError(f"{path}: file not found")
         return path
@@ -77,11 +86,14 @@ def _raw_path(config: DataConfig) -> Path:
 
 
 def _read(config: DataConfig, path: Path):
-    if is_generic(config.dataset):
-        return read_table(
-            path, config.user_col, config.item_col, config.time_col, config.rating_col, config.sep
-        )
-    return get_spec(config.dataset).reader(path)
+    if not is_generic(config.dataset):
+        return get_spec(config.dataset).reader(path)
+    official = official_reader(path)  # an official raw file named directly
+    if official is not None:
+        return official(path)
+    return read_table(
+        path, config.user_col, config.item_col, config.time_col, config.rating_col, config.sep
+    )
 
 
 def fingerprint(events: Events, split: Split) -> str:

@@ -141,8 +141,16 @@ def training_table(data: Prepared) -> SequenceTable:
     inputs, input_times = items[:, :-1], timestamps[:, :-1]
     targets = items[:, 1:].copy()
     targets[inputs == 0] = 0  # no target for padded inputs
-    return SequenceTable(users, inputs, input_times, _gaps(input_times, inputs),
-                         timestamps[:, 1:], targets, None, None)
+    return SequenceTable(
+        users,
+        inputs,
+        input_times,
+        _gaps(input_times, inputs),
+        timestamps[:, 1:],
+        targets,
+        None,
+        None,
+    )
 
 
 def evaluation_table(data: Prepared, role: str) -> SequenceTable:
@@ -155,8 +163,16 @@ def evaluation_table(data: Prepared, role: str) -> SequenceTable:
     timestamps = _pad_windows(data.events.timestamps, starts, ends, data.max_len)
     target_time = data.events.timestamps[ends]
     next_times = np.concatenate([timestamps[:, 1:], target_time[:, None]], axis=1)
-    return SequenceTable(users, items, timestamps, _gaps(timestamps, items), next_times, None,
-                         data.events.items[ends], target_time)
+    return SequenceTable(
+        users,
+        items,
+        timestamps,
+        _gaps(timestamps, items),
+        next_times,
+        None,
+        data.events.items[ends],
+        target_time,
+    )
 
 
 def history_items(data: Prepared, users: np.ndarray, role: str) -> tuple[np.ndarray, np.ndarray]:

@@ -241,7 +241,12 @@ def _require_columns(frame: pd.DataFrame, path: Path, wanted: dict[str, str | No
 
 
 def frame_from_columns(
-    frame: pd.DataFrame, path: Path, user: str, item: str, time: str, rating: str | None,
+    frame: pd.DataFrame,
+    path: Path,
+    user: str,
+    item: str,
+    time: str,
+    rating: str | None,
     first_line: int,
 ) -> pd.DataFrame:
     """The common frame from string columns; ``first_line`` is the line of the row labelled 0."""

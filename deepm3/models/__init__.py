@@ -44,8 +44,9 @@ def model_options(name: str, values: dict[str, Any]) -> Any:
     check_name(name)
     if name in COUNT_BASELINES:
         if values:
-            raise ConfigError(f"unknown option(s) {', '.join(sorted(values))}: "
-                              f"{name} takes no model options")
+            raise ConfigError(
+                f"unknown option(s) {', '.join(sorted(values))}: {name} takes no model options"
+            )
         return None
     try:
         return build_dataclass(MODELS[name][0], values, f"model ({name})")

@@ -60,7 +60,11 @@ def absolute_time_feature(timestamps: torch.Tensor) -> torch.Tensor:
 
 def count_parameters(model: nn.Module) -> dict[str, int]:
     """Parameters split into embedding tables and everything else."""
-    embedding = sum(p.numel() for m in model.modules() if isinstance(m, nn.Embedding)
-                    for p in m.parameters(recurse=False))
+    embedding = sum(
+        p.numel()
+        for m in model.modules()
+        if isinstance(m, nn.Embedding)
+        for p in m.parameters(recurse=False)
+    )
     total = sum(p.numel() for p in model.parameters())
     return {"embedding": embedding, "other": total - embedding, "total": total}

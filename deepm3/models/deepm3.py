@@ -40,8 +40,13 @@ class DeepM3Options:
     implementation: str = "fast"  # fast (fused loop, euler/rk4) | eager (the reference)
 
     def __post_init__(self) -> None:
-        checks = {"ode": ("ode", "none"), "solver": METHODS, "lipschitz": LIPSCHITZ_MODES,
-                  "predict_at": PREDICT_AT, "implementation": ("fast", "eager")}
+        checks = {
+            "ode": ("ode", "none"),
+            "solver": METHODS,
+            "lipschitz": LIPSCHITZ_MODES,
+            "predict_at": PREDICT_AT,
+            "implementation": ("fast", "eager"),
+        }
         for name, valid in checks.items():
             if getattr(self, name) not in valid:
                 raise ValueError(f"{name} must be one of {', '.join(valid)}")
@@ -58,14 +63,22 @@ class DeepM3(nn.Module):
         self.cell = nn.GRUCell(size + 1, size)  # input: item embedding and the gap
         self.field = (
             VectorField(size, options.field_width, options.lipschitz, options.lipschitz_constant)
-            if options.ode == "ode" else None
+            if options.ode == "ode"
+            else None
         )
 
     def _flow(self, weights, h: torch.Tensor, gaps: torch.Tensor, context: torch.Tensor):
         """Evolve h (B, d) over gaps (B,) with the field; returns (h, evaluations)."""
         options = self.options
-        return evolve(lambda state, elapsed: apply_field(weights, state, elapsed, context),
-                      h, gaps, options.solver, options.steps, options.rtol, options.atol)
+        return evolve(
+            lambda state, elapsed: apply_field(weights, state, elapsed, context),
+            h,
+            gaps,
+            options.solver,
+            options.steps,
+            options.rtol,
+            options.atol,
+        )
 
     def _eager(self, inputs, time_gaps, previous_time, real, weights):
         """The reference loop: one GRUCell and one :func:`evolve` call per event."""
@@ -73,8 +86,13 @@ class DeepM3(nn.Module):
         states, evaluations = [], 0
         # unbind once: indexing [:, t] inside the loop would make backward O(T^2) (each slice's
         # gradient is a zero tensor of the full (B, T, ...) shape).
-        steps = zip(inputs.unbind(1), time_gaps.unbind(1), previous_time.unbind(1),
-                    real[..., None].unbind(1), strict=True)
+        steps = zip(
+            inputs.unbind(1),
+            time_gaps.unbind(1),
+            previous_time.unbind(1),
+            real[..., None].unbind(1),
+            strict=True,
+        )
         for step_input, gap, context, present in steps:
             if weights is not None:
                 h, calls = self._flow(weights, h, gap, context)
@@ -96,18 +114,34 @@ class DeepM3(nn.Module):
         inputs = torch.cat([self.dropout(self.item_embedding(items)), time_gaps[..., None]], -1)
         # The gap before event t starts at event t-1: its absolute time is the field's context.
         previous_time = absolute_time_feature(torch.roll(timestamps, 1, dims=1)) * torch.roll(
-            real, 1, dims=1)
+            real, 1, dims=1
+        )
         weights = self.field.weights() if self.field is not None else None
         if self.options.implementation == "fast" and self.options.solver != "dopri5":
             gate_inputs = nn.functional.linear(inputs, self.cell.weight_ih, self.cell.bias_ih)
-            out, evaluations = ode_rnn(gate_inputs, time_gaps, previous_time, real,
-                                       self.cell.weight_hh, self.cell.bias_hh, weights,
-                                       self.options.solver, self.options.steps)
+            out, evaluations = ode_rnn(
+                gate_inputs,
+                time_gaps,
+                previous_time,
+                real,
+                self.cell.weight_hh,
+                self.cell.bias_hh,
+                weights,
+                self.options.solver,
+                self.options.steps,
+            )
         else:
             out, evaluations = self._eager(inputs, time_gaps, previous_time, real, weights)
-        if self.options.predict_at == "target_time" and next_gaps is not None and weights is not None:
-            flat, calls = self._flow(weights, out.reshape(batch * length, -1),
-                                     next_gaps.reshape(-1),
-                                     absolute_time_feature(timestamps).reshape(-1))
+        if (
+            self.options.predict_at == "target_time"
+            and next_gaps is not None
+            and weights is not None
+        ):
+            flat, calls = self._flow(
+                weights,
+                out.reshape(batch * length, -1),
+                next_gaps.reshape(-1),
+                absolute_time_feature(timestamps).reshape(-1),
+            )
             out, evaluations = flat.reshape(batch, length, -1), evaluations + calls
         return out, {"nfe": evaluations}

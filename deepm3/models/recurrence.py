@@ -22,8 +22,14 @@ import torch
 from deepm3.ode.field import FieldWeights
 
 
-def _drift(field: FieldWeights, h: torch.Tensor, w_h: torch.Tensor, constant: torch.Tensor,
-           w_elapsed: torch.Tensor, elapsed: torch.Tensor | None) -> torch.Tensor:
+def _drift(
+    field: FieldWeights,
+    h: torch.Tensor,
+    w_h: torch.Tensor,
+    constant: torch.Tensor,
+    w_elapsed: torch.Tensor,
+    elapsed: torch.Tensor | None,
+) -> torch.Tensor:
     """f(h) for h (B, d); ``constant`` (B, W) holds the context term and bias of layer 1."""
     pre = torch.addmm(constant, h, w_h.T)
     if elapsed is not None:
@@ -36,9 +42,16 @@ def _drift(field: FieldWeights, h: torch.Tensor, w_h: torch.Tensor, constant: to
     return out
 
 
-def _evolve_fixed(field: FieldWeights, h: torch.Tensor, gap: torch.Tensor, constant: torch.Tensor,
-                  w_h: torch.Tensor, w_elapsed: torch.Tensor, method: str, steps: int
-                  ) -> torch.Tensor:
+def _evolve_fixed(
+    field: FieldWeights,
+    h: torch.Tensor,
+    gap: torch.Tensor,
+    constant: torch.Tensor,
+    w_h: torch.Tensor,
+    w_elapsed: torch.Tensor,
+    method: str,
+    steps: int,
+) -> torch.Tensor:
     step = 1.0 / steps
     scale = gap[:, None] * step  # (B, 1)
     for index in range(steps):
@@ -89,8 +102,12 @@ def ode_rnn(
         any_gap = (time_gaps != 0).any(dim=0).tolist()  # one sync, not one per step
     gate_inputs = gate_inputs.transpose(0, 1).contiguous()  # (T, B, 3d)
     for t, (gates_x, gap, keep) in enumerate(
-        zip(gate_inputs.unbind(0), time_gaps.T.contiguous().unbind(0),
-            present.T[..., None].contiguous().unbind(0), strict=True)
+        zip(
+            gate_inputs.unbind(0),
+            time_gaps.T.contiguous().unbind(0),
+            present.T[..., None].contiguous().unbind(0),
+            strict=True,
+        )
     ):
         if field is not None and any_gap[t]:
             h = _evolve_fixed(field, h, gap, constants[t], w_h, w_elapsed, method, steps)

@@ -37,8 +37,13 @@ def attention_mask(items: torch.Tensor) -> torch.Tensor:
 class FeedForward(nn.Module):
     def __init__(self, size: int, dropout: float) -> None:
         super().__init__()
-        self.net = nn.Sequential(nn.Linear(size, size), nn.ReLU(), nn.Dropout(dropout),
-                                 nn.Linear(size, size), nn.Dropout(dropout))
+        self.net = nn.Sequential(
+            nn.Linear(size, size),
+            nn.ReLU(),
+            nn.Dropout(dropout),
+            nn.Linear(size, size),
+            nn.Dropout(dropout),
+        )
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.net(x)
@@ -62,7 +67,8 @@ class CausalBlock(nn.Module):
         # (B, T, d) -> (B, heads, T, d / heads)
         q, k, v = (t.view(batch, length, self.heads, -1).transpose(1, 2) for t in (q, k, v))
         attended = nn.functional.scaled_dot_product_attention(
-            q, k, v, attn_mask=mask, dropout_p=self.attention_dropout if self.training else 0.0)
+            q, k, v, attn_mask=mask, dropout_p=self.attention_dropout if self.training else 0.0
+        )
         x = x + self.dropout(self.project(attended.transpose(1, 2).reshape(batch, length, size)))
         return x + self.feed(self.norm_feed(x))
 
@@ -78,7 +84,8 @@ class SASRec(nn.Module):
         nn.init.normal_(self.position_embedding.weight, std=size**-0.5)
         self.dropout = nn.Dropout(options.dropout)
         self.blocks = nn.ModuleList(
-            CausalBlock(size, options.num_heads, options.dropout) for _ in range(options.num_layers))
+            CausalBlock(size, options.num_heads, options.dropout) for _ in range(options.num_layers)
+        )
         self.norm = nn.LayerNorm(size)
 
     def forward(

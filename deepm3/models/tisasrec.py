@@ -75,8 +75,9 @@ class TimeAwareAttention(nn.Module):
         logits = logits + torch.einsum("bhtd,hrd->bhtr", q, rk).gather(-1, index)
         logits = logits / (size // self.heads) ** 0.5
         weights = self.dropout(torch.softmax(logits.masked_fill(~mask, float("-inf")), dim=-1))
-        per_bucket = torch.zeros(*weights.shape[:3], rk.shape[1], dtype=weights.dtype,
-                                 device=weights.device).scatter_add_(-1, index, weights)
+        per_bucket = torch.zeros(
+            *weights.shape[:3], rk.shape[1], dtype=weights.dtype, device=weights.device
+        ).scatter_add_(-1, index, weights)
         out = weights @ v + per_bucket @ rv  # (B, H, T, dh)
         return out.transpose(1, 2).reshape(batch, length, size)
 
@@ -91,17 +92,24 @@ class TiSASRec(nn.Module):
         self.position_v = nn.Embedding(max_len, size)
         self.interval_k = nn.Embedding(options.time_span + 1, size)
         self.interval_v = nn.Embedding(options.time_span + 1, size)
-        for table in (self.item_embedding, self.position_k, self.position_v, self.interval_k,
-                      self.interval_v):
+        for table in (
+            self.item_embedding,
+            self.position_k,
+            self.position_v,
+            self.interval_k,
+            self.interval_v,
+        ):
             nn.init.normal_(table.weight, std=size**-0.5)
         self.dropout = nn.Dropout(options.dropout)
         self.attention_norms = nn.ModuleList(nn.LayerNorm(size) for _ in range(options.num_layers))
         self.attentions = nn.ModuleList(
             TimeAwareAttention(size, options.num_heads, options.dropout)
-            for _ in range(options.num_layers))
+            for _ in range(options.num_layers)
+        )
         self.feed_norms = nn.ModuleList(nn.LayerNorm(size) for _ in range(options.num_layers))
-        self.feeds = nn.ModuleList(FeedForward(size, options.dropout)
-                                   for _ in range(options.num_layers))
+        self.feeds = nn.ModuleList(
+            FeedForward(size, options.dropout) for _ in range(options.num_layers)
+        )
         self.norm = nn.LayerNorm(size)
 
     def forward(
@@ -126,8 +134,9 @@ class TiSASRec(nn.Module):
             self.attention_norms, self.attentions, self.feed_norms, self.feeds, strict=True
         ):
             queries = norm(x)
-            x = queries + attention(queries, x, intervals, position_k, position_v, table_k,
-                                    table_v, mask)
+            x = queries + attention(
+                queries, x, intervals, position_k, position_v, table_k, table_v, mask
+            )
             x = feed_norm(x)
             x = (x + feed(x)) * real
         return self.norm(x) * real, {}

@@ -72,10 +72,11 @@ class VectorField(nn.Module):
             # normalising the whole matrix is simpler and still a valid (tighter) bound.
             w_in = w_in / torch.linalg.matrix_norm(w_in, ord=2).clamp_min(1.0)
             w_out = w_out / torch.linalg.matrix_norm(w_out, ord=2).clamp_min(1.0)
-        return FieldWeights(w_in, self.inner.bias, w_out, self.outer.bias, self.mode,
-                            self.constant)
+        return FieldWeights(w_in, self.inner.bias, w_out, self.outer.bias, self.mode, self.constant)
 
-    def forward(self, h: torch.Tensor, elapsed: torch.Tensor, context: torch.Tensor) -> torch.Tensor:
+    def forward(
+        self, h: torch.Tensor, elapsed: torch.Tensor, context: torch.Tensor
+    ) -> torch.Tensor:
         return apply_field(self.weights(), h, elapsed, context)
 
 
@@ -85,12 +86,17 @@ def lipschitz_upper_bound(field: VectorField) -> float:
     weights = field.weights()
     hidden = weights.w_out.shape[0]
     bound = torch.linalg.matrix_norm(weights.w_in[:, :hidden], ord=2) * torch.linalg.matrix_norm(
-        weights.w_out, ord=2)
+        weights.w_out, ord=2
+    )
     return float(bound * (field.constant if field.mode != "none" else 1.0))
 
 
-def measured_lipschitz(field: VectorField, states: torch.Tensor, elapsed: torch.Tensor | None = None,
-                       context: torch.Tensor | None = None) -> float:
+def measured_lipschitz(
+    field: VectorField,
+    states: torch.Tensor,
+    elapsed: torch.Tensor | None = None,
+    context: torch.Tensor | None = None,
+) -> float:
     """Largest spectral norm of the Jacobian ``df/dh`` over the given states (B, d).
 
     A lower bound of the true constant, measured rather than assumed; with
@@ -103,6 +109,7 @@ def measured_lipschitz(field: VectorField, states: torch.Tensor, elapsed: torch.
     weights = field.weights()
     worst = 0.0
     for row in range(count):
+
         def single(h: torch.Tensor, row: int = row) -> torch.Tensor:
             return apply_field(weights, h[None], elapsed[row : row + 1], context[row : row + 1])[0]
 

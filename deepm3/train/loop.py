@@ -78,13 +78,20 @@ def _run_epoch(model, optimizer, table, config: RunConfig, epoch: int, device) -
         batch = batch.to(device)
         with _autocast(device, train.amp):
             states, aux = model(batch.items, batch.timestamps, batch.time_gaps, batch.next_gaps)
-            loss = sequence_loss(train.loss, states, model.item_embedding.weight, batch.targets,
-                                 train.loss_negatives, negatives)
+            loss = sequence_loss(
+                train.loss,
+                states,
+                model.item_embedding.weight,
+                batch.targets,
+                train.loss_negatives,
+                negatives,
+            )
         if not torch.isfinite(loss):
             raise TrainingError(
                 f"the loss became {loss.item()} at epoch {epoch}, batch {number + 1}; training "
                 "stopped and the last good checkpoint (last.pt, best.pt) is kept. Try a lower "
-                "lr, stronger gradient clipping or a Lipschitz-constrained field.")
+                "lr, stronger gradient clipping or a Lipschitz-constrained field."
+            )
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         if train.grad_clip > 0:
@@ -98,8 +105,11 @@ def _run_epoch(model, optimizer, table, config: RunConfig, epoch: int, device) -
 
 
 def _checkpoint_payload(model, optimizer, state: TrainState) -> dict:
-    return {"model": model.state_dict(), "optimizer": optimizer.state_dict(),
-            "state": state.__dict__.copy()}
+    return {
+        "model": model.state_dict(),
+        "optimizer": optimizer.state_dict(),
+        "state": state.__dict__.copy(),
+    }
 
 
 def _append_log(path: Path, record: dict) -> None:
@@ -119,13 +129,19 @@ def _truncate_log(path: Path, epochs_kept: int) -> None:
 def _summary(record: dict, state: TrainState) -> str:
     text = f"epoch {record['epoch']}: loss {record['loss']:.4f}, {record['seconds']:.1f} s"
     if "valid" in record:
-        text += (f", valid {SELECTION_METRIC} {record['valid'][SELECTION_METRIC]:.4f} "
-                 f"(best {state.best_metric:.4f} at epoch {state.best_epoch})")
+        text += (
+            f", valid {SELECTION_METRIC} {record['valid'][SELECTION_METRIC]:.4f} "
+            f"(best {state.best_metric:.4f} at epoch {state.best_epoch})"
+        )
     return text
 
 
 def fit(
-    model: nn.Module, data: Prepared, config: RunConfig, out: Path, device: torch.device,
+    model: nn.Module,
+    data: Prepared,
+    config: RunConfig,
+    out: Path,
+    device: torch.device,
     resume: bool = False,
 ) -> tuple[TrainState, EvalResult, EvalResult]:
     """Train with early stopping on validation; return the state and best valid/test results."""
@@ -153,7 +169,11 @@ def fit(
         loss, evaluations = _run_epoch(model, optimizer, table, config, epoch, device)
         seconds = time.perf_counter() - started
         record = {"epoch": epoch, "loss": loss, "seconds": round(seconds, 3), "nfe": evaluations}
-        state.epoch, state.seconds, state.nfe = epoch, state.seconds + seconds, state.nfe + evaluations
+        state.epoch, state.seconds, state.nfe = (
+            epoch,
+            state.seconds + seconds,
+            state.nfe + evaluations,
+        )
         if epoch % train.eval_every == 0 or epoch == train.epochs:
             model.eval()
             valid = evaluate(scorer, data, "valid", config.eval, device)

@@ -16,7 +16,9 @@ from torch import nn
 LOSSES = ("ce", "sampled_ce", "bpr")
 
 
-def full_softmax_ce(states: torch.Tensor, items: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+def full_softmax_ce(
+    states: torch.Tensor, items: torch.Tensor, targets: torch.Tensor
+) -> torch.Tensor:
     """states (P, d), items (N + 1, d) embedding table, targets (P,) in 1..N -> scalar."""
     logits = states @ items.T  # (P, N + 1)
     logits[:, 0] = float("-inf")  # padding is never a candidate
@@ -59,8 +61,9 @@ def sequence_loss(
     states, targets = states[real], targets[real]  # (P, d), (P,)
     if name == "ce":
         return full_softmax_ce(states, item_table, targets)
-    negatives = torch.randint(1, item_table.shape[0], (len(targets), num_negatives),
-                              generator=generator, device="cpu").to(targets.device)
+    negatives = torch.randint(
+        1, item_table.shape[0], (len(targets), num_negatives), generator=generator, device="cpu"
+    ).to(targets.device)
     if name == "sampled_ce":
         return sampled_softmax_ce(states, item_table, targets, negatives)
     if name == "bpr":

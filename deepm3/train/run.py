@@ -42,7 +42,10 @@ def run_count_baseline(name: str, config: RunConfig, data: Prepared, out: Path) 
     for role, result in (("valid", valid), ("test", test)):
         save_result(out, role, result)
     return {
-        "model": name, "dataset": data.name, "valid": valid.metrics, "test": test.metrics,
+        "model": name,
+        "dataset": data.name,
+        "valid": valid.metrics,
+        "test": test.metrics,
         "protocol": _protocol(test, None),
         "parameters": {"embedding": 0, "other": 0, "total": 0},
         "seconds": round(time.perf_counter() - started, 3),
@@ -51,8 +54,6 @@ def run_count_baseline(name: str, config: RunConfig, data: Prepared, out: Path) 
 
 def run_trainable(name: str, config: RunConfig, data: Prepared, out: Path, resume: bool) -> dict:
     train = config.train
-    if train.num_threads > 0:
-        torch.set_num_threads(train.num_threads)
     torch.manual_seed(train.seed)
     device = select_device(train.device)
     options = model_options(name, config.model)
@@ -64,11 +65,16 @@ def run_trainable(name: str, config: RunConfig, data: Prepared, out: Path, resum
     if getattr(model, "field", None) is not None:
         extra["lipschitz"] = field_lipschitz(model, data, device)
     return {
-        "model": name, "dataset": data.name, "valid": valid.metrics, "test": test.metrics,
-        "protocol": _protocol(test, options), **extra,
+        "model": name,
+        "dataset": data.name,
+        "valid": valid.metrics,
+        "test": test.metrics,
+        "protocol": _protocol(test, options),
+        **extra,
         "options": dataclasses.asdict(options),
         "parameters": count_parameters(model),
-        "best_epoch": state.best_epoch, "epochs_run": state.epoch,
+        "best_epoch": state.best_epoch,
+        "epochs_run": state.epoch,
         "seconds": round(state.seconds, 3),
         "seconds_per_epoch": round(state.seconds / max(state.epoch, 1), 3),
         "nfe_per_epoch": state.nfe // max(state.epoch, 1),
@@ -86,13 +92,19 @@ def field_lipschitz(model, data: Prepared, device, users: int = 32) -> dict:
     measured = measured_lipschitz(field, states[:, -1].float().cpu())
     bound = lipschitz_upper_bound(field)
     model.field.to(device)
-    return {"measured": round(measured, 5), "upper_bound": round(bound, 5),
-            "mode": field.mode, "constant": field.constant}
+    return {
+        "measured": round(measured, 5),
+        "upper_bound": round(bound, 5),
+        "mode": field.mode,
+        "constant": field.constant,
+    }
 
 
 def run(name: str, config: RunConfig, out: str | Path, resume: bool = False) -> dict:
     """Prepare data, train or fit ``name``, write ``out/`` (config, provenance, metrics)."""
     options = model_options(name, config.model)  # fail on bad options before any work
+    if config.train.num_threads > 0:
+        torch.set_num_threads(config.train.num_threads)
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     config = dataclasses.replace(config, data=resolved(config.data))
@@ -149,8 +161,9 @@ def evaluate_run(run_dir: str | Path, protocol: str) -> dict:
         model.load_state_dict(checkpoint.load(best, device)["model"])
         model.eval()
         scorer = model_scorer(model)
-    result = evaluate(scorer, data, "test", config.eval,
-                      "cpu" if name in COUNT_BASELINES else device)
+    result = evaluate(
+        scorer, data, "test", config.eval, "cpu" if name in COUNT_BASELINES else device
+    )
     payload = {"model": name, "test": result.metrics, "protocol": result.protocol}
     write_json(run_dir / f"evaluate_{protocol}.json", payload)
     return payload

@@ -68,6 +68,7 @@ def provenance(data_stats: dict, seed: int | None, device: str) -> dict:
         "data_fingerprint": data_stats.get("fingerprint"),
         "data": data_stats,
         "device": device,
+        "torch_threads": torch.get_num_threads(),
         "versions": {
             "deepm3": deepm3.__version__,
             "torch": torch.__version__,

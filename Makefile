@@ -4,8 +4,9 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 # Real data beside the checkout (read in place, never copied); otherwise official downloads.
-DATA_DIR ?= $(if $(wildcard ../shared/data),$(abspath ../shared/data),)
-export DEEPM3_DATA_DIR := $(DATA_DIR)
+# An explicit DEEPM3_DATA_DIR in the environment wins.
+DEEPM3_DATA_DIR ?= $(if $(wildcard ../shared/data),$(abspath ../shared/data),)
+export DEEPM3_DATA_DIR
 
 .PHONY: demo test test-slow lint bench install
 

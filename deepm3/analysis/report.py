@@ -79,6 +79,18 @@ def write_report(run_dirs: list[Path], out: Path, title: str) -> str:
         "",
         table,
         "",
+        "Trained on: "
+        + "; ".join(
+            sorted(
+                {
+                    f"{run['provenance']['device']}, {run['provenance'].get('torch_threads', '?')} torch "
+                    "threads"
+                    for run in runs
+                }
+            )
+        )
+        + ". Seconds per epoch count training only (validation excluded).",
+        "",
         "Each row's command, config, seed, data fingerprint and git commit are in `runs/`.",
     ]
     (out / "table.md").write_text("\n".join(lines) + "\n")

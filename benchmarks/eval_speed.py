@@ -52,8 +52,8 @@ def main(argv: list[str] | None = None) -> int:
     )
     print(f"batched ({args.chunk} users per chunk): {batched_seconds:.2f} s")
     print(
-        f"per-user loop: {loop_seconds:.2f} s  ->  batched is {loop_seconds / batched_seconds:.1f}x "
-        f"faster; identical ranks: {same}"
+        f"per-user loop: {loop_seconds:.2f} s -> batched is "
+        f"{loop_seconds / batched_seconds:.1f}x faster; identical ranks: {same}"
     )
     return 0 if same else 1
 

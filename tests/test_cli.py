@@ -2,10 +2,11 @@
 
 import json
 
+from synthetic import write_synthetic_csv
+
 from deepm3.cli import main
 from deepm3.models import build_model, model_options
 from deepm3.models.contract import count_parameters
-from synthetic import write_synthetic_csv
 
 
 def test_models_lists_every_model_with_its_parameter_count(capsys):

@@ -62,6 +62,10 @@ def plot(runs: list[dict], path: Path) -> None:
     plt.close(figure)
 
 
+def _hardware(provenance: dict) -> str:
+    return f"{provenance['device']}, {provenance.get('torch_threads', '?')} torch threads"
+
+
 def write_report(run_dirs: list[Path], out: Path, title: str) -> str:
     """Write ``out/table.md``, ``out/comparison.png`` and each run's record; return the table."""
     runs = load_runs(run_dirs)
@@ -80,15 +84,7 @@ def write_report(run_dirs: list[Path], out: Path, title: str) -> str:
         table,
         "",
         "Trained on: "
-        + "; ".join(
-            sorted(
-                {
-                    f"{run['provenance']['device']}, {run['provenance'].get('torch_threads', '?')} torch "
-                    "threads"
-                    for run in runs
-                }
-            )
-        )
+        + "; ".join(sorted({_hardware(run["provenance"]) for run in runs}))
         + ". Seconds per epoch count training only (validation excluded).",
         "",
         "Each row's command, config, seed, data fingerprint and git commit are in `runs/`.",

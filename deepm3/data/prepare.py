@@ -77,8 +77,10 @@ def _raw_path(config: DataConfig) -> Path:
     if is_generic(config.dataset):
         path = Path(config.dataset)
         if path.is_dir():
-            raise DataError(f"{path}: is a folder; name the file, or pass a data set name "
-                            "(ml-1m, amazon-books, ...) with --data-dir")
+            raise DataError(
+                f"{path}: is a folder; name the file, or pass a data set name "
+                "(ml-1m, amazon-books, ...) with --data-dir"
+            )
         if not path.is_file():
             raise DataError(f"{path}: file not found")
         return path

@@ -48,3 +48,15 @@ def test_configs_are_frozen():
 
 def test_override_text_that_yaml_reads_as_a_mapping_stays_a_string():
     assert load_config(None, ["sep=::"]).data.sep == "::"
+
+
+def test_every_shipped_config_file_is_valid_for_its_model():
+    from pathlib import Path
+
+    from deepm3.models import model_options
+
+    files = sorted((Path(__file__).parent.parent / "configs").glob("*/*.yaml"))
+    assert len(files) >= 18
+    for path in files:
+        config = load_config(path)
+        model_options(path.stem, config.model)  # raises on an unknown or invalid option

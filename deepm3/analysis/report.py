@@ -19,6 +19,9 @@ def load_runs(run_dirs: list[Path]) -> list[dict]:
     for run_dir in run_dirs:
         metrics = json.loads((run_dir / "metrics.json").read_text())
         provenance = json.loads((run_dir / "provenance.json").read_text())
+        config = json.loads((run_dir / "config.json").read_text())
+        # Older records lack torch_threads; the config then says what the run asked for.
+        provenance.setdefault("torch_threads", config["train"].get("num_threads") or "default")
         runs.append({"dir": str(run_dir), "metrics": metrics, "provenance": provenance})
     return runs
 

@@ -14,7 +14,7 @@ from __future__ import annotations
 import dataclasses
 import types
 import typing
-from dataclasses import dataclass, field, fields, replace
+from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
@@ -227,8 +227,3 @@ def load_config(
         train=build_dataclass(TrainConfig, raw["train"], "train"),
         model=dict(raw["model"]),
     )
-
-
-def with_data(config: RunConfig, **changes: Any) -> RunConfig:
-    """A copy of ``config`` with some data settings changed."""
-    return replace(config, data=replace(config.data, **changes))

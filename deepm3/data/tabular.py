@@ -22,8 +22,6 @@ import pandas as pd
 
 from deepm3.errors import DataError
 
-FRAME_COLUMNS = ("user", "item", "timestamp", "rating")
-
 
 def interactions_frame(
     users: list | np.ndarray,

@@ -38,9 +38,6 @@ class EvalResult:
     per_user: pd.DataFrame  # columns: user, target, rank
     protocol: dict
 
-    def to_dict(self) -> dict:
-        return {"metrics": self.metrics, "protocol": self.protocol}
-
 
 def sample_negatives(
     seen_rows: np.ndarray,

@@ -9,8 +9,6 @@ from __future__ import annotations
 
 import torch
 
-METRICS = ("hr", "ndcg", "mrr")
-
 
 def pessimistic_ranks(scores: torch.Tensor, target_columns: torch.Tensor) -> torch.Tensor:
     """Rank of each row's target among that row's candidates.
@@ -33,13 +31,3 @@ def metrics_from_ranks(ranks: torch.Tensor, ks: tuple[int, ...] = (5, 10, 20)) -
         result[f"ndcg@{k}"] = torch.where(hit, 1.0 / torch.log2(ranks + 1.0), 0.0).mean().item()
         result[f"mrr@{k}"] = torch.where(hit, 1.0 / ranks, 0.0).mean().item()
     return result
-
-
-def per_user_metrics(ranks: torch.Tensor, k: int) -> dict[str, torch.Tensor]:
-    """(N,) per-user HR@k and NDCG@k, for paired significance tests."""
-    ranks = ranks.double()
-    hit = ranks <= k
-    return {
-        f"hr@{k}": hit.double(),
-        f"ndcg@{k}": torch.where(hit, 1.0 / torch.log2(ranks + 1.0), 0.0),
-    }

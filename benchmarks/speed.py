@@ -117,7 +117,8 @@ def measure(variant: str, batch: int, length: int, device: torch.device, repeats
     model = build_model(name, NUM_ITEMS, model_options(name, options), length).to(device)
     optimizer = torch.optim.AdamW(model.parameters(), lr=1e-3)
     items, timestamps, gaps, next_gaps, targets = synthetic_batch(batch, length, device)
-    inputs = (items, timestamps, gaps, next_gaps)
+    time_scale = torch.full((batch,), 3600, dtype=torch.int64, device=device)  # TiSASRec's unit
+    inputs = (items, timestamps, gaps, next_gaps, time_scale)
     nfe = {}
 
     def train_step():

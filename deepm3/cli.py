@@ -1,10 +1,11 @@
 """The ``deepm3`` command: thin subcommands over library functions.
 
     deepm3 data prepare DATASET [--data-dir DIR] [--json] [key=value ...]
-    deepm3 train --dataset D --model M [--data-dir DIR] [--config FILE] --out DIR [key=value]
+    deepm3 train --dataset D --model M [--data-dir DIR] [--config FILE] [--out DIR]
+                 [--overwrite] [key=value ...]
     deepm3 train --resume RUN_DIR
     deepm3 evaluate RUN_DIR [--protocol full|sampled]
-    deepm3 report RUN_DIR [RUN_DIR ...] --out FOLDER
+    deepm3 report [RUN_DIR ...] --out FOLDER
     deepm3 models
 
 Bad input ends with one message on stderr and exit code 2.
@@ -66,7 +67,7 @@ def cmd_data_prepare(args: argparse.Namespace) -> int:
 def _print_metrics(metrics: dict, out: Path) -> None:
     rows = [(key, f"{value:.4f}") for key, value in metrics["test"].items()]
     rows.append(("parameters", f"{metrics['parameters']['total']:,}"))
-    if "seconds_per_epoch" in metrics:
+    if metrics["seconds_per_epoch"] is not None:
         rows.append(("seconds/epoch", metrics["seconds_per_epoch"]))
         rows.append(("best epoch", f"{metrics['best_epoch']} of {metrics['epochs_run']}"))
     print(_table(rows))
@@ -82,12 +83,11 @@ def cmd_train(args: argparse.Namespace) -> int:
         return 0
     if not args.dataset or not args.model:
         raise ConfigError("train needs --dataset and --model (or --resume RUN_DIR)")
-    base = {"data": {"dataset": args.dataset}}
-    if args.data_dir:
-        base["data"]["data_dir"] = args.data_dir
-    config = load_config(args.config, args.overrides, base=base)
+    from deepm3.defaults import run_config
+
+    config = run_config(args.dataset, args.model, args.config, args.overrides, args.data_dir)
     out = Path(args.out or f"runs/{args.dataset}-{args.model}")
-    _print_metrics(run(args.model, config, out), out)
+    _print_metrics(run(args.model, config, out, overwrite=args.overwrite), out)
     return 0
 
 
@@ -136,10 +136,12 @@ def cmd_models(args: argparse.Namespace) -> int:
 
 
 def cmd_report(args: argparse.Namespace) -> int:
-    from deepm3.analysis.report import write_report
+    from deepm3.analysis.report import collect, write_report
 
-    print(write_report([Path(d) for d in args.run_dirs], Path(args.out), args.title))
-    print(f"written: {args.out}/table.md, {args.out}/comparison.png")
+    out = Path(args.out)
+    collect([Path(d) for d in args.run_dirs], out)
+    print(write_report(out, args.title))
+    print(f"written: {out}/table.md, {out}/comparison.png, records in {out}/runs/")
     return 0
 
 
@@ -165,12 +167,17 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--data-dir")
     train.add_argument("--config", help="YAML file with data/eval/train/model sections")
     train.add_argument("--out", help="run directory (default runs/DATASET-MODEL)")
+    train.add_argument(
+        "--overwrite", action="store_true", help="replace a run already in the run directory"
+    )
     train.add_argument("overrides", nargs="*", help="settings as key=value (epochs=3)")
     train.set_defaults(func=cmd_train)
 
     report = sub.add_parser("report", help="comparison table and plot from run directories")
-    report.add_argument("run_dirs", nargs="+")
-    report.add_argument("--out", required=True, help="folder for table.md and comparison.png")
+    report.add_argument(
+        "run_dirs", nargs="*", help="finished runs to add (copied to OUT/runs; name-sN = seed N)"
+    )
+    report.add_argument("--out", required=True, help="folder for table.md, the plot and runs/")
     report.add_argument("--title", default="Comparison")
     report.set_defaults(func=cmd_report)
 

@@ -12,6 +12,7 @@ own frozen dataclass (see ``deepm3.models``).
 from __future__ import annotations
 
 import dataclasses
+import difflib
 import types
 import typing
 from dataclasses import dataclass, field, fields
@@ -21,6 +22,34 @@ from typing import Any
 import yaml
 
 from deepm3.errors import ConfigError
+
+# Every enumerated setting and its valid values, checked when a config is built (before any
+# data is read). The modules that act on a setting import its choices from here.
+DEDUP_RULES = ("none", "first", "last")
+KCORE_MODES = ("iterative", "single")
+SPLITS = ("leave_one_out", "temporal")
+TIE_ORDERS = ("file", "shuffle")
+TRAIN_WINDOWS = ("last", "all")
+PROTOCOLS = ("full", "sampled")
+NEGATIVE_SAMPLING = ("uniform", "popularity")
+LOSSES = ("ce", "sampled_ce", "bpr")
+DEVICES = ("auto", "cpu", "cuda", "mps")
+
+
+def check_choice(where: str, value: object, valid: tuple) -> None:
+    """Raise a :class:`ConfigError` naming the valid choices unless ``value`` is one of them."""
+    if value not in valid:
+        raise ConfigError(f"{where} must be one of {', '.join(map(str, valid))}, got {value!r}")
+
+
+def _check_ranges(where: str, values: dict[str, tuple[object, float, bool]]) -> None:
+    """Each entry ``name: (value, bound, strict)`` must satisfy value > bound (strict) or >=."""
+    for name, (value, bound, strict) in values.items():
+        if value is None:
+            continue
+        if (value <= bound) if strict else (value < bound):
+            relation = ">" if strict else ">="
+            raise ConfigError(f"{where}.{name} must be {relation} {bound}, got {value!r}")
 
 
 @dataclass(frozen=True)
@@ -33,15 +62,38 @@ class DataConfig:
     dedup: str = "none"  # repeated (user, item) pairs: none | first | last
     kcore: int | None = None  # minimum events per user and per item (0 disables)
     kcore_mode: str = "iterative"  # iterative (until stable) | single (one pass, as in SASRec)
+    tie_order: str = "file"  # events sharing a timestamp: file (file order) | shuffle (seeded)
+    tie_seed: int = 0  # tie_order=shuffle only
     split: str = "leave_one_out"  # leave_one_out | temporal
     temporal_valid: float = 0.1  # temporal split: share of the time range for validation
     temporal_test: float = 0.1  # temporal split: share of the time range for test
     max_len: int | None = None  # history kept per user (last events); dataset default if None
+    train_windows: str = "all"  # all (windows over the whole training history) | last (one)
+    window_stride: int | None = None  # events between window ends; None -> max_len
     user_col: str = "user_id"  # generic CSV/TSV files: column names
     item_col: str = "item_id"
     time_col: str = "timestamp"
     rating_col: str | None = None
     sep: str | None = None  # generic files: separator (None: by extension, tab for .tsv/.inter)
+
+    def __post_init__(self) -> None:
+        check_choice("data.dedup", self.dedup, DEDUP_RULES)
+        check_choice("data.kcore_mode", self.kcore_mode, KCORE_MODES)
+        check_choice("data.tie_order", self.tie_order, TIE_ORDERS)
+        check_choice("data.split", self.split, SPLITS)
+        check_choice("data.train_windows", self.train_windows, TRAIN_WINDOWS)
+        _check_ranges(
+            "data",
+            {
+                "kcore": (self.kcore, 0, False),
+                "max_len": (self.max_len, 1, False),
+                "window_stride": (self.window_stride, 1, False),
+                "temporal_valid": (self.temporal_valid, 0, True),
+                "temporal_test": (self.temporal_test, 0, True),
+            },
+        )
+        if self.temporal_valid + self.temporal_test >= 1:
+            raise ConfigError("data.temporal_valid + data.temporal_test must be < 1")
 
 
 @dataclass(frozen=True)
@@ -56,6 +108,18 @@ class EvalConfig:
     ks: tuple[int, ...] = (5, 10, 20)
     eval_batch_size: int = 512  # users scored at once
 
+    def __post_init__(self) -> None:
+        check_choice("eval.protocol", self.protocol, PROTOCOLS)
+        check_choice("eval.negative_sampling", self.negative_sampling, NEGATIVE_SAMPLING)
+        _check_ranges(
+            "eval",
+            {
+                "num_negatives": (self.num_negatives, 1, False),
+                "eval_batch_size": (self.eval_batch_size, 1, False),
+                **{f"ks[{i}]": (k, 1, False) for i, k in enumerate(self.ks)},
+            },
+        )
+
 
 @dataclass(frozen=True)
 class TrainConfig:
@@ -68,7 +132,7 @@ class TrainConfig:
     grad_clip: float = 5.0
     loss: str = "ce"  # ce (full softmax) | sampled_ce | bpr
     loss_negatives: int = 100  # sampled_ce / bpr negatives per position
-    patience: int = 5  # epochs without validation NDCG@10 improvement before stopping
+    patience: int = 5  # validations without NDCG@10 improvement before stopping
     seed: int = 0
     device: str = "auto"  # auto | cpu | cuda | mps
     amp: bool = True  # mixed precision on CUDA only
@@ -76,6 +140,25 @@ class TrainConfig:
     time_budget: float | None = None  # seconds of training; stops after the epoch that crosses it
     eval_every: int = 1  # validate every this many epochs (early stopping counts validations)
     progress: bool = True  # tqdm progress bars
+
+    def __post_init__(self) -> None:
+        check_choice("train.loss", self.loss, LOSSES)
+        check_choice("train.device", self.device, DEVICES)
+        _check_ranges(
+            "train",
+            {
+                "epochs": (self.epochs, 1, False),
+                "batch_size": (self.batch_size, 1, False),
+                "lr": (self.lr, 0, True),
+                "weight_decay": (self.weight_decay, 0, False),
+                "grad_clip": (self.grad_clip, 0, False),
+                "loss_negatives": (self.loss_negatives, 1, False),
+                "patience": (self.patience, 1, False),
+                "num_threads": (self.num_threads, 0, False),
+                "time_budget": (self.time_budget, 0, True),
+                "eval_every": (self.eval_every, 1, False),
+            },
+        )
 
 
 @dataclass(frozen=True)
@@ -149,11 +232,34 @@ def build_dataclass(cls: type, values: dict[str, Any], where: str) -> Any:
     unknown = sorted(set(values) - set(types_by_name))
     if unknown:
         raise ConfigError(
-            f"unknown key(s) {', '.join(unknown)} in {where}; valid keys: "
+            f"unknown key(s) {', '.join(unknown)} in {where}"
+            # a section's own keys are among the suggestions already; a model's are not
+            + did_you_mean(unknown[0], () if cls in SECTIONS.values() else tuple(types_by_name))
+            + "; valid keys: "
             + ", ".join(sorted(types_by_name))
         )
     coerced = {k: _coerce(v, types_by_name[k], f"{where}.{k}") for k, v in values.items()}
     return cls(**coerced)
+
+
+def did_you_mean(key: str, model_keys: tuple[str, ...] = ()) -> str:
+    """A hint naming the settings closest to a mistyped ``key`` ("" when nothing is close)."""
+    names = {f.name: f"{s}.{f.name}" for s, cls in SECTIONS.items() for f in fields(cls)}
+    names.update({name: f"model.{name}" for name in model_keys})
+    close = difflib.get_close_matches(key.split(".")[-1], list(names), n=3, cutoff=0.75)
+    return f"; did you mean {' or '.join(names[c] for c in close)}?" if close else ""
+
+
+def config_from_dict(saved: dict[str, Any], where: str) -> RunConfig:
+    """Rebuild a :class:`RunConfig` from its :meth:`RunConfig.to_dict` form, strictly: a key
+    that no longer exists is an error, and every value is checked again."""
+    missing = [s for s in (*SECTIONS, "model") if not isinstance(saved.get(s), dict)]
+    if missing:
+        raise ConfigError(f"{where}: missing section(s) {', '.join(missing)}")
+    return RunConfig(
+        **{s: build_dataclass(cls, saved[s], f"{where}: {s}") for s, cls in SECTIONS.items()},
+        model=dict(saved["model"]),
+    )
 
 
 def _parse_scalar(text: str) -> Any:

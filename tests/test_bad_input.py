@@ -380,3 +380,19 @@ def test_multi_character_separator_is_a_clear_error(tmp_path: Path, capsys) -> N
     assert fails(capsys, prepare_args(path, None, "sep=;;")) == (
         f"{path}: sep must be a single character (or \\t), got ';;'"
     )
+
+
+def test_file_of_an_unknown_kind(tmp_path: Path, capsys) -> None:
+    path = tmp_path / "events.parquet"
+    path.write_bytes(b"PAR1")
+    message = fails(capsys, prepare_args(path))
+    assert message.startswith(f"{path}: not a known kind of raw file; accepted names: ")
+    assert "ratings.dat" in message and "*.csv" in message
+
+
+def test_wrong_field_count_after_a_quoted_line_break(tmp_path: Path, capsys) -> None:
+    path = tmp_path / "events.csv"
+    path.write_text('user_id,item_id,timestamp\n"u\n1",i1,5\nu2,i2,6,7\n')
+    assert fails(capsys, prepare_args(path)) == (
+        f"{path}: line 4: expected 3 fields separated by ',' (as many as the header), found 4"
+    )

@@ -53,10 +53,47 @@ def test_override_text_that_yaml_reads_as_a_mapping_stays_a_string():
 def test_every_shipped_config_file_is_valid_for_its_model():
     from pathlib import Path
 
+    import deepm3.defaults
     from deepm3.models import model_options
 
-    files = sorted((Path(__file__).parent.parent / "configs").glob("*/*.yaml"))
-    assert len(files) >= 18
-    for path in files:
+    shipped = sorted(Path(deepm3.defaults.__file__).parent.glob("*/*.yaml"))
+    experiments = sorted((Path(__file__).parent.parent / "configs").glob("*/*.yaml"))
+    assert len(shipped) == 16 and len(experiments) >= 2
+    for path in shipped + experiments:
         config = load_config(path)
         model_options(path.stem, config.model)  # raises on an unknown or invalid option
+
+
+def test_shipped_settings_are_the_defaults_and_files_and_overrides_win(tmp_path):
+    from deepm3.defaults import run_config
+
+    plain = run_config("ml-100k", "deepm3")
+    assert plain.train.batch_size == 32 and plain.data.max_len == 200  # from the shipped file
+    assert plain.model["lipschitz"] == "spectral" and plain.data.dataset == "ml-100k"
+    assert run_config("ml100k", "sasrec").train.batch_size == 32  # aliases find them too
+    path = tmp_path / "mine.yaml"
+    path.write_text("train:\n  batch_size: 64\n  lr: 0.01\n")
+    mine = run_config("ml-100k", "deepm3", path, ["lr=0.002"], data_dir="/data")
+    assert (mine.train.batch_size, mine.train.lr, mine.data.data_dir) == (64, 0.002, "/data")
+    assert mine.train.patience == 5  # untouched shipped value
+    assert run_config("my.csv", "deepm3").train.batch_size == 128  # no file: dataclass default
+
+
+def test_enumerated_values_and_ranges_fail_when_loaded():
+    for override, message in (
+        ("protocol=sampeld", "eval.protocol must be one of full, sampled, got 'sampeld'"),
+        ("split=random", "data.split must be one of leave_one_out, temporal"),
+        ("train_windows=some", "data.train_windows must be one of last, all"),
+        ("kcore_mode=twice", "data.kcore_mode must be one of iterative, single"),
+        ("negative_sampling=hard", "eval.negative_sampling must be one of uniform, popularity"),
+        ("lr=0", "train.lr must be > 0"),
+        ("eval_every=0", "train.eval_every must be >= 1"),
+        ("window_stride=0", "data.window_stride must be >= 1"),
+    ):
+        with pytest.raises(ConfigError, match=message):
+            load_config(None, [override])
+
+
+def test_a_mistyped_key_suggests_the_setting_meant():
+    with pytest.raises(ConfigError, match="did you mean data.max_len"):
+        load_config(None, ["data.max_lenn=3"])

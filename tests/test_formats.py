@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import gzip
 import json
+import re
 import zipfile
 from datetime import datetime, timezone
 from pathlib import Path
@@ -18,7 +19,9 @@ import pytest
 
 from deepm3.config import DataConfig
 from deepm3.data.amazon import read_amazon, read_amazon_json, read_amazon_ratings_csv
-from deepm3.data.datasets import get_spec, locate
+from deepm3.data.datasets import DATASETS, get_spec, locate
+from deepm3.data.delimited import read_delimited
+from deepm3.data.formats import READERS, find_reader, read_raw, reader_for
 from deepm3.data.movielens import read_ml1m, read_ml100k
 from deepm3.data.prepare import prepare
 from deepm3.data.tabular import read_atomic, read_table
@@ -439,7 +442,7 @@ def test_recbole_atomic_inter(tmp_path: Path) -> None:
     path.write_text(ATOMIC_TEXT)
     assert_frame(read_ml100k(path), ML_ROWS)
     assert_frame(read_atomic(path), ML_ROWS)
-    assert_frame(read_table(path), ML_ROWS)  # .inter dispatches to the atomic reader
+    assert_frame(read_raw(path), ML_ROWS)  # the table sends .inter to the atomic reader
 
 
 def test_recbole_atomic_inter_without_rating_and_other_column_order(tmp_path: Path) -> None:
@@ -525,3 +528,110 @@ def test_an_official_raw_file_named_directly_uses_its_own_reader(real_data_dir):
     path = real_data_dir / "amazon-all-beauty-2018" / "All_Beauty_5.json.gz"
     stats = prepare(DataConfig(dataset=str(path), kcore=0)).stats
     assert stats["raw"] == {"users": 991, "items": 85, "interactions": 5269}
+
+
+# --------------------------------------------------------------------------------------------
+# The one table from file names to readers
+
+
+@pytest.mark.parametrize(
+    ("name", "reader"),
+    [
+        ("ratings.dat", read_ml1m),
+        ("ml-1m.zip", read_ml1m),
+        ("u.data", read_ml100k),
+        ("ml-100k.zip", read_ml100k),
+        ("ml-100k.inter", read_atomic),
+        ("events.inter", read_atomic),
+        ("reviews_Books_5.json.gz", read_amazon_json),
+        ("ratings_Books.csv", read_amazon_ratings_csv),
+        ("Books_5.json.gz", read_amazon_json),
+        ("Books.jsonl.gz", read_amazon_json),
+        ("Books.jsonl", read_amazon_json),
+        ("interactions.csv", read_table),
+        ("ratings.csv", read_table),  # a generic table, not Amazon's ratings_<Cat>.csv
+        ("events.tsv", read_table),
+        ("events.txt", read_table),
+    ],
+)
+def test_the_table_gives_each_file_name_its_reader(name: str, reader) -> None:
+    assert reader_for(Path(name)) is reader
+
+
+@pytest.mark.parametrize("dataset", list(DATASETS))
+def test_every_accepted_file_of_every_data_set_is_read_through_the_table(dataset: str) -> None:
+    spec = DATASETS[dataset]
+    assert spec.reader is read_raw  # no data set brings a reader of its own
+    for name in spec.files:
+        assert find_reader(name) is not None, f"{dataset}: {name} is not in formats.READERS"
+
+
+def test_an_unknown_file_name_is_a_clear_error_listing_the_accepted_names(tmp_path: Path) -> None:
+    path = tmp_path / "events.parquet"
+    path.write_bytes(b"x")
+    assert find_reader(path.name) is None
+    with pytest.raises(DataError) as info:
+        read_raw(path)
+    message = str(info.value)
+    assert message.startswith(f"{path}: not a known kind of raw file; accepted names: ")
+    assert all(pattern in message for pattern, _ in READERS)
+
+
+@pytest.mark.parametrize("name", AMAZON_FILES)
+def test_read_raw_reads_each_amazon_file_like_read_amazon(tmp_path: Path, name: str) -> None:
+    path = write_amazon(tmp_path, name)
+    assert_frame(read_raw(path), expected_rows(name))
+
+
+# --------------------------------------------------------------------------------------------
+# Splitting delimited text: line numbers and field counts without any parser's messages
+
+
+def test_lines_after_a_quoted_line_break_keep_their_own_numbers(tmp_path: Path) -> None:
+    path = tmp_path / "events.csv"
+    path.write_text('user_id,item_id,timestamp\n"u\n1",i1,5\nu2,i2,oops\n')
+    with pytest.raises(DataError, match=r"events\.csv: line 4: column 'timestamp'.*'oops'"):
+        read_table(path)
+    path.write_text('user_id,item_id,timestamp\n"u\n1",i1,5\nu2,i2,6,7\n')
+    with pytest.raises(DataError, match=r"events\.csv: line 4: expected 3 fields .*, found 4"):
+        read_table(path)
+
+
+@pytest.mark.parametrize("quoted", [False, True], ids=["no-quotes", "with-quotes"])
+def test_field_count_errors_are_the_same_with_or_without_quotes(quoted: bool) -> None:
+    first = '"1",2,3,4\n' if quoted else "1,2,3,4\n"
+    names = ["a", "b", "c", "d"]
+    cases = [
+        (first + "5,6,7,8,9\n", "line 2: expected 4 fields separated by ',', found 5"),
+        (first + "\n5,6,7\n", "line 3: expected 4 fields separated by ','; the last one is"),
+        (first + "5,6,7,\n", "line 2: expected 4 fields separated by ','; the last one is"),
+        ("1,2,3\n" + first, "line 1: expected 4 fields separated by ',', found 3"),
+    ]
+    for text, message in cases:
+        with pytest.raises(DataError, match=re.escape(f"f.csv: {message}")):
+            read_delimited(Path("f.csv"), ",", names, text=text)
+
+
+def test_blank_lines_anywhere_are_skipped_but_counted() -> None:
+    text = "\n \t \n1\t2\r\n\t\n3\t4\n\n"
+    fields = read_delimited(Path("f.tsv"), "\t", ["a", "b"], text=text)
+    assert fields.values.tolist() == [["1", "2"], ["3", "4"]]
+    assert fields.index.tolist() == [2, 4]  # lines 3 and 5, minus 1
+    header = read_delimited(Path("f.csv"), ",", None, text="\n\n a ,b,a\n1,2,3\n")
+    assert list(header.columns) == ["a", "b", "a.1"]
+    assert header.index.tolist() == [2]  # line 4, minus 2
+
+
+def test_quotes_follow_csv_rules_but_not_in_tab_separated_files() -> None:
+    text = 'a,b\n"x, ""y""",2\n5" tv,3\n'
+    fields = read_delimited(Path("f.csv"), ",", None, text=text)
+    assert fields.values.tolist() == [['x, "y"', "2"], ['5" tv', "3"]]
+    tabs = read_delimited(Path("f.tsv"), "\t", ["a", "b"], text='"x\t2\n5\t"y"\n')
+    assert tabs.values.tolist() == [['"x', "2"], ["5", '"y"']]
+
+
+def test_a_header_table_pads_short_lines_and_rejects_long_ones() -> None:
+    fields = read_delimited(Path("f.csv"), ",", None, text="a,b,c\n1,2\n")
+    assert fields.values.tolist() == [["1", "2", ""]]
+    with pytest.raises(DataError, match=r"line 3: .* \(as many as the header\), found 4"):
+        read_delimited(Path("f.csv"), ",", None, text='a,b,c\n"1",2,3\n1,2,3,4\n')

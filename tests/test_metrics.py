@@ -1,3 +1,4 @@
+import dataclasses
 import math
 
 import numpy as np
@@ -51,11 +52,50 @@ def test_a_model_that_ranks_the_target_first_scores_one(synthetic, protocol):
     assert (result.per_user["rank"] == 1).all()
 
 
-def test_targets_seen_before_are_masked_misses(synthetic):
-    result = evaluate(_scorer_for(synthetic, 0.0), synthetic, "test", EvalConfig(ks=(1,)))
-    repeats = result.protocol["targets_seen_before"]
-    assert 0 < repeats < len(result.per_user)
-    assert result.metrics["hr@1"] == pytest.approx(1 - repeats / len(result.per_user))
+@pytest.mark.parametrize("protocol", ["full", "sampled"])
+def test_one_masking_rule_for_both_protocols(synthetic, protocol):
+    """exclude_seen masks every history item, a repeated target included (a sure miss, ranked
+    last); without it nothing is masked and sampled negatives may be items seen before."""
+    oracle = _scorer_for(synthetic, 0.0)
+    config = EvalConfig(protocol=protocol, num_negatives=10, ks=(1,))
+    masked = evaluate(oracle, synthetic, "test", config)
+    repeats = masked.protocol["targets_seen_before"]
+    assert 0 < repeats < len(masked.per_user)
+    assert masked.metrics["hr@1"] == pytest.approx(1 - repeats / len(masked.per_user))
+    last = 11 if protocol == "sampled" else synthetic.num_items
+    assert (masked.per_user["rank"] > 1).sum() == (masked.per_user["rank"] == last).sum()
+    unmasked = evaluate(oracle, synthetic, "test", dataclasses.replace(config, exclude_seen=False))
+    assert unmasked.metrics["hr@1"] == 1.0
+
+
+def test_sampled_negatives_include_seen_items_only_without_exclude_seen(synthetic):
+    """History items outscore the target: they hurt only when they can be drawn as negatives."""
+
+    def history_lover(batch: Batch) -> torch.Tensor:
+        scores = torch.zeros(batch.items.shape[0], synthetic.num_items + 1)
+        scores.scatter_(1, batch.items, 10.0)
+        scores[torch.arange(len(batch.target)), batch.target] = 5.0
+        return scores
+
+    config = EvalConfig(protocol="sampled", num_negatives=5, ks=(1,))
+    masked = evaluate(history_lover, synthetic, "test", config)
+    first = (masked.per_user["rank"] == 1).sum()
+    assert first == len(masked.per_user) - masked.protocol["targets_seen_before"]
+    unmasked = evaluate(
+        history_lover, synthetic, "test", dataclasses.replace(config, exclude_seen=False)
+    )
+    assert (unmasked.per_user["rank"] > 1).sum() > masked.protocol["targets_seen_before"]
+
+
+def test_untied_metrics_keep_targets_not_sharing_the_last_timestamp(synthetic):
+    table = evaluation_table(synthetic, "test")
+    result = evaluate(_scorer_for(synthetic, 0.5), synthetic, "test", EvalConfig())
+    tied = table.target_time == table.timestamps[:, -1]
+    assert 0 < tied.sum() < len(tied)
+    np.testing.assert_array_equal(result.per_user["tied"].to_numpy(), tied)
+    ranks = torch.from_numpy(result.per_user["rank"].to_numpy()[~tied])
+    assert result.untied_metrics == metrics_from_ranks(ranks, (5, 10, 20))
+    assert result.protocol["untied_users"] == (~tied).sum()
 
 
 @pytest.mark.parametrize("protocol", ["full", "sampled"])

@@ -5,6 +5,8 @@ import torch
 
 from deepm3.data.sequences import gap_features
 from deepm3.models import MODELS, build_model, model_options
+from deepm3.models.attention import TimeTerms, attention_mask
+from deepm3.models.sasrec import SASRec, SASRecOptions
 from deepm3.models.tisasrec import TiSASRec, TiSASRecOptions, interval_matrix
 
 NUM_ITEMS, MAX_LEN = 30, 12
@@ -50,9 +52,13 @@ def features(items, timestamps):
     return gap_features(gaps).double(), gap_features(ahead).double()
 
 
-def run(model, items, timestamps):
+SCALES = torch.tensor([3600 * 7, 3600, 60, 3600 * 14, 1, 3600 * 7])  # per-user time units
+
+
+def run(model, items, timestamps, scales=None):
     time_gaps, next_gaps = features(items, timestamps)
-    states, _ = model(items, timestamps, time_gaps, next_gaps)
+    scales = SCALES[: len(items)] if scales is None else scales
+    states, _ = model(items, timestamps, time_gaps, next_gaps, scales)
     return states
 
 
@@ -68,6 +74,28 @@ def test_causality_a_later_item_never_changes_an_earlier_output(variant):
         after = run(model, changed, timestamps)
         torch.testing.assert_close(after[:, :position], before[:, :position], rtol=0, atol=1e-10)
         assert not torch.allclose(after[0, position:], before[0, position:])
+
+
+TIME_AWARE = {"tisasrec", "deepm3", "deepm3-rk4-bounded", "deepm3-target-time", "deepm3-no-ode"}
+
+
+@pytest.mark.parametrize("variant", list(VARIANTS))
+def test_causality_a_later_timestamp_never_changes_an_earlier_output(variant):
+    """Moving the times of events t.. (and so every later gap) leaves outputs before t alone;
+    under predict_at=target_time the output at t - 1 is *meant* to see event t's time."""
+    model = make(variant)
+    items, timestamps = random_batch()
+    before = run(model, items, timestamps)
+    moved_any = False
+    for position in (3, 7, MAX_LEN - 1):
+        later = timestamps.clone()
+        later[:, position:] += 3600 * 50 + 17 * torch.arange(MAX_LEN - position)
+        later[items == 0] = 0
+        after = run(model, items, later)
+        kept = position - 1 if variant == "deepm3-target-time" else position
+        torch.testing.assert_close(after[:, :kept], before[:, :kept], rtol=0, atol=1e-10)
+        moved_any |= not torch.allclose(after[0, position:], before[0, position:])
+    assert moved_any == (variant in TIME_AWARE)  # time-blind models ignore timestamps entirely
 
 
 @pytest.mark.parametrize("variant", list(VARIANTS))
@@ -89,7 +117,7 @@ def test_batch_composition_invariance(variant):
     items, timestamps = random_batch(batch=6)
     together = run(model, items, timestamps)
     for row in range(6):
-        alone = run(model, items[row : row + 1], timestamps[row : row + 1])
+        alone = run(model, items[row : row + 1], timestamps[row : row + 1], SCALES[row : row + 1])
         real = items[row] > 0
         torch.testing.assert_close(alone[0][real], together[row][real], rtol=0, atol=1e-10)
 
@@ -117,13 +145,54 @@ def test_registry_rejects_unknown_names_and_options():
 
 
 def test_tisasrec_intervals_follow_the_paper():
-    timestamps = torch.tensor([[0, 0, 100, 110, 130, 10_000]])
+    timestamps = torch.tensor([[0, 100, 100, 114, 126, 10_000]])
     items = torch.tensor([[0, 1, 2, 3, 4, 5]])  # first slot is padding
-    intervals = interval_matrix(timestamps, items, span=50)
-    # user scale = smallest non-zero gap between real events = 10 seconds
-    assert intervals[0, 3, 2].item() == 1 and intervals[0, 4, 2].item() == 3
-    assert intervals[0, 5, 1].item() == 50  # clipped at k
+    intervals = interval_matrix(timestamps, items, torch.tensor([8]), span=50)
+    # units round((t - 100) / 8) = 0, 0, 2 (1.75), 3 (3.25), 1238 -> clipped at k = 50
+    assert intervals[0, 2, 1].item() == 0 and intervals[0, 3, 1].item() == 2
+    assert intervals[0, 4, 3].item() == 1 and intervals[0, 4, 1].item() == 3
+    assert intervals[0, 5, 1].item() == 50
     assert intervals[0, 0].abs().sum() == 0 and intervals[0, :, 0].abs().sum() == 0
+    # the unit is the user's, given from training data: it never comes from the window
+    halved = interval_matrix(timestamps, items, torch.tensor([4]), span=50)
+    assert halved[0, 3, 1].item() == 4  # round(3.5) = 4 (half to even, as Python's round)
+
+
+def test_tisasrec_scale_comes_from_training_events_only(synthetic):
+    from deepm3.data.sequences import evaluation_table, personal_time_scales
+
+    scales = personal_time_scales(synthetic)
+    events, split = synthetic.events, synthetic.split
+    for user in range(1, synthetic.num_users + 1):
+        times = events.timestamps[
+            events.offsets[user] : events.offsets[user] + split.train_len[user]
+        ]
+        gaps = [g for g in (times[1:] - times[:-1]).tolist() if g > 0]
+        assert scales[user] == (min(gaps) if gaps else 1)
+    table = evaluation_table(synthetic, "test")
+    assert (table.time_scale == scales[table.users]).all()
+
+
+def test_tisasrec_with_time_terms_zeroed_equals_sasrec_on_the_same_weights():
+    """The two models share one block: without positions and intervals they are one model."""
+    torch.manual_seed(4)
+    tisasrec = TiSASRec(NUM_ITEMS, TiSASRecOptions(hidden_size=16, dropout=0.0), MAX_LEN)
+    sasrec = SASRec(NUM_ITEMS, SASRecOptions(hidden_size=16, dropout=0.0), MAX_LEN)
+    with torch.no_grad():
+        for table in ("position_k", "position_v", "interval_k", "interval_v"):
+            getattr(tisasrec, table).weight.zero_()
+        sasrec.position_embedding.weight.zero_()
+    missing, unexpected = sasrec.load_state_dict(tisasrec.state_dict(), strict=False)
+    assert missing == ["position_embedding.weight"]
+    assert sorted(unexpected) == ["interval_k.weight", "interval_v.weight"] + [
+        "position_k.weight",
+        "position_v.weight",
+    ]
+    items, timestamps = random_batch()
+    tisasrec.eval(), sasrec.eval()
+    torch.testing.assert_close(
+        run(tisasrec, items, timestamps), run(sasrec, items, timestamps), rtol=1e-5, atol=1e-5
+    )
 
 
 def test_tisasrec_attention_equals_the_naive_four_dimensional_form():
@@ -132,16 +201,14 @@ def test_tisasrec_attention_equals_the_naive_four_dimensional_form():
     model = TiSASRec(
         NUM_ITEMS, TiSASRecOptions(hidden_size=8, num_heads=2, dropout=0.0, time_span=6), MAX_LEN
     ).double()
-    attention = model.attentions[0]
+    attention = model.blocks[0].attention
     items, timestamps = random_batch()
     x = torch.randn(4, MAX_LEN, 8, dtype=torch.float64)
     pos_k, pos_v = torch.randn(2, 4, MAX_LEN, 8, dtype=torch.float64)
     table_k, table_v = model.interval_k.weight, model.interval_v.weight
-    intervals = interval_matrix(timestamps, items, 6)
-    from deepm3.models.sasrec import attention_mask
-
+    intervals = interval_matrix(timestamps, items, SCALES[:4], 6)
     mask = attention_mask(items)
-    fast = attention(x, x, intervals, pos_k, pos_v, table_k, table_v, mask)
+    fast = attention(x, x, mask, TimeTerms(pos_k, pos_v, intervals, table_k, table_v))
     heads, dh = 2, 4
     q = attention.query(x).view(4, MAX_LEN, heads, dh)
     k = (attention.key(x) + pos_k).view(4, MAX_LEN, heads, dh)

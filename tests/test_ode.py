@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from deepm3.ode.field import VectorField, lipschitz_upper_bound, measured_lipschitz
-from deepm3.ode.solvers import evolve
+from deepm3.ode.solvers import METHODS, evolve
 
 
 def decay(h, elapsed):
@@ -48,6 +48,20 @@ def test_order_on_a_linear_system_with_rotation(method, order):
     assert all(abs(o - order) < 0.3 for o in observed), observed
 
 
+@pytest.mark.parametrize("method", list(METHODS))
+def test_every_method_in_the_table_solves_decay(method):
+    h0 = torch.ones(3, 2, dtype=torch.float64)
+    dt = torch.tensor([0.5, 1.0, 2.0], dtype=torch.float64)
+    out, calls = evolve(decay, h0, dt, method, 64, rtol=1e-8, atol=1e-10)
+    assert torch.allclose(out, torch.exp(-dt)[:, None] * h0, atol=1e-2, rtol=0)
+    assert calls > 0
+
+
+def test_an_unknown_method_lists_the_valid_ones():
+    with pytest.raises(ValueError, match="valid: euler, rk4, dopri5"):
+        evolve(decay, torch.ones(1, 2), torch.ones(1), "heun")
+
+
 def test_dopri5_matches_closed_form_and_counts_evaluations():
     h0 = torch.ones(3, 2, dtype=torch.float64)
     dt = torch.tensor([0.5, 1.0, 2.0], dtype=torch.float64)
@@ -61,13 +75,13 @@ def test_zero_gaps_leave_the_state_unchanged():
     field = VectorField(4, 8, "none", 1.0)
     h = torch.randn(5, 4)
     dt = torch.tensor([0.0, 0.7, 0.0, 1.2, 0.0])
-    weights = field.weights()
     context = torch.zeros(5)
-    for method in ("euler", "rk4", "dopri5"):
+    # the drift itself is non-zero on the zero-gap rows: the gap, not the field, keeps them still
+    assert (field(h, torch.zeros(5), context)[dt == 0].abs().sum(dim=1) > 0).all()
+    for method in METHODS:
         out, _ = evolve(lambda s, e: field(s, e, context), h, dt, method, 2)
         assert torch.equal(out[dt == 0], h[dt == 0])
         assert not torch.allclose(out[dt > 0], h[dt > 0])
-    assert weights.mode == "none"
 
 
 @pytest.mark.parametrize("method", ["euler", "rk4", "dopri5"])
@@ -111,14 +125,40 @@ def test_spectral_mode_keeps_the_measured_constant_below_l():
             field.inner.weight.mul_(20)
             field.outer.weight.normal_(std=2.0)
         states = torch.randn(20, 16) * 3
-        measured = measured_lipschitz(field, states)
+        measured = measured_lipschitz(field, states, torch.rand(20), torch.rand(20))
         assert 0 < measured <= constant * (1 + 1e-5)
         assert measured <= lipschitz_upper_bound(field) * (1 + 1e-5) <= constant * (1 + 1e-5)
     unconstrained = VectorField(16, 32, "none", 1.0)
     with torch.no_grad():
         unconstrained.inner.weight.mul_(20)
         unconstrained.outer.weight.normal_(std=2.0)
-    assert measured_lipschitz(unconstrained, torch.zeros(3, 16)) > 3.0
+    assert measured_lipschitz(unconstrained, torch.zeros(3, 16), torch.zeros(3), torch.zeros(3)) > 3
+
+
+def test_measured_lipschitz_needs_and_uses_the_time_inputs():
+    torch.manual_seed(3)
+    field = VectorField(6, 12, "none", 1.0)
+    with torch.no_grad():
+        field.inner.weight.mul_(5)
+        field.outer.weight.normal_()
+    states = torch.randn(4, 6)
+    with pytest.raises(TypeError):
+        measured_lipschitz(field, states)  # no silent zeros for elapsed time and context
+    at_zero = measured_lipschitz(field, states, torch.zeros(4), torch.zeros(4))
+    at_data = measured_lipschitz(field, states, torch.full((4,), 0.8), torch.full((4,), 2.5))
+    assert abs(at_data - at_zero) > 1e-3 * at_zero  # the time features move the Jacobian
+
+
+def test_bounded_mode_bounds_the_drift_not_its_lipschitz_constant():
+    field = VectorField(4, 8, "bounded", 0.5)
+    with torch.no_grad():
+        field.inner.weight.mul_(100)
+        field.outer.weight.mul_(1000)
+        field.inner.bias.zero_()
+        field.outer.bias.zero_()
+    zeros = torch.zeros(1)
+    assert field(torch.randn(30, 4) * 10, torch.zeros(30), torch.zeros(30)).abs().max() <= 0.5
+    assert measured_lipschitz(field, torch.zeros(1, 4), zeros, zeros) > 100 * 0.5
 
 
 def test_bounded_mode_bounds_the_drift():

@@ -1,8 +1,9 @@
 import numpy as np
 import pandas as pd
+import pytest
 
 from deepm3.data.preprocess import k_core, preprocess, zero_gap_share
-from deepm3.data.sequences import evaluation_table, history_items, training_table
+from deepm3.data.sequences import evaluation_table, history_items, training_table, window_ends
 from deepm3.data.split import leave_one_out, temporal
 from deepm3.data.tabular import interactions_frame
 
@@ -67,22 +68,47 @@ def test_leave_one_out_positions_and_short_users(synthetic):
     assert (split.train_len[~evaluated] == lengths[~evaluated]).all()
 
 
-def test_no_test_or_validation_item_in_any_training_input(synthetic):
-    """The leakage rule: training rows only contain events before each user's validation."""
-    table = training_table(synthetic)
-    offsets, split = synthetic.events.offsets, synthetic.split
+@pytest.mark.parametrize(("windows", "stride"), [("last", None), ("all", None), ("all", 3)])
+def test_training_windows_stay_inside_the_training_events(synthetic, windows, stride):
+    """The leakage rule: every window is a run of consecutive training events of its user."""
+    table = training_table(synthetic, windows, stride)
+    offsets, split, events = synthetic.events.offsets, synthetic.split, synthetic.events
     for row, user in enumerate(table.users):
-        start, length = offsets[user], split.train_len[user]
-        allowed = synthetic.events.timestamps[start : start + length]
-        seen = table.timestamps[row][table.items[row] > 0]
-        # every input and target is within the first train_len events, in order
+        train = events.items[offsets[user] : offsets[user] + split.train_len[user]]
         inputs = table.items[row][table.items[row] > 0]
         targets = table.targets[row][table.targets[row] > 0]
-        expected = synthetic.events.items[start : start + length]
-        np.testing.assert_array_equal(
-            np.concatenate([inputs, targets[-1:]]), expected[-(len(inputs) + 1) :]
-        )
-        assert len(seen) <= len(allowed)
+        window = np.concatenate([inputs, targets[-1:]])
+        np.testing.assert_array_equal(targets, window[1:])
+        starts = range(len(train) - len(window) + 1)
+        assert any((train[s : s + len(window)] == window).all() for s in starts), row
+    if windows == "last":
+        assert len(set(table.users)) == len(table.users)
+
+
+def test_all_windows_cover_every_training_target_exactly_once(synthetic):
+    """With the default stride (max_len) each training event after a user's first is predicted
+    once, whatever the history length; with a smaller stride some are predicted again."""
+    split = synthetic.split
+    expected = int(np.clip(split.train_len - 1, 0, None).sum())
+    assert (training_table(synthetic, "all").targets > 0).sum() == expected
+    assert (training_table(synthetic, "last").targets > 0).sum() < expected
+    assert (training_table(synthetic, "all", 5).targets > 0).sum() > expected
+    users, ends = window_ends(split.train_len, synthetic.max_len, "all", None)
+    assert (ends <= split.train_len[users]).all() and (ends >= 2).all()
+
+
+def test_shuffled_tie_order_is_seeded_and_only_reorders_ties():
+    rows = [("a", "x", 5), ("a", "y", 5), ("a", "z", 5), ("a", "w", 1), ("a", "v", 9)] * 1
+    rows += [("a", f"t{k}", 7) for k in range(12)]
+    orders = []
+    for seed in (0, 0, 1):
+        events, _ = preprocess(frame(rows), tie_order="shuffle", tie_seed=seed)
+        orders.append(list(events.item_ids[events.items]))
+    assert orders[0] == orders[1] and orders[0] != orders[2]
+    file_order, _ = preprocess(frame(rows))
+    np.testing.assert_array_equal(events.timestamps, file_order.timestamps)  # still sorted by time
+    assert orders[0][0] == "w" and orders[0][-1] == "v"
+    assert sorted(orders[0]) == sorted(file_order.item_ids[file_order.items])
 
 
 def test_evaluation_histories_end_right_before_the_target(synthetic):
@@ -116,12 +142,10 @@ def test_gaps_are_seconds_between_real_events(synthetic):
 def test_temporal_split_never_uses_the_future():
     rows = [("a", f"i{t}", t) for t in range(0, 100, 10)] + [("b", "i0", 5), ("b", "i10", 95)]
     events, _ = preprocess(frame(rows))
-    split = temporal(events, 0.2, 0.1)  # cuts at 70 and 80 (range 0..95 -> 95*0.3=28 -> 67)
-    for user in (1, 2):
-        times = events.timestamps[events.offsets[user] : events.offsets[user + 1]]
-        train_times = times[: split.train_len[user]]
-        if split.valid_pos[user] >= 0:
-            assert train_times.max() < times[split.valid_pos[user]]
-        if split.test_pos[user] >= 0:
-            assert (times[: split.test_pos[user]] <= times[split.test_pos[user]]).all()
+    # range 0..95: validation from 95 - int(95 * 0.3) = 67, test from 95 - int(9.5) = 86
+    split = temporal(events, 0.2, 0.1)
+    # user a (0, 10, .., 90): trains on 0..60, validates on 70, is tested on 90
+    assert (split.train_len[1], split.valid_pos[1], split.test_pos[1]) == (7, 7, 9)
+    # user b (5, 95): trains on 5; 95 is past the test cut, so no validation target
+    assert (split.train_len[2], split.valid_pos[2], split.test_pos[2]) == (1, -1, 1)
     assert pd.Series(split.train_len).sum() < len(events.items)

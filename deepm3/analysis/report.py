@@ -1,9 +1,17 @@
-"""Comparison tables and plots from run directories (reads result files only)."""
+"""Comparison tables and plots from run records (reads result files only).
+
+``collect`` copies the small files of each run (config, provenance, metrics, log, per-user ranks;
+never checkpoints) into ``<out>/runs/<run name>/``, where they are committed beside the table;
+``write_report`` reads only those committed records. Runs named ``<label>-s<seed>`` are seeds of
+one row, reported as mean +- standard deviation over seeds.
+"""
 
 from __future__ import annotations
 
 import json
+import re
 import shutil
+import statistics
 from pathlib import Path
 
 import matplotlib
@@ -11,53 +19,92 @@ import matplotlib
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 
+from deepm3.errors import ConfigError  # noqa: E402
+
 COLUMNS = ("ndcg@10", "hr@10", "mrr@10", "ndcg@20", "hr@20")
+RECORD_FILES = (
+    "config.json",
+    "provenance.json",
+    "metrics.json",
+    "log.jsonl",
+    "per_user_valid.csv.gz",
+    "per_user_test.csv.gz",
+)
+SEED_SUFFIX = re.compile(r"-s\d+$")
 
 
-def load_runs(run_dirs: list[Path]) -> list[dict]:
-    runs = []
-    for run_dir in run_dirs:
-        metrics = json.loads((run_dir / "metrics.json").read_text())
-        provenance = json.loads((run_dir / "provenance.json").read_text())
-        config = json.loads((run_dir / "config.json").read_text())
-        # Older records lack torch_threads; the config then says what the run asked for.
-        provenance.setdefault("torch_threads", config["train"].get("num_threads") or "default")
-        runs.append({"dir": str(run_dir), "metrics": metrics, "provenance": provenance})
-    return runs
+def collect(run_dirs: list[Path], out: Path) -> list[Path]:
+    """Copy each run's records to ``out/runs/<name>``; return the copies' folders."""
+    names = [Path(d).name for d in run_dirs]
+    duplicated = sorted({n for n in names if names.count(n) > 1})
+    if duplicated:
+        raise ConfigError(f"run directories must have distinct names; repeated: {duplicated}")
+    copies = []
+    for run_dir in map(Path, run_dirs):
+        if not (run_dir / "metrics.json").is_file():
+            raise ConfigError(f"{run_dir}: no metrics.json (not a finished run)")
+        target = out / "runs" / run_dir.name
+        target.mkdir(parents=True, exist_ok=True)
+        for name in RECORD_FILES:
+            if (run_dir / name).is_file():
+                shutil.copy(run_dir / name, target / name)
+        copies.append(target)
+    return copies
 
 
-def markdown_table(runs: list[dict]) -> str:
-    header = ["model", *COLUMNS, "params", "s/epoch", "epochs"]
+def load_records(out: Path) -> dict[str, list[dict]]:
+    """Committed records under ``out/runs``, grouped by row label (the name less ``-s<seed>``)."""
+    groups: dict[str, list[dict]] = {}
+    for folder in sorted((out / "runs").glob("*/")):
+        record = {
+            name: json.loads((folder / f"{name}.json").read_text())
+            for name in ("metrics", "provenance", "config")
+        }
+        groups.setdefault(SEED_SUFFIX.sub("", folder.name), []).append(record)
+    if not groups:
+        raise ConfigError(f"{out}/runs holds no run records")
+    # count baselines first, then trainable models, each alphabetically
+    return dict(sorted(groups.items(), key=lambda g: (g[1][0]["metrics"]["epochs_run"] > 0, g[0])))
+
+
+def mean_std(values: list[float]) -> str:
+    if len(values) == 1:
+        return f"{values[0]:.4f}"
+    return f"{statistics.mean(values):.4f} ± {statistics.stdev(values):.4f}"
+
+
+def markdown_table(groups: dict[str, list[dict]]) -> str:
+    header = ["model", *COLUMNS, "ndcg@10 untied", "seeds", "params", "s/epoch", "epochs"]
     lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
-    for run in runs:
-        metrics = run["metrics"]
-        epoch_seconds = metrics.get("seconds_per_epoch")
-        lines.append(
-            "| "
-            + " | ".join(
-                [
-                    metrics["model"],
-                    *(f"{metrics['test'][c]:.4f}" for c in COLUMNS),
-                    f"{metrics['parameters']['total']:,}",
-                    "-" if epoch_seconds is None else f"{epoch_seconds:.1f}",
-                    str(metrics.get("epochs_run", "-")),
-                ]
-            )
-            + " |"
-        )
+    for label, records in groups.items():
+        metrics = [r["metrics"] for r in records]
+        epoch_seconds = [m["seconds_per_epoch"] for m in metrics if m["seconds_per_epoch"]]
+        cells = [
+            label,
+            *(mean_std([m["test"][c] for m in metrics]) for c in COLUMNS),
+            mean_std([m["test_untied"]["ndcg@10"] for m in metrics]),
+            str(len(records)),
+            f"{metrics[0]['parameters']['total']:,}",
+            f"{statistics.mean(epoch_seconds):.1f}" if epoch_seconds else "-",
+            "/".join(str(m["epochs_run"]) for m in metrics) if epoch_seconds else "-",
+        ]
+        lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines)
 
 
-def plot(runs: list[dict], path: Path) -> None:
-    names = [run["metrics"]["model"] for run in runs]
-    figure, axis = plt.subplots(figsize=(1.2 * len(names) + 2.5, 3.2))
+def plot(groups: dict[str, list[dict]], path: Path) -> None:
+    names = list(groups)
+    figure, axis = plt.subplots(figsize=(1.2 * len(names) + 2.5, 3.4))
     width = 0.38
     for offset, metric in ((-width / 2, "ndcg@10"), (width / 2, "hr@10")):
-        values = [run["metrics"]["test"][metric] for run in runs]
-        bars = axis.bar([i + offset for i in range(len(names))], values, width, label=metric)
+        values = [[r["metrics"]["test"][metric] for r in groups[n]] for n in names]
+        means = [statistics.mean(v) for v in values]
+        errors = [statistics.stdev(v) if len(v) > 1 else 0.0 for v in values]
+        positions = [i + offset for i in range(len(names))]
+        bars = axis.bar(positions, means, width, yerr=errors, capsize=2, label=metric)
         axis.bar_label(bars, fmt="%.3f", fontsize=7)
-    axis.set_xticks(range(len(names)), names)
-    axis.set_ylabel("test, full ranking")
+    axis.set_xticks(range(len(names)), names, rotation=20, ha="right")
+    axis.set_ylabel("test, full ranking (mean ± sd)")
     axis.legend(frameon=False)
     axis.spines[["top", "right"]].set_visible(False)
     figure.tight_layout()
@@ -65,39 +112,38 @@ def plot(runs: list[dict], path: Path) -> None:
     plt.close(figure)
 
 
-def _hardware(provenance: dict) -> str:
-    return f"{provenance['device']}, {provenance.get('torch_threads', '?')} torch threads"
-
-
-def write_report(run_dirs: list[Path], out: Path, title: str) -> str:
-    """Write ``out/table.md``, ``out/comparison.png`` and each run's record; return the table."""
-    runs = load_runs(run_dirs)
-    out.mkdir(parents=True, exist_ok=True)
-    table = markdown_table(runs)
-    first = runs[0]["provenance"]
-    data = first["data"]
-    lines = [
-        f"# {title}",
-        "",
+def _describe(groups: dict[str, list[dict]]) -> list[str]:
+    records = [r for rs in groups.values() for r in rs]
+    data = records[0]["provenance"]["data"]
+    fingerprints = sorted({r["provenance"]["data_fingerprint"] for r in records})
+    hardware = sorted(
+        {
+            f"{r['provenance']['device']}, {r['provenance']['torch_threads']} torch threads"
+            for r in records
+        }
+    )
+    commits = sorted({r["provenance"]["git_commit"][:12] for r in records})
+    return [
         f"Data: {data['dataset']} ({data['filtered']['users']:,} users, "
         f"{data['filtered']['items']:,} items, {data['filtered']['interactions']:,} events; "
-        f"fingerprint {data['fingerprint']}). Test split, full ranking over all items, "
-        f"history items masked: {runs[0]['metrics']['protocol']['exclude_seen']}.",
+        f"fingerprint {', '.join(fingerprints)}). Test split, full ranking over all items, "
+        f"history items masked: {records[0]['metrics']['protocol']['exclude_seen']}. "
+        f"'untied' keeps only the {records[0]['metrics']['protocol']['untied_users']:,} users "
+        "whose test event does not share its timestamp with the previous event.",
         "",
-        table,
+        "Trained on: " + "; ".join(hardware) + ". Seconds per epoch count training only. "
+        f"Code: {', '.join(commits)}.",
         "",
-        "Trained on: "
-        + "; ".join(sorted({_hardware(run["provenance"]) for run in runs}))
-        + ". Seconds per epoch count training only (validation excluded).",
-        "",
-        "Each row's command, config, seed, data fingerprint and git commit are in `runs/`.",
+        "Each row's command, config, seed, data fingerprint, git commit, log and per-user ranks "
+        "are under `runs/` beside this table.",
     ]
+
+
+def write_report(out: Path, title: str) -> str:
+    """Write ``out/table.md`` and ``out/comparison.png`` from ``out/runs``; return the table."""
+    groups = load_records(out)
+    table = markdown_table(groups)
+    lines = [f"# {title}", "", table, "", *_describe(groups)]
     (out / "table.md").write_text("\n".join(lines) + "\n")
-    plot(runs, out / "comparison.png")
-    runs_out = out / "runs"
-    for run in runs:
-        target = runs_out / Path(run["dir"]).name
-        target.mkdir(parents=True, exist_ok=True)
-        for name in ("config.json", "provenance.json", "metrics.json"):
-            shutil.copy(Path(run["dir"]) / name, target / name)
+    plot(groups, out / "comparison.png")
     return table

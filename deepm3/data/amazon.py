@@ -23,12 +23,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from deepm3.data.tabular import (
-    check_not_empty,
-    frame_from_columns,
-    interactions_frame,
-    read_delimited,
-)
+from deepm3.data.delimited import check_not_empty, read_delimited
+from deepm3.data.tabular import frame_from_columns, interactions_frame
 from deepm3.errors import DataError
 
 # (user key, item keys in order of preference, time key, milliseconds?)
@@ -143,14 +139,15 @@ def read_amazon_ratings_csv(path: Path) -> pd.DataFrame:
 
 
 def read_amazon(path: Path) -> pd.DataFrame:
-    """Dispatch on the file name (see the table in the module docstring)."""
+    """Any Amazon review file, by the reader that :data:`deepm3.data.formats.READERS` gives its
+    name (see the table in the module docstring)."""
+    from deepm3.data.formats import find_reader  # here, not at the top: formats imports us
+
     path = Path(path)
-    name = path.name
-    if name.endswith((".json.gz", ".jsonl.gz", ".json", ".jsonl")):
-        return read_amazon_json(path)
-    if name.endswith(".csv") and name.startswith("ratings_"):
-        return read_amazon_ratings_csv(path)
-    raise DataError(
-        f"{path}: not an Amazon review file; expected reviews_<Cat>_5.json.gz, "
-        "ratings_<Cat>.csv, <Cat>_5.json.gz or <Cat>.jsonl.gz"
-    )
+    reader = find_reader(path.name)
+    if reader not in (read_amazon_json, read_amazon_ratings_csv):
+        raise DataError(
+            f"{path}: not an Amazon review file; expected reviews_<Cat>_5.json.gz, "
+            "ratings_<Cat>.csv, <Cat>_5.json.gz or <Cat>.jsonl.gz"
+        )
+    return reader(path)

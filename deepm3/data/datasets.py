@@ -3,23 +3,19 @@
 A data directory (``--data-dir`` or ``$DEEPM3_DATA_DIR``) may hold the raw file itself or a
 subfolder named after the data set (so ``../shared/data`` and ``../shared/data/ml-1m-subset``
 both work). Without one, the official file is downloaded into :func:`cache_dir` and checked.
-Any other ``DATASET`` that names an existing ``.csv``/``.tsv``/``.inter`` file is read as a
-generic table (columns from the ``data`` config).
+Any other ``DATASET`` that names an existing file is read by the reader that its name calls
+for in :data:`deepm3.data.formats.READERS` (a ``.csv``/``.tsv`` table takes its columns from
+the ``data`` config).
 """
 
 from __future__ import annotations
 
 import os
-from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-import pandas as pd
-
-from deepm3.data.amazon import read_amazon
 from deepm3.data.download import cache_dir, download, verify
-from deepm3.data.movielens import read_ml1m, read_ml100k
-from deepm3.data.tabular import read_table
+from deepm3.data.formats import Reader, read_raw
 from deepm3.errors import DataError
 
 SNAP_2014 = "http://snap.stanford.edu/data/amazon/productGraph/categoryFiles"
@@ -28,10 +24,9 @@ MCAULEY_2018 = "https://datarepo.eng.ucsd.edu/mcauley_group/data/amazon_v2/categ
 
 @dataclass(frozen=True)
 class DatasetSpec:
-    """Where a data set's raw file lives and how to read it."""
+    """Where a data set's raw file lives; its reader comes from the name (formats.READERS)."""
 
     name: str
-    reader: Callable[[Path], pd.DataFrame]
     files: tuple[str, ...]  # accepted raw file names, in order of preference
     folders: tuple[str, ...]  # subfolders of a data dir that may hold them
     url: str | None  # official download
@@ -42,13 +37,8 @@ class DatasetSpec:
     # Names too generic to identify the data set (``interactions.csv``): accepted only in a
     # folder named after it (one of ``folders``), never loose in an unrelated data dir.
     named_folder_only: tuple[str, ...] = ()
-
-
-def _read_amazon_any(path: Path) -> pd.DataFrame:
-    """Raw Amazon files, or a prepared ``interactions.csv`` (user_id,item_id,timestamp)."""
-    if path.name == "interactions.csv":
-        return read_table(path)
-    return read_amazon(path)
+    # Reads a file that ``locate`` found. Every data set keeps the default; a test may stub it.
+    reader: Reader = read_raw
 
 
 def _amazon(name: str, category: str, release_2018: bool = False) -> DatasetSpec:
@@ -61,7 +51,6 @@ def _amazon(name: str, category: str, release_2018: bool = False) -> DatasetSpec
     )
     return DatasetSpec(
         name=name,
-        reader=_read_amazon_any,
         files=(*files_2014, *files_later, "interactions.csv"),
         folders=(name, f"{name}-2018", category.lower()),
         url=url,
@@ -76,7 +65,6 @@ def _amazon(name: str, category: str, release_2018: bool = False) -> DatasetSpec
 DATASETS: dict[str, DatasetSpec] = {
     "ml-1m": DatasetSpec(
         name="ml-1m",
-        reader=read_ml1m,
         files=("ratings.dat", "ml-1m.zip"),
         folders=("ml-1m", "ml-1m-subset"),
         url="https://files.grouplens.org/datasets/movielens/ml-1m.zip",
@@ -87,7 +75,6 @@ DATASETS: dict[str, DatasetSpec] = {
     ),
     "ml-100k": DatasetSpec(
         name="ml-100k",
-        reader=read_ml100k,
         files=("ml-100k.inter", "u.data", "ml-100k.zip"),
         folders=("ml-100k",),
         url="https://files.grouplens.org/datasets/movielens/ml-100k.zip",
@@ -125,21 +112,6 @@ def is_generic(dataset: str) -> bool:
         and dataset not in ALIASES
         and (Path(dataset).suffix in GENERIC_SUFFIXES or Path(dataset).exists())
     )
-
-
-def official_reader(path: Path) -> Callable[[Path], pd.DataFrame] | None:
-    """The reader of an official raw file given by path (``ratings.dat``, an Amazon JSON file,
-    ...), or None for a generic table."""
-    name = path.name
-    if name in ("ratings.dat", "ml-1m.zip"):
-        return read_ml1m
-    if name in ("u.data", "ml-100k.zip"):
-        return read_ml100k
-    if name.endswith((".json.gz", ".jsonl.gz", ".json", ".jsonl")) or (
-        name.startswith("ratings_") and name.endswith(".csv")
-    ):
-        return read_amazon
-    return None
 
 
 def resolve_data_dir(data_dir: str | None) -> Path | None:

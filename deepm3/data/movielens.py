@@ -14,12 +14,8 @@ from pathlib import Path
 
 import pandas as pd
 
-from deepm3.data.tabular import (
-    check_not_empty,
-    frame_from_columns,
-    read_atomic,
-    read_delimited,
-)
+from deepm3.data.delimited import check_not_empty, read_delimited
+from deepm3.data.tabular import frame_from_columns, read_atomic
 from deepm3.errors import DataError
 
 RATING_FIELDS = ["user", "item", "rating", "timestamp"]

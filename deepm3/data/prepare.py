@@ -18,14 +18,9 @@ from pathlib import Path
 import numpy as np
 
 from deepm3.config import DataConfig
-from deepm3.data.datasets import (
-    get_spec,
-    is_generic,
-    locate,
-    official_reader,
-    resolve_data_dir,
-)
+from deepm3.data.datasets import get_spec, is_generic, locate, resolve_data_dir
 from deepm3.data.download import cache_dir, file_digest
+from deepm3.data.formats import reader_for
 from deepm3.data.preprocess import Events, preprocess, zero_gap_share
 from deepm3.data.split import Split, make_split
 from deepm3.data.tabular import read_table
@@ -90,9 +85,10 @@ def _raw_path(config: DataConfig) -> Path:
 def _read(config: DataConfig, path: Path):
     if not is_generic(config.dataset):
         return get_spec(config.dataset).reader(path)
-    official = official_reader(path)  # an official raw file named directly
-    if official is not None:
-        return official(path)
+    reader = reader_for(path)  # a raw file named by path
+    if reader is not read_table:
+        return reader(path)
+    # A generic table: its columns and separator come from the config.
     return read_table(
         path, config.user_col, config.item_col, config.time_col, config.rating_col, config.sep
     )
@@ -129,6 +125,8 @@ def _settings(config: DataConfig) -> dict:
         "dedup",
         "kcore",
         "kcore_mode",
+        "tie_order",
+        "tie_seed",
         "split",
         "temporal_valid",
         "temporal_test",
@@ -157,7 +155,13 @@ def prepare(config: DataConfig, use_cache: bool = True) -> Prepared:
     if use_cache and cache_file.is_file():
         return _load(cache_file, config.max_len)
     events, stats = preprocess(
-        _read(config, path), config.min_rating, config.dedup, config.kcore, config.kcore_mode
+        _read(config, path),
+        config.min_rating,
+        config.dedup,
+        config.kcore,
+        config.kcore_mode,
+        config.tie_order,
+        config.tie_seed,
     )
     split = make_split(events, config.split, config.temporal_valid, config.temporal_test)
     stats = _statistics(events, split, stats)

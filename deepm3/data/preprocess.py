@@ -3,8 +3,10 @@
 Rules, applied in this order (each counted in the statistics):
 
 1. ``min_rating``: keep events whose rating is at least this (implicit feedback).
-2. Stable sort by ``(user, timestamp, original row)``: events that share a timestamp keep the
-   order in which the file lists them. Nothing later reorders events.
+2. Stable sort by ``(user, timestamp, tie key)``. With ``tie_order=file`` (the default) the tie
+   key is the original row, so events that share a timestamp keep the order in which the file
+   lists them; with ``tie_order=shuffle`` it is a seeded random permutation, so no model can
+   read the file's order of tied events. Nothing later reorders events.
 3. ``dedup``: a repeated ``(user, item)`` pair keeps its ``first`` or ``last`` occurrence, or
    all of them (``none``, the default: re-consumption is real behaviour).
 4. k-core: drop users and items with fewer than ``k`` events, ``iterative`` until stable or
@@ -20,10 +22,8 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
+from deepm3.config import DEDUP_RULES, KCORE_MODES, TIE_ORDERS, check_choice
 from deepm3.errors import DataError
-
-DEDUP_RULES = ("none", "first", "last")
-KCORE_MODES = ("iterative", "single")
 
 
 @dataclass(frozen=True)
@@ -61,17 +61,20 @@ def counts(frame: pd.DataFrame) -> dict[str, int]:
     }
 
 
-def stable_sort(frame: pd.DataFrame) -> pd.DataFrame:
-    """Sort by (user in order of first appearance, timestamp, original row)."""
+def stable_sort(frame: pd.DataFrame, tie_order: str = "file", tie_seed: int = 0) -> pd.DataFrame:
+    """Sort by (user in order of first appearance, timestamp, tie key); see the module doc."""
+    check_choice("tie_order", tie_order, TIE_ORDERS)
     user_codes, _ = pd.factorize(frame["user"], sort=False)
-    order = np.lexsort((np.arange(len(frame)), frame["timestamp"].to_numpy(), user_codes))
+    ties = np.arange(len(frame))
+    if tie_order == "shuffle":
+        ties = np.random.default_rng(tie_seed).permutation(len(frame))
+    order = np.lexsort((ties, frame["timestamp"].to_numpy(), user_codes))
     return frame.iloc[order].reset_index(drop=True)
 
 
 def k_core(frame: pd.DataFrame, k: int, mode: str) -> pd.DataFrame:
     """Keep users and items with at least ``k`` events (``iterative`` or ``single`` pass)."""
-    if mode not in KCORE_MODES:
-        raise DataError(f"kcore_mode must be one of {', '.join(KCORE_MODES)}, got {mode!r}")
+    check_choice("kcore_mode", mode, KCORE_MODES)
     if k <= 1:
         return frame
     while True:
@@ -91,10 +94,11 @@ def preprocess(
     dedup: str = "none",
     kcore: int = 0,
     kcore_mode: str = "iterative",
+    tie_order: str = "file",
+    tie_seed: int = 0,
 ) -> tuple[Events, dict[str, object]]:
     """Apply the rules in the module docstring; return events and counts of each step."""
-    if dedup not in DEDUP_RULES:
-        raise DataError(f"dedup must be one of {', '.join(DEDUP_RULES)}, got {dedup!r}")
+    check_choice("dedup", dedup, DEDUP_RULES)
     stats: dict[str, object] = {"raw": counts(frame)}
     if min_rating is not None:
         if frame["rating"].isna().all():
@@ -102,7 +106,7 @@ def preprocess(
         before = len(frame)
         frame = frame[frame["rating"] >= min_rating]
         stats["dropped_by_min_rating"] = before - len(frame)
-    frame = stable_sort(frame)
+    frame = stable_sort(frame, tie_order, tie_seed)
     duplicated = frame.duplicated(["user", "item"], keep=False if dedup == "none" else dedup)
     stats["duplicate_events"] = int(frame.duplicated(["user", "item"]).sum())
     if dedup != "none":

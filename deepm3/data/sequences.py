@@ -4,6 +4,12 @@ Sequences are left-padded to ``max_len`` (item 0, timestamp 0). Time gaps are th
 between consecutive events of a user (int64), turned into model input as
 ``log1p(gap_seconds / 3600)`` (log of one plus hours, float32); the first event and padding get
 gap 0. Training is sequence-to-sequence: every position predicts the next event.
+
+Training rows are windows of ``max_len + 1`` training events (inputs and next-item targets).
+``train_windows=last`` keeps one window per user, the most recent; ``all`` cuts the whole training
+history into windows whose ends lie ``window_stride`` events apart (default ``max_len``, so every
+training target is predicted exactly once and every event is reachable), identically for every
+model. No window reaches past a user's training events.
 """
 
 from __future__ import annotations
@@ -33,6 +39,8 @@ class Batch:
     next_gaps: (B, T) float32 transformed gap from each event to the one it predicts (the next
     input, or the target after the last input); 0 at padding. Only models that predict at the
     target's time read it;
+    time_scale: (B,) int64 the user's time unit in seconds: the smallest non-zero gap between
+    the user's training events (1 when there is none); used by TiSASRec only;
     targets: (B, T) int64 next items (training) or None;
     target: (B,) int64 the item to rank (evaluation) or None;
     target_time: (B,) int64 seconds of the target event (evaluation) or None.
@@ -43,6 +51,7 @@ class Batch:
     timestamps: torch.Tensor
     time_gaps: torch.Tensor
     next_gaps: torch.Tensor
+    time_scale: torch.Tensor
     targets: torch.Tensor | None = None
     target: torch.Tensor | None = None
     target_time: torch.Tensor | None = None
@@ -94,6 +103,7 @@ class SequenceTable:
     timestamps: np.ndarray  # (N, T)
     gaps: np.ndarray  # (N, T) int64 seconds
     next_times: np.ndarray  # (N, T) time of the event each position predicts
+    time_scale: np.ndarray  # (N,) the user's time unit, seconds
     targets: np.ndarray | None  # (N, T) for training
     target: np.ndarray | None  # (N,) for evaluation
     target_time: np.ndarray | None  # (N,)
@@ -113,6 +123,7 @@ class SequenceTable:
             timestamps=tensor(self.timestamps),
             time_gaps=gap_features(torch.from_numpy(self.gaps[rows])),
             next_gaps=gap_features(ahead),
+            time_scale=tensor(self.time_scale),
             targets=tensor(self.targets),
             target=tensor(self.target),
             target_time=tensor(self.target_time),
@@ -128,16 +139,31 @@ class SequenceTable:
             yield self.batch(order[start : start + batch_size])
 
 
-def training_table(data: Prepared) -> SequenceTable:
-    """One row per user with at least 2 training events: the last ``max_len + 1`` training
-    events give inputs (all but the last) and next-item targets (all but the first)."""
-    split, offsets = data.split, data.events.offsets
-    users = np.flatnonzero(split.train_len >= 2)
-    starts = offsets[users]
-    ends = starts + split.train_len[users]
+def window_ends(train_len: np.ndarray, max_len: int, windows: str, stride: int | None):
+    """Users and end positions (exclusive) of the training windows, as two (N,) int64 arrays.
+
+    Every user with at least 2 training events gets the window ending at its last training
+    event; with ``windows="all"`` also those ending ``stride``, ``2 * stride``, ... events
+    earlier while at least 2 events remain.
+    """
+    users = np.flatnonzero(train_len >= 2)
+    lengths = train_len[users]
+    stride = stride or max_len
+    count = 1 + (lengths - 2) // stride if windows == "all" else np.ones_like(lengths)
+    back = flat_ranges(np.zeros_like(count), count)  # 0, 1, .., count - 1 per user
+    return np.repeat(users, count), np.repeat(lengths, count) - back * stride
+
+
+def training_table(
+    data: Prepared, windows: str = "all", stride: int | None = None
+) -> SequenceTable:
+    """Training windows (see the module docstring): each holds up to ``max_len + 1`` events,
+    inputs (all but the last) and next-item targets (all but the first)."""
+    users, ends = window_ends(data.split.train_len, data.max_len, windows, stride)
+    starts = data.events.offsets[users]
     window = data.max_len + 1
-    items = _pad_windows(data.events.items, starts, ends, window)
-    timestamps = _pad_windows(data.events.timestamps, starts, ends, window)
+    items = _pad_windows(data.events.items, starts, starts + ends, window)
+    timestamps = _pad_windows(data.events.timestamps, starts, starts + ends, window)
     inputs, input_times = items[:, :-1], timestamps[:, :-1]
     targets = items[:, 1:].copy()
     targets[inputs == 0] = 0  # no target for padded inputs
@@ -147,10 +173,25 @@ def training_table(data: Prepared) -> SequenceTable:
         input_times,
         _gaps(input_times, inputs),
         timestamps[:, 1:],
+        personal_time_scales(data)[users],
         targets,
         None,
         None,
     )
+
+
+def personal_time_scales(data: Prepared) -> np.ndarray:
+    """(num_users + 1,) int64 each user's smallest non-zero gap between training events, in
+    seconds (1 when the user has none): TiSASRec's personal time unit, from training data only."""
+    train_len = data.split.train_len
+    times = data.events.timestamps[flat_ranges(data.events.offsets[: len(train_len)], train_len)]
+    owner = np.repeat(np.arange(len(train_len)), train_len)
+    gaps = np.diff(times)
+    usable = (owner[1:] == owner[:-1]) & (gaps > 0)
+    largest = np.iinfo(np.int64).max
+    scales = np.full(len(train_len), largest, dtype=np.int64)
+    np.minimum.at(scales, owner[1:][usable], gaps[usable])
+    return np.where(scales == largest, 1, scales)
 
 
 def evaluation_table(data: Prepared, role: str) -> SequenceTable:
@@ -169,6 +210,7 @@ def evaluation_table(data: Prepared, role: str) -> SequenceTable:
         timestamps,
         _gaps(timestamps, items),
         next_times,
+        personal_time_scales(data)[users],
         None,
         data.events.items[ends],
         target_time,

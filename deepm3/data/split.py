@@ -21,10 +21,9 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from deepm3.config import SPLITS, check_choice
 from deepm3.data.preprocess import Events
 from deepm3.errors import DataError
-
-SPLITS = ("leave_one_out", "temporal")
 
 
 @dataclass(frozen=True)
@@ -67,8 +66,7 @@ def temporal(events: Events, valid_share: float, test_share: float) -> Split:
 
 
 def make_split(events: Events, kind: str, valid_share: float, test_share: float) -> Split:
-    if kind == "leave_one_out":
-        return leave_one_out(events)
+    check_choice("split", kind, SPLITS)
     if kind == "temporal":
         return temporal(events, valid_share, test_share)
-    raise DataError(f"split must be one of {', '.join(SPLITS)}, got {kind!r}")
+    return leave_one_out(events)

@@ -12,14 +12,12 @@ Errors name the file and the line (1-based, as an editor shows it) or the column
 
 from __future__ import annotations
 
-import gzip
-import io
-import re
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
+from deepm3.data.delimited import read_delimited
 from deepm3.errors import DataError
 
 
@@ -47,15 +45,6 @@ def _as_text(values: list | np.ndarray) -> np.ndarray:
     """An object array of Python ``str``. (``np.asarray(..).astype(str)`` would build a
     fixed-width unicode array first: ~50x slower and 4 bytes per character of the longest id.)"""
     return pd.Series(np.asarray(values, dtype=object), copy=False).astype(str).to_numpy()
-
-
-def check_not_empty(path: Path) -> None:
-    if not path.exists():
-        raise DataError(f"{path}: file not found")
-    if path.is_dir():
-        raise DataError(f"{path}: is a folder, expected a file")
-    if path.stat().st_size == 0:
-        raise DataError(f"{path}: file is empty")
 
 
 def _line_of(values: pd.Series, row: int, first_line: int) -> int:
@@ -108,127 +97,6 @@ def parse_ratings(values: pd.Series, path: Path, column: str, first_line: int) -
     return numeric
 
 
-_FIELD_COUNT = re.compile(r"Expected (\d+) fields in line (\d+), saw (\d+)")
-_OPEN_QUOTE = re.compile(r"EOF inside string starting at row (\d+)")
-
-
-def _first_text_line(source: Path | str, text: str | None) -> int | None:
-    """Line number of the first non-blank line, None if all are blank (for error messages)."""
-    if text is not None:
-        lines = io.StringIO(text)
-    elif str(source).endswith(".gz"):
-        lines = gzip.open(source, "rt", encoding="utf-8", errors="replace")
-    else:
-        lines = open(source, encoding="utf-8", errors="replace")
-    with lines:
-        for number, line in enumerate(lines, start=1):
-            if line.strip():
-                return number
-    return None
-
-
-def read_delimited(
-    source: Path | str,
-    sep: str,
-    names: list[str] | None,
-    path_for_errors: Path | None = None,
-    text: str | None = None,
-) -> pd.DataFrame:
-    """Read a delimited file as strings, checking every line has the expected field count.
-
-    With ``names=None`` the first line is a header (names stripped of spaces) and every line must
-    have as many fields as it; otherwise every line must have exactly ``len(names)`` fields.
-    Blank lines are skipped. Returns a frame of ``str`` columns whose row labels are the file
-    line minus 1 (no header) or minus 2 (header): pass ``first_line`` 1 or 2 to the parsers.
-    """
-    path = Path(path_for_errors or source)
-    if text is None:
-        check_not_empty(Path(source))
-    elif not text.strip():
-        raise DataError(f"{path}: file is empty")
-    buffer = io.StringIO(text) if text is not None else source
-    what = f"fields separated by {sep!r}"
-    try:
-        # No header and no names: the C parser takes the field count from the first line and
-        # reports any longer line (given names, it would silently turn a longer first line into
-        # an index or drop the extra fields). Shorter lines are padded with "" (checked below).
-        # Blank lines are kept as rows of "" so that row labels stay equal to line numbers.
-        raw = pd.read_csv(
-            buffer,
-            sep=sep,
-            header=None,
-            dtype=str,
-            na_filter=False,
-            engine="c",
-            skip_blank_lines=False,
-            quoting=3 if sep == "\t" else 0,
-        )
-    except pd.errors.EmptyDataError:
-        if _first_text_line(source, text) is not None:  # blank lines before the first text
-            raise DataError(f"{path}: line 1: blank line at the start of the file") from None
-        raise DataError(f"{path}: file is empty") from None
-    except pd.errors.ParserError as exc:
-        found = _FIELD_COUNT.search(str(exc))
-        quote = _OPEN_QUOTE.search(str(exc))
-        if quote is not None:
-            line = int(quote.group(1)) + 1
-            raise DataError(f"{path}: line {line}: a quote opened here is never closed") from None
-        if found is None:
-            message = " ".join(str(exc).split())
-            raise DataError(f"{path}: malformed line: {message}") from None
-        first, line, saw = (int(g) for g in found.groups())
-        if names is not None and first != len(names):
-            line, saw = _first_text_line(source, text) or 1, first
-        expected = len(names) if names is not None else first
-        header = " (as many as the header)" if names is None else ""
-        raise DataError(
-            f"{path}: line {line}: expected {expected} {what}{header}, found {saw}"
-        ) from None
-    except UnicodeDecodeError as exc:
-        raise DataError(f"{path}: not valid UTF-8 text ({exc.reason})") from None
-    except OSError as exc:
-        raise DataError(f"{path}: cannot read ({exc.strerror or exc})") from None
-    if names is not None and raw.shape[1] != len(names):
-        line = _first_text_line(source, text) or 1
-        raise DataError(f"{path}: line {line}: expected {len(names)} {what}, found {raw.shape[1]}")
-    if names is None:
-        columns = [str(c).strip() for c in raw.iloc[0]]
-        raw = raw.iloc[1:]
-        raw.index = raw.index - 1
-    else:
-        columns = list(names)
-    raw.columns = _unique(columns)
-    # A line whose last field is empty is blank, too short, or has an empty last value.
-    last_empty = (raw.iloc[:, -1] == "").to_numpy()
-    if last_empty.any():
-        candidates = raw[last_empty]
-        blank = np.ones(len(candidates), dtype=bool)
-        for column in range(raw.shape[1]):
-            blank &= (candidates.iloc[:, column].str.strip() == "").to_numpy()
-        if names is not None and not blank.all():
-            line = int(candidates.index[int(np.flatnonzero(~blank)[0])]) + 1
-            raise DataError(
-                f"{path}: line {line}: expected {len(names)} {what}; the last one is missing "
-                "or empty"
-            )
-        if blank.any():
-            raw = raw.drop(index=candidates.index[blank])
-    if len(raw) == 0:
-        raise DataError(f"{path}: no data rows")
-    return raw
-
-
-def _unique(columns: list[str]) -> list[str]:
-    """Column names made unique the way pandas does it (``a``, ``a.1``, ...)."""
-    seen: dict[str, int] = {}
-    result = []
-    for name in columns:
-        count = seen.get(name, 0)
-        seen[name] = count + 1
-        result.append(name if count == 0 else f"{name}.{count}")
-    return result
-
-
 def _require_columns(frame: pd.DataFrame, path: Path, wanted: dict[str, str | None]) -> None:
     missing = [col for col in wanted.values() if col is not None and col not in frame.columns]
     if missing:
@@ -273,8 +141,6 @@ def read_table(
 ) -> pd.DataFrame:
     """A CSV/TSV file with a header naming the user, item and timestamp columns."""
     path = Path(path)
-    if path.suffix == ".inter":
-        return read_atomic(path)
     if sep is None:
         sep = "\t" if path.suffix in (".tsv", ".tab") else ","
     # A tab typed on a command line (sep=\t) arrives as backslash + t.

@@ -28,14 +28,17 @@ from deepm3.errors import ConfigError
 from deepm3.eval.metrics import metrics_from_ranks, pessimistic_ranks
 
 Scorer = Callable[[Batch], torch.Tensor]
-PROTOCOLS = ("full", "sampled")
-NEGATIVE_SAMPLING = ("uniform", "popularity")
 
 
 @dataclass(frozen=True)
 class EvalResult:
+    """Metrics over all evaluated users, and over the users whose target is *untied*: its
+    timestamp differs from the last history event's (tied targets are ordered by the data's tie
+    rule, which an order-reading model can exploit)."""
+
     metrics: dict[str, float]
-    per_user: pd.DataFrame  # columns: user, target, rank
+    untied_metrics: dict[str, float]
+    per_user: pd.DataFrame  # columns: user, target, rank, tied
     protocol: dict
 
 
@@ -77,13 +80,6 @@ def sample_negatives(
     return negatives
 
 
-def _check(config: EvalConfig) -> None:
-    if config.protocol not in PROTOCOLS:
-        raise ConfigError(f"eval.protocol must be one of {', '.join(PROTOCOLS)}")
-    if config.negative_sampling not in NEGATIVE_SAMPLING:
-        raise ConfigError(f"eval.negative_sampling must be one of {', '.join(NEGATIVE_SAMPLING)}")
-
-
 @torch.no_grad()
 def evaluate(
     scorer: Scorer,
@@ -93,11 +89,22 @@ def evaluate(
     device: torch.device | str = "cpu",
     progress: bool = False,
 ) -> EvalResult:
-    """Rank each evaluated user's ``role`` target (``valid`` or ``test``) and average metrics."""
-    _check(config)
+    """Rank each evaluated user's ``role`` target (``valid`` or ``test``) and average metrics.
+
+    One masking rule for both protocols: with ``exclude_seen`` every item of the user's history
+    scores -inf, a target seen before included (it then ranks last), and sampled negatives are
+    drawn from unseen items only; without it nothing is masked and negatives may be any item
+    other than the target.
+    """
     table: SequenceTable = evaluation_table(data, role)
     seen_rows, seen_items = history_items(data, table.users, role)
+    if not config.exclude_seen:
+        seen_rows, seen_items = seen_rows[:0], seen_items[:0]
     targets = table.target
+    repeats = np.isin(
+        np.arange(len(table)) * (data.num_items + 1) + targets,
+        seen_rows * (data.num_items + 1) + seen_items,
+    )
     row_starts = np.searchsorted(seen_rows, np.arange(len(table) + 1))
     negatives = None
     if config.protocol == "sampled":
@@ -117,33 +124,31 @@ def evaluate(
         rows = np.arange(start, min(start + config.eval_batch_size, len(table)))
         batch = table.batch(rows).to(device)
         scores = torch.nan_to_num(scorer(batch).float(), nan=float("-inf"))
-        if negatives is not None:
-            candidates = torch.cat(
-                [batch.target[:, None], torch.from_numpy(negatives[rows]).to(scores.device)], 1
-            )
-            ranks[rows] = (
-                pessimistic_ranks(scores.gather(1, candidates), torch.zeros_like(batch.target))
-                .cpu()
-                .numpy()
-            )
-            continue
         scores[:, 0] = float("-inf")
-        if config.exclude_seen:
-            lo, hi = row_starts[start], row_starts[rows[-1] + 1]
-            mask_rows = torch.from_numpy(seen_rows[lo:hi] - start).to(scores.device)
-            mask_items = torch.from_numpy(seen_items[lo:hi]).to(scores.device)
-            scores[mask_rows, mask_items] = float("-inf")
-        ranks[rows] = pessimistic_ranks(scores[:, 1:], batch.target - 1).cpu().numpy()
-    pair_codes = seen_rows * (data.num_items + 1) + seen_items
-    repeats = np.isin(np.arange(len(table)) * (data.num_items + 1) + targets, pair_codes)
+        lo, hi = row_starts[start], row_starts[rows[-1] + 1]
+        mask_rows = torch.from_numpy(seen_rows[lo:hi] - start).to(scores.device)
+        scores[mask_rows, torch.from_numpy(seen_items[lo:hi]).to(scores.device)] = float("-inf")
+        if negatives is None:
+            ranks[rows] = pessimistic_ranks(scores[:, 1:], batch.target - 1).cpu().numpy()
+            continue
+        candidates = torch.cat(
+            [batch.target[:, None], torch.from_numpy(negatives[rows]).to(scores.device)], 1
+        )
+        first = torch.zeros_like(batch.target)
+        ranks[rows] = pessimistic_ranks(scores.gather(1, candidates), first).cpu().numpy()
+    tied = table.target_time == table.timestamps[:, -1]
     protocol = {
         **dataclasses.asdict(config),
         "role": role,
         "users": int(len(table)),
+        "untied_users": int((~tied).sum()),
         "targets_seen_before": int(repeats.sum()),
     }
     return EvalResult(
         metrics=metrics_from_ranks(torch.from_numpy(ranks), config.ks),
-        per_user=pd.DataFrame({"user": table.users, "target": targets, "rank": ranks}),
+        untied_metrics=metrics_from_ranks(torch.from_numpy(ranks[~tied]), config.ks),
+        per_user=pd.DataFrame(
+            {"user": table.users, "target": targets, "rank": ranks, "tied": tied}
+        ),
         protocol=protocol,
     )

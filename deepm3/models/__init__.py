@@ -12,7 +12,7 @@ from typing import Any
 
 from torch import nn
 
-from deepm3.config import build_dataclass
+from deepm3.config import build_dataclass, did_you_mean
 from deepm3.errors import ConfigError
 from deepm3.models.baselines import LastItem, Popularity
 from deepm3.models.deepm3 import DeepM3, DeepM3Options
@@ -44,8 +44,10 @@ def model_options(name: str, values: dict[str, Any]) -> Any:
     check_name(name)
     if name in COUNT_BASELINES:
         if values:
+            unknown = sorted(values)
             raise ConfigError(
-                f"unknown option(s) {', '.join(sorted(values))}: {name} takes no model options"
+                f"unknown option(s) {', '.join(unknown)}: {name} takes no model options"
+                + did_you_mean(unknown[0])
             )
         return None
     try:
@@ -55,6 +57,7 @@ def model_options(name: str, values: dict[str, Any]) -> Any:
 
 
 def build_model(name: str, num_items: int, options: Any, max_len: int) -> nn.Module:
+    """A fresh ``name`` model for ``num_items`` items and histories of ``max_len`` events."""
     return MODELS[name][1](num_items, options, max_len)
 
 

@@ -3,12 +3,14 @@
 A model maps a batch of left-padded sequences to one hidden state per position::
 
     forward(items (B, T) int64, timestamps (B, T) int64, time_gaps (B, T) float32,
-            next_gaps (B, T) float32 | None) -> (states (B, T, d), aux: dict)
+            next_gaps (B, T) float32 | None, time_scale (B,) int64 | None)
+        -> (states (B, T, d), aux: dict)
 
 ``states[:, t]`` may only depend on events ``<= t`` (causality) and never on padding. Item scores
 are dot products with the model's tied item embeddings (:func:`item_scores`), so losses and
 evaluation never branch on the model type. ``aux`` carries extras such as the number of
-function evaluations (``nfe``) of an ODE solver.
+function evaluations (``nfe``) of an ODE solver. :func:`run_model` is the one place that unpacks
+a :class:`~deepm3.data.sequences.Batch` into these arguments.
 """
 
 from __future__ import annotations
@@ -17,6 +19,8 @@ from typing import Protocol
 
 import torch
 from torch import nn
+
+from deepm3.data.sequences import Batch
 
 EPOCH_2000 = 946_684_800  # 2000-01-01 in Unix seconds
 SECONDS_PER_DECADE = 10 * 365.25 * 86_400
@@ -31,7 +35,13 @@ class SequenceModel(Protocol):
         timestamps: torch.Tensor,
         time_gaps: torch.Tensor,
         next_gaps: torch.Tensor | None = None,
+        time_scale: torch.Tensor | None = None,
     ) -> tuple[torch.Tensor, dict]: ...
+
+
+def run_model(model: SequenceModel, batch: Batch) -> tuple[torch.Tensor, dict]:
+    """Call ``model`` on every input tensor of ``batch`` -> (states (B, T, d), aux)."""
+    return model(batch.items, batch.timestamps, batch.time_gaps, batch.next_gaps, batch.time_scale)
 
 
 def item_scores(states: torch.Tensor, item_embedding: nn.Embedding) -> torch.Tensor:

@@ -18,10 +18,18 @@ from torch import nn
 
 from deepm3.models.contract import absolute_time_feature, real_positions
 from deepm3.models.recurrence import ode_rnn
-from deepm3.ode.field import LIPSCHITZ_MODES, VectorField, apply_field
-from deepm3.ode.solvers import METHODS, evolve
+from deepm3.ode.field import LIPSCHITZ_MODES, FieldWeights, VectorField, apply_field
+from deepm3.ode.solvers import METHODS, Drift, evolve
 
 PREDICT_AT = ("last_event", "target_time")
+
+
+def previous_event_time(timestamps: torch.Tensor, real: torch.Tensor) -> torch.Tensor:
+    """(B, T) absolute time feature of the event before each position: the field's context over
+    the gap that ends there. 0 where there is none (position 0, or padding before), with no
+    wrap-around from the end of the window."""
+    time = absolute_time_feature(timestamps) * real  # (B, T); padding gives 0
+    return torch.cat([time.new_zeros(time.shape[0], 1), time[:, :-1]], dim=1)
 
 
 @dataclass(frozen=True)
@@ -29,15 +37,17 @@ class DeepM3Options:
     hidden_size: int = 128
     field_width: int = 128  # hidden units of the vector field's MLP
     ode: str = "ode"  # ode | none (ablation: a plain GRU of the same sizes)
-    solver: str = "euler"  # euler | rk4 | dopri5 (adaptive reference)
+    solver: str = "euler"  # a name in deepm3.ode.solvers.METHODS: euler | rk4 | dopri5 (adaptive)
     steps: int = 1  # fixed steps per gap (euler, rk4)
-    lipschitz: str = "spectral"  # spectral | bounded | none
+    # spectral: f is L-Lipschitz in h | bounded: |f_i| < L, bounds the drift's size, not its
+    # Lipschitz constant | none
+    lipschitz: str = "spectral"
     lipschitz_constant: float = 1.0
     predict_at: str = "last_event"  # last_event | target_time
     dropout: float = 0.2
     rtol: float = 1e-5  # dopri5 only
     atol: float = 1e-6
-    implementation: str = "fast"  # fast (fused loop, euler/rk4) | eager (the reference)
+    implementation: str = "fast"  # fast (fused recurrence, any solver) | eager (the reference)
 
     def __post_init__(self) -> None:
         checks = {
@@ -67,21 +77,28 @@ class DeepM3(nn.Module):
             else None
         )
 
-    def _flow(self, weights, h: torch.Tensor, gaps: torch.Tensor, context: torch.Tensor):
-        """Evolve h (B, d) over gaps (B,) with the field; returns (h, evaluations)."""
+    def _flow(self, drift: Drift, h: torch.Tensor, gaps: torch.Tensor) -> tuple[torch.Tensor, int]:
+        """Evolve h (B, d) over gaps (B,) under ``drift`` with the configured solver."""
         options = self.options
-        return evolve(
-            lambda state, elapsed: apply_field(weights, state, elapsed, context),
-            h,
-            gaps,
-            options.solver,
-            options.steps,
-            options.rtol,
-            options.atol,
+        return evolve(drift, h, gaps, options.solver, options.steps, options.rtol, options.atol)
+
+    def _flow_field(
+        self, weights: FieldWeights, h: torch.Tensor, gaps: torch.Tensor, context: torch.Tensor
+    ) -> tuple[torch.Tensor, int]:
+        """Evolve h (B, d) over gaps (B,) under the field with context (B,)."""
+        return self._flow(
+            lambda state, elapsed: apply_field(weights, state, elapsed, context), h, gaps
         )
 
-    def _eager(self, inputs, time_gaps, previous_time, real, weights):
-        """The reference loop: one GRUCell and one :func:`evolve` call per event."""
+    def _eager(
+        self,
+        inputs: torch.Tensor,
+        time_gaps: torch.Tensor,
+        previous_time: torch.Tensor,
+        real: torch.Tensor,
+        weights: FieldWeights | None,
+    ) -> tuple[torch.Tensor, int]:
+        """The reference loop: one GRUCell and one :func:`evolve` call per event -> (B, T, d)."""
         h = inputs.new_zeros(inputs.shape[0], self.options.hidden_size)
         states, evaluations = [], 0
         # unbind once: indexing [:, t] inside the loop would make backward O(T^2) (each slice's
@@ -95,11 +112,32 @@ class DeepM3(nn.Module):
         )
         for step_input, gap, context, present in steps:
             if weights is not None:
-                h, calls = self._flow(weights, h, gap, context)
+                h, calls = self._flow_field(weights, h, gap, context)
                 evaluations += calls
             h = torch.where(present, self.cell(step_input, h), h)
             states.append(h)
-        return torch.stack(states, dim=1), evaluations  # (B, T, d)
+        return torch.stack(states, dim=1), evaluations
+
+    def _fast(
+        self,
+        inputs: torch.Tensor,
+        time_gaps: torch.Tensor,
+        previous_time: torch.Tensor,
+        real: torch.Tensor,
+        weights: FieldWeights | None,
+    ) -> tuple[torch.Tensor, int]:
+        """The fused recurrence (:func:`ode_rnn`), stepping with the same solver -> (B, T, d)."""
+        gate_inputs = nn.functional.linear(inputs, self.cell.weight_ih, self.cell.bias_ih)
+        return ode_rnn(
+            gate_inputs,
+            time_gaps,
+            previous_time,
+            real,
+            self.cell.weight_hh,
+            self.cell.bias_hh,
+            weights,
+            self._flow,
+        )
 
     def forward(
         self,
@@ -107,37 +145,26 @@ class DeepM3(nn.Module):
         timestamps: torch.Tensor,
         time_gaps: torch.Tensor,
         next_gaps: torch.Tensor | None = None,
+        time_scale: torch.Tensor | None = None,
     ) -> tuple[torch.Tensor, dict]:
-        """items, timestamps (B, T) int64; time_gaps, next_gaps (B, T) float -> (B, T, d)."""
+        """items, timestamps (B, T) int64; time_gaps, next_gaps (B, T) float -> (B, T, d).
+
+        ``time_scale`` (B,) int64, a per-user time unit of the model contract, is ignored:
+        DeepM3 reads the gaps themselves.
+        """
         batch, length = items.shape
         real = real_positions(items)  # (B, T)
         inputs = torch.cat([self.dropout(self.item_embedding(items)), time_gaps[..., None]], -1)
-        # The gap before event t starts at event t-1: its absolute time is the field's context.
-        previous_time = absolute_time_feature(torch.roll(timestamps, 1, dims=1)) * torch.roll(
-            real, 1, dims=1
-        )
+        previous_time = previous_event_time(timestamps, real)  # the context of the gap before t
         weights = self.field.weights() if self.field is not None else None
-        if self.options.implementation == "fast" and self.options.solver != "dopri5":
-            gate_inputs = nn.functional.linear(inputs, self.cell.weight_ih, self.cell.bias_ih)
-            out, evaluations = ode_rnn(
-                gate_inputs,
-                time_gaps,
-                previous_time,
-                real,
-                self.cell.weight_hh,
-                self.cell.bias_hh,
-                weights,
-                self.options.solver,
-                self.options.steps,
-            )
-        else:
-            out, evaluations = self._eager(inputs, time_gaps, previous_time, real, weights)
+        recurrence = self._fast if self.options.implementation == "fast" else self._eager
+        out, evaluations = recurrence(inputs, time_gaps, previous_time, real, weights)
         if (
             self.options.predict_at == "target_time"
             and next_gaps is not None
             and weights is not None
         ):
-            flat, calls = self._flow(
+            flat, calls = self._flow_field(
                 weights,
                 out.reshape(batch * length, -1),
                 next_gaps.reshape(-1),
@@ -145,3 +172,43 @@ class DeepM3(nn.Module):
             )
             out, evaluations = flat.reshape(batch, length, -1), evaluations + calls
         return out, {"nfe": evaluations}
+
+    @torch.no_grad()
+    def field_inputs(
+        self,
+        items: torch.Tensor,
+        timestamps: torch.Tensor,
+        time_gaps: torch.Tensor,
+        next_gaps: torch.Tensor,
+        max_points: int = 256,
+        seed: int = 0,
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """Inputs at which the field really runs on a batch, to measure its Lipschitz constant.
+
+        items, timestamps (B, T) int64; time_gaps, next_gaps (B, T) float. Takes the events
+        followed by a non-zero gap (at most ``max_points``, a seeded random subset), draws an
+        elapsed time uniformly inside each following gap, and evolves the state right after
+        the event to that time, so each triple is a point of a real trajectory. Returns states
+        (N, d), elapsed (N,) and context (N,) (the event's absolute time feature, as the field
+        receives it), in eval mode (no dropout).
+        """
+        if self.field is None:
+            raise ValueError("ode=none has no vector field")
+        training = self.training
+        self.eval()
+        try:
+            after_event, _ = self(items, timestamps, time_gaps)  # (B, T, d); predict_at unused
+        finally:
+            self.train(training)
+        generator = torch.Generator().manual_seed(seed)
+        rows, columns = (real_positions(items) & (next_gaps > 0)).nonzero(as_tuple=True)
+        chosen = torch.randperm(rows.numel(), generator=generator)[:max_points].sort().values
+        chosen = chosen.to(rows.device)
+        rows, columns = rows[chosen], columns[chosen]
+        fraction = torch.rand(rows.numel(), generator=generator).to(next_gaps)
+        elapsed = fraction * next_gaps[rows, columns]
+        context = absolute_time_feature(timestamps[rows, columns])
+        states, _ = self._flow_field(
+            self.field.weights(), after_event[rows, columns], elapsed, context
+        )
+        return states, elapsed, context

@@ -50,6 +50,7 @@ class GRU4Rec(nn.Module):
         timestamps: torch.Tensor,
         time_gaps: torch.Tensor,
         next_gaps: torch.Tensor | None = None,
+        time_scale: torch.Tensor | None = None,
     ) -> tuple[torch.Tensor, dict]:
         """items (B, T) -> states (B, T, d); times are ignored."""
         lengths = real_positions(items).sum(dim=1)

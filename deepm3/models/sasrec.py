@@ -1,7 +1,16 @@
-"""SASRec (Kang & McAuley, 2018): causal self-attention over the item sequence.
+"""SASRec (Kang & McAuley, ICDM 2018): causal self-attention over the item sequence.
 
-Pre-norm transformer blocks with learned positions. Positions are counted from the first event
-in the window, so left padding never changes an output (the original counts padded slots).
+Blocks as in the original TensorFlow code (:mod:`deepm3.models.attention`, shared with TiSASRec):
+query-normalised residual, no output projection, learned absolute positions added to the input.
+
+Deviations from the original, each applied to TiSASRec too:
+
+* positions are counted from the user's first event in the window, so left padding never changes
+  an output (the original counts padded slots);
+* the loss is this library's shared loss (full softmax cross-entropy by default), not the
+  original's binary cross-entropy with one sampled negative (``loss=bpr loss_negatives=1`` is
+  the closest option);
+* item scores use the shared, tied item embeddings, as in the original.
 """
 
 from __future__ import annotations
@@ -11,6 +20,7 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
+from deepm3.models.attention import Block, attention_mask
 from deepm3.models.contract import positions_from_first_event, real_positions
 
 
@@ -21,56 +31,9 @@ class SASRecOptions:
     num_heads: int = 2
     dropout: float = 0.2
 
-
-def attention_mask(items: torch.Tensor) -> torch.Tensor:
-    """(B, 1, T, T) bool, True where query t may attend to key s: s <= t and s is an event.
-
-    A padded query may attend to itself only, which keeps softmax finite; its output is
-    discarded anyway.
-    """
-    length = items.shape[1]
-    causal = torch.ones(length, length, dtype=torch.bool, device=items.device).tril()
-    allowed = causal & real_positions(items)[:, None, :]
-    return (allowed | torch.eye(length, dtype=torch.bool, device=items.device))[:, None]
-
-
-class FeedForward(nn.Module):
-    def __init__(self, size: int, dropout: float) -> None:
-        super().__init__()
-        self.net = nn.Sequential(
-            nn.Linear(size, size),
-            nn.ReLU(),
-            nn.Dropout(dropout),
-            nn.Linear(size, size),
-            nn.Dropout(dropout),
-        )
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.net(x)
-
-
-class CausalBlock(nn.Module):
-    def __init__(self, size: int, heads: int, dropout: float) -> None:
-        super().__init__()
-        self.heads = heads
-        self.norm_attention = nn.LayerNorm(size)
-        self.qkv = nn.Linear(size, 3 * size)
-        self.project = nn.Linear(size, size)
-        self.norm_feed = nn.LayerNorm(size)
-        self.feed = FeedForward(size, dropout)
-        self.dropout = nn.Dropout(dropout)
-        self.attention_dropout = dropout
-
-    def forward(self, x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
-        batch, length, size = x.shape
-        q, k, v = self.qkv(self.norm_attention(x)).chunk(3, dim=-1)
-        # (B, T, d) -> (B, heads, T, d / heads)
-        q, k, v = (t.view(batch, length, self.heads, -1).transpose(1, 2) for t in (q, k, v))
-        attended = nn.functional.scaled_dot_product_attention(
-            q, k, v, attn_mask=mask, dropout_p=self.attention_dropout if self.training else 0.0
-        )
-        x = x + self.dropout(self.project(attended.transpose(1, 2).reshape(batch, length, size)))
-        return x + self.feed(self.norm_feed(x))
+    def __post_init__(self) -> None:
+        if self.hidden_size % self.num_heads:
+            raise ValueError("hidden_size must be a multiple of num_heads")
 
 
 class SASRec(nn.Module):
@@ -84,7 +47,7 @@ class SASRec(nn.Module):
         nn.init.normal_(self.position_embedding.weight, std=size**-0.5)
         self.dropout = nn.Dropout(options.dropout)
         self.blocks = nn.ModuleList(
-            CausalBlock(size, options.num_heads, options.dropout) for _ in range(options.num_layers)
+            Block(size, options.num_heads, options.dropout) for _ in range(options.num_layers)
         )
         self.norm = nn.LayerNorm(size)
 
@@ -94,6 +57,7 @@ class SASRec(nn.Module):
         timestamps: torch.Tensor,
         time_gaps: torch.Tensor,
         next_gaps: torch.Tensor | None = None,
+        time_scale: torch.Tensor | None = None,
     ) -> tuple[torch.Tensor, dict]:
         """items (B, T) -> states (B, T, d); times are ignored (SASRec is order-only)."""
         real = real_positions(items)[..., None]
@@ -102,5 +66,5 @@ class SASRec(nn.Module):
         x = self.dropout(x + self.position_embedding(positions)) * real
         mask = attention_mask(items)
         for block in self.blocks:
-            x = block(x, mask) * real
+            x = block(x, mask, real)
         return self.norm(x) * real, {}

@@ -2,15 +2,19 @@
 
 ``f`` is a two-layer MLP on ``[h, time features]``, where the time features are the elapsed
 time inside the current gap and a per-row context (the absolute time of the previous event).
-Lipschitz control (in ``h``):
+The Lipschitz modes (:func:`lipschitz_output` applies the output transform of each):
 
 * ``spectral``: each weight matrix is divided by its exact largest singular value (computed once
-  per model call, not per step) and the activation is tanh (1-Lipschitz), so ``f`` is at most
-  ``L``-Lipschitz in ``h`` with ``L = lipschitz_constant``.
-* ``bounded``: ``f = L * tanh(MLP)``: every coordinate of the drift per unit time is at most ``L``.
-* ``none``: a plain MLP.
+  per model call, not per step) and the activation is tanh (1-Lipschitz), so ``f = L * MLP`` is
+  at most ``L``-Lipschitz in ``h`` with ``L = lipschitz_constant``.
+* ``bounded``: ``f = L * tanh(MLP)`` bounds the drift's *size*, not its Lipschitz constant:
+  every coordinate of ``f`` lies in ``(-L, L)``, so a state moves at most ``L`` per unit time in
+  each coordinate, whatever the weights. The slope in ``h`` is at most ``L`` times the MLP's,
+  which nothing constrains: large weights give an arbitrarily steep (if bounded) field.
+* ``none``: ``f = MLP``, a plain MLP.
 
-:func:`measured_lipschitz` reports the constant of a (trained) field from its Jacobians.
+:func:`measured_lipschitz` reports the constant of a (trained) field from its Jacobians, at real
+inputs (states, elapsed times and contexts taken from data).
 """
 
 from __future__ import annotations
@@ -36,18 +40,41 @@ class FieldWeights:
     constant: float
 
 
-def apply_field(
-    weights: FieldWeights, h: torch.Tensor, elapsed: torch.Tensor, context: torch.Tensor
-) -> torch.Tensor:
-    """Evaluate ``f``: h (B, d), elapsed (B,), context (B,) -> drift (B, d)."""
-    features = torch.cat([h, elapsed[:, None], context[:, None]], dim=1)  # (B, d + 2)
-    hidden = torch.tanh(nn.functional.linear(features, weights.w_in, weights.b_in))
-    out = nn.functional.linear(hidden, weights.w_out, weights.b_out)
+def first_layer_columns(
+    weights: FieldWeights,
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """``w_in`` split by input, in the order :func:`apply_field` concatenates them:
+    h (W, d), elapsed (W,), context (W,); contiguous, so that a fused caller's matrix products
+    do not re-copy a strided slice at every evaluation."""
+    size = weights.w_out.shape[0]
+    w_in = weights.w_in
+    return w_in[:, :size].contiguous(), w_in[:, size].contiguous(), w_in[:, size + 1].contiguous()
+
+
+def lipschitz_output(weights: FieldWeights, out: torch.Tensor) -> torch.Tensor:
+    """The mode's output transform of the MLP's output (B, d): spectral ``L * out``, bounded
+    ``L * tanh(out)``, none ``out``."""
     if weights.mode == "spectral":
         return weights.constant * out
     if weights.mode == "bounded":
         return weights.constant * torch.tanh(out)
     return out
+
+
+def field_head(weights: FieldWeights, pre: torch.Tensor) -> torch.Tensor:
+    """``f`` from its first layer's pre-activation (B, W): tanh, second layer and the Lipschitz
+    output transform -> drift (B, d). Shared by :func:`apply_field` and fused callers."""
+    out = torch.addmm(weights.b_out, torch.tanh(pre), weights.w_out.T)
+    return lipschitz_output(weights, out)
+
+
+def apply_field(
+    weights: FieldWeights, h: torch.Tensor, elapsed: torch.Tensor | None, context: torch.Tensor
+) -> torch.Tensor:
+    """Evaluate ``f``: h (B, d), elapsed (B,) (None: 0), context (B,) -> drift (B, d)."""
+    elapsed = torch.zeros_like(context) if elapsed is None else elapsed
+    features = torch.cat([h, elapsed[:, None], context[:, None]], dim=1)  # (B, d + 2)
+    return field_head(weights, nn.functional.linear(features, weights.w_in, weights.b_in))
 
 
 class VectorField(nn.Module):
@@ -84,31 +111,26 @@ class VectorField(nn.Module):
 def lipschitz_upper_bound(field: VectorField) -> float:
     """Product of layer spectral norms (times L, and tanh's slope 1): an upper bound in h."""
     weights = field.weights()
-    hidden = weights.w_out.shape[0]
-    bound = torch.linalg.matrix_norm(weights.w_in[:, :hidden], ord=2) * torch.linalg.matrix_norm(
-        weights.w_out, ord=2
-    )
+    w_h = first_layer_columns(weights)[0]
+    bound = torch.linalg.matrix_norm(w_h, ord=2) * torch.linalg.matrix_norm(weights.w_out, ord=2)
     return float(bound * (field.constant if field.mode != "none" else 1.0))
 
 
 def measured_lipschitz(
-    field: VectorField,
-    states: torch.Tensor,
-    elapsed: torch.Tensor | None = None,
-    context: torch.Tensor | None = None,
+    field: VectorField, states: torch.Tensor, elapsed: torch.Tensor, context: torch.Tensor
 ) -> float:
-    """Largest spectral norm of the Jacobian ``df/dh`` over the given states (B, d).
+    """Largest spectral norm of the Jacobian ``df/dh`` at the given inputs.
 
-    A lower bound of the true constant, measured rather than assumed; with
-    :func:`lipschitz_upper_bound` it brackets the field's Lipschitz constant.
+    states (N, d), elapsed (N,), context (N,): real field inputs, e.g. from
+    :meth:`~deepm3.models.deepm3.DeepM3.field_inputs`; the time features change the Jacobian, so
+    zeros in their place would measure the field somewhere it never runs. A lower bound of the
+    true constant, measured rather than assumed; with :func:`lipschitz_upper_bound` it brackets
+    the field's Lipschitz constant.
     """
-    states = states.detach()
-    count = states.shape[0]
-    elapsed = torch.zeros(count) if elapsed is None else elapsed
-    context = torch.zeros(count) if context is None else context
+    states, elapsed, context = states.detach(), elapsed.detach(), context.detach()
     weights = field.weights()
     worst = 0.0
-    for row in range(count):
+    for row in range(states.shape[0]):
 
         def single(h: torch.Tensor, row: int = row) -> torch.Tensor:
             return apply_field(weights, h[None], elapsed[row : row + 1], context[row : row + 1])[0]

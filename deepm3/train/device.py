@@ -4,14 +4,12 @@ from __future__ import annotations
 
 import torch
 
+from deepm3.config import DEVICES, check_choice
 from deepm3.errors import ConfigError
-
-DEVICES = ("auto", "cpu", "cuda", "mps")
 
 
 def select_device(name: str = "auto") -> torch.device:
-    if name not in DEVICES:
-        raise ConfigError(f"device must be one of {', '.join(DEVICES)}, got {name!r}")
+    check_choice("train.device", name, DEVICES)
     cuda = torch.cuda.is_available()
     mps = getattr(torch.backends, "mps", None) is not None and torch.backends.mps.is_available()
     if name == "auto":

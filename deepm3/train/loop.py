@@ -5,7 +5,9 @@ every position, clip gradients, step AdamW; then validate (full ranking, NDCG@10
 model), write a log line and an atomic ``last.pt``; ``best.pt`` keeps the best model. Because
 every epoch re-seeds its own randomness, a run resumed from ``last.pt`` (after any interruption,
 ``kill -9`` included) repeats exactly what the uninterrupted run would have done (on CPU).
-The test split is evaluated once, from ``best.pt``, after training.
+A step whose loss or gradients are not finite stops training before the optimizer moves, so no
+checkpoint is ever written from a poisoned step. The test split is evaluated once, from
+``best.pt``, after training.
 """
 
 from __future__ import annotations
@@ -26,15 +28,15 @@ from deepm3.data.prepare import Prepared
 from deepm3.data.sequences import Batch, training_table
 from deepm3.errors import DeepM3Error
 from deepm3.eval.evaluator import EvalResult, evaluate
-from deepm3.models.contract import item_scores
+from deepm3.models.contract import item_scores, run_model
 from deepm3.train import checkpoint
-from deepm3.train.losses import LOSSES, sequence_loss
+from deepm3.train.losses import sequence_loss
 
 SELECTION_METRIC = "ndcg@10"
 
 
 class TrainingError(DeepM3Error):
-    """Training cannot go on (a NaN loss); the last good checkpoint is kept."""
+    """Training cannot go on (a non-finite loss or gradient); the last good checkpoint is kept."""
 
 
 @dataclass
@@ -45,13 +47,14 @@ class TrainState:
     bad_validations: int = 0
     seconds: float = 0.0  # training time so far (resumes add to it)
     nfe: int = 0
+    stopped_by: str | None = None  # epochs | patience | time_budget, once training has ended
 
 
 def model_scorer(model: nn.Module):
     """Scores for evaluation: the state at the last position against all items."""
 
     def score(batch: Batch) -> torch.Tensor:
-        states, _ = model(batch.items, batch.timestamps, batch.time_gaps, batch.next_gaps)
+        states, _ = run_model(model, batch)
         return item_scores(states[:, -1].float(), model.item_embedding)
 
     return score
@@ -77,7 +80,7 @@ def _run_epoch(model, optimizer, table, config: RunConfig, epoch: int, device) -
     for number, batch in enumerate(bar):
         batch = batch.to(device)
         with _autocast(device, train.amp):
-            states, aux = model(batch.items, batch.timestamps, batch.time_gaps, batch.next_gaps)
+            states, aux = run_model(model, batch)
             loss = sequence_loss(
                 train.loss,
                 states,
@@ -86,16 +89,18 @@ def _run_epoch(model, optimizer, table, config: RunConfig, epoch: int, device) -
                 train.loss_negatives,
                 negatives,
             )
-        if not torch.isfinite(loss):
-            raise TrainingError(
-                f"the loss became {loss.item()} at epoch {epoch}, batch {number + 1}; training "
-                "stopped and the last good checkpoint (last.pt, best.pt) is kept. Try a lower "
-                "lr, stronger gradient clipping or a Lipschitz-constrained field."
-            )
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
-        if train.grad_clip > 0:
-            nn.utils.clip_grad_norm_(model.parameters(), train.grad_clip)
+        # The gradient norm is needed anyway for clipping; max_norm=inf measures without clipping.
+        norm = nn.utils.clip_grad_norm_(model.parameters(), train.grad_clip or float("inf"))
+        if not (torch.isfinite(loss) and torch.isfinite(norm)):
+            what = "loss" if not torch.isfinite(loss) else "gradient norm"
+            value = (loss if what == "loss" else norm).item()
+            raise TrainingError(
+                f"the {what} became {value} at epoch {epoch}, batch {number + 1}; training "
+                "stopped before the update, and the last good checkpoint (last.pt, best.pt) is "
+                "kept. Try a lower lr, stronger gradient clipping or a Lipschitz-constrained field."
+            )
         optimizer.step()
         total += loss.item()
         count += 1
@@ -104,11 +109,12 @@ def _run_epoch(model, optimizer, table, config: RunConfig, epoch: int, device) -
     return total / max(count, 1), evaluations
 
 
-def _checkpoint_payload(model, optimizer, state: TrainState) -> dict:
+def _checkpoint_payload(model, optimizer, state: TrainState, config: RunConfig) -> dict:
     return {
         "model": model.state_dict(),
         "optimizer": optimizer.state_dict(),
         "state": state.__dict__.copy(),
+        "config": config.to_dict(),
     }
 
 
@@ -136,6 +142,33 @@ def _summary(record: dict, state: TrainState) -> str:
     return text
 
 
+def _stop_reason(state: TrainState, train) -> str | None:
+    """Why training must not start another epoch, or None to go on."""
+    if state.epoch >= train.epochs:
+        return "epochs"
+    if state.bad_validations >= train.patience:
+        return "patience"
+    if train.time_budget is not None and state.seconds >= train.time_budget:
+        return "time_budget"
+    return None
+
+
+def _validate(model, scorer, data, config: RunConfig, device, state: TrainState, out: Path):
+    """Validate after an epoch: update the best model and the patience counter -> metrics."""
+    model.eval()
+    valid = evaluate(scorer, data, "valid", config.eval, device)
+    metric = valid.metrics[SELECTION_METRIC]
+    if metric > state.best_metric:
+        state.best_metric, state.best_epoch, state.bad_validations = metric, state.epoch, 0
+        checkpoint.save(
+            out / "best.pt",
+            {"model": model.state_dict(), "epoch": state.epoch, "config": config.to_dict()},
+        )
+    else:
+        state.bad_validations += 1
+    return valid.metrics
+
+
 def fit(
     model: nn.Module,
     data: Prepared,
@@ -146,8 +179,6 @@ def fit(
 ) -> tuple[TrainState, EvalResult, EvalResult]:
     """Train with early stopping on validation; return the state and best valid/test results."""
     train = config.train
-    if train.loss not in LOSSES:
-        raise TrainingError(f"loss must be one of {', '.join(LOSSES)}")
     optimizer = torch.optim.AdamW(model.parameters(), lr=train.lr, weight_decay=train.weight_decay)
     state = TrainState()
     last_path, best_path, log_path = out / "last.pt", out / "best.pt", out / "log.jsonl"
@@ -159,11 +190,9 @@ def fit(
     elif log_path.exists():
         log_path.unlink()
     _truncate_log(log_path, state.epoch)
-    table = training_table(data)
+    table = training_table(data, config.data.train_windows, config.data.window_stride)
     scorer = model_scorer(model)
-    while state.epoch < train.epochs and state.bad_validations < train.patience:
-        if train.time_budget is not None and state.seconds >= train.time_budget:
-            break
+    while (reason := _stop_reason(state, train)) is None:
         epoch = state.epoch + 1
         started = time.perf_counter()
         loss, evaluations = _run_epoch(model, optimizer, table, config, epoch, device)
@@ -174,19 +203,13 @@ def fit(
             state.seconds + seconds,
             state.nfe + evaluations,
         )
-        if epoch % train.eval_every == 0 or epoch == train.epochs:
-            model.eval()
-            valid = evaluate(scorer, data, "valid", config.eval, device)
-            record["valid"] = valid.metrics
-            metric = valid.metrics[SELECTION_METRIC]
-            if metric > state.best_metric:
-                state.best_metric, state.best_epoch, state.bad_validations = metric, epoch, 0
-                checkpoint.save(best_path, {"model": model.state_dict(), "epoch": epoch})
-            else:
-                state.bad_validations += 1
+        # Validate on schedule, and always after the epoch that ends training.
+        if epoch % train.eval_every == 0 or _stop_reason(state, train) is not None:
+            record["valid"] = _validate(model, scorer, data, config, device, state, out)
         _append_log(log_path, record)
-        checkpoint.save(last_path, _checkpoint_payload(model, optimizer, state))
+        checkpoint.save(last_path, _checkpoint_payload(model, optimizer, state, config))
         tqdm.write(_summary(record, state))
+    state.stopped_by = reason
     if not best_path.exists():
         raise TrainingError("no epoch was validated; raise epochs or time_budget")
     model.load_state_dict(checkpoint.load(best_path, device)["model"])

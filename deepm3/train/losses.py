@@ -13,7 +13,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-LOSSES = ("ce", "sampled_ce", "bpr")
+from deepm3.config import LOSSES
 
 
 def full_softmax_ce(

@@ -1,169 +1,225 @@
-"""Run one model on one data set and write its run directory (see :mod:`rundir`)."""
+"""Run one model on one data set and write its run directory (see :mod:`rundir`).
+
+A run is planned once (:func:`plan_run`: model options, fully resolved config, device), before any
+data is read, for trainable and count models alike; :func:`run` then prepares the data, trains
+or fits, evaluates (validation, then test once) and writes one ``metrics.json`` schema for
+every model. Resuming and re-evaluating rebuild the plan from the stored, fully resolved config.
+"""
 
 from __future__ import annotations
 
 import dataclasses
 import time
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
+from torch import nn
 
-from deepm3.config import DataConfig, EvalConfig, RunConfig, TrainConfig
+from deepm3.config import RunConfig, config_from_dict
 from deepm3.data.prepare import Prepared, prepare, resolved
 from deepm3.data.sequences import evaluation_table
 from deepm3.errors import ConfigError
-from deepm3.eval.evaluator import EvalResult, evaluate
+from deepm3.eval.evaluator import EvalResult, Scorer, evaluate
 from deepm3.models import COUNT_BASELINES, build_model, model_options
 from deepm3.models.contract import count_parameters
 from deepm3.ode.field import lipschitz_upper_bound, measured_lipschitz
 from deepm3.train import checkpoint
 from deepm3.train.device import device_name, select_device
-from deepm3.train.loop import fit, model_scorer
-from deepm3.train.rundir import provenance, read_json, write_json
+from deepm3.train.loop import TrainState, fit, model_scorer
+from deepm3.train.rundir import RUN_FILES, provenance, read_json, write_json
 
 
-def save_result(out: Path, role: str, result: EvalResult) -> None:
-    result.per_user.to_csv(out / f"per_user_{role}.csv", index=False)
+@dataclass(frozen=True)
+class RunPlan:
+    """Everything a run is built from; ``config`` is fully resolved (what config.json stores)."""
+
+    name: str
+    config: RunConfig
+    options: Any | None  # the model's frozen options; None for a count baseline
+    device: torch.device
+
+    @property
+    def trainable(self) -> bool:
+        return self.options is not None
 
 
-def _protocol(result: EvalResult, options: object) -> dict:
-    protocol = dict(result.protocol)
-    protocol["predict_at"] = getattr(options, "predict_at", "last_event")
-    return protocol
-
-
-def run_count_baseline(name: str, config: RunConfig, data: Prepared, out: Path) -> dict:
-    """Fit a count baseline on training events; evaluate on validation, then test once."""
-    started = time.perf_counter()
-    scorer = COUNT_BASELINES[name](data)
-    valid = evaluate(scorer, data, "valid", config.eval)
-    test = evaluate(scorer, data, "test", config.eval)
-    for role, result in (("valid", valid), ("test", test)):
-        save_result(out, role, result)
-    return {
-        "model": name,
-        "dataset": data.name,
-        "valid": valid.metrics,
-        "test": test.metrics,
-        "protocol": _protocol(test, None),
-        "parameters": {"embedding": 0, "other": 0, "total": 0},
-        "seconds": round(time.perf_counter() - started, 3),
-    }
-
-
-def run_trainable(name: str, config: RunConfig, data: Prepared, out: Path, resume: bool) -> dict:
-    train = config.train
-    torch.manual_seed(train.seed)
-    device = select_device(train.device)
+def plan_run(name: str, config: RunConfig) -> RunPlan:
+    """Validate and resolve ``config`` for model ``name`` without reading any data."""
     options = model_options(name, config.model)
-    model = build_model(name, data.num_items, options, data.max_len).to(device)
-    state, valid, test = fit(model, data, config, out, device, resume=resume)
-    for role, result in (("valid", valid), ("test", test)):
-        save_result(out, role, result)
-    extra = {}
-    if getattr(model, "field", None) is not None:
-        extra["lipschitz"] = field_lipschitz(model, data, device)
-    return {
-        "model": name,
-        "dataset": data.name,
-        "valid": valid.metrics,
-        "test": test.metrics,
-        "protocol": _protocol(test, options),
-        **extra,
-        "options": dataclasses.asdict(options),
-        "parameters": count_parameters(model),
-        "best_epoch": state.best_epoch,
-        "epochs_run": state.epoch,
-        "seconds": round(state.seconds, 3),
-        "seconds_per_epoch": round(state.seconds / max(state.epoch, 1), 3),
-        "nfe_per_epoch": state.nfe // max(state.epoch, 1),
-        "device": device_name(device),
-    }
+    if options is not None and 10 not in config.eval.ks:
+        raise ConfigError("eval.ks must include 10: validation NDCG@10 selects the model")
+    model_section = {} if options is None else dataclasses.asdict(options)
+    config = dataclasses.replace(config, data=resolved(config.data), model=model_section)
+    device = select_device(config.train.device) if options is not None else torch.device("cpu")
+    return RunPlan(name, config, options, device)
 
 
-def field_lipschitz(model, data: Prepared, device, users: int = 32) -> dict:
-    """Measured Lipschitz constant of a trained DeepM3 field on real validation states."""
-    table = evaluation_table(data, "valid")
-    batch = table.batch(np.arange(min(users, len(table)))).to(device)
-    with torch.no_grad():
-        states, _ = model(batch.items, batch.timestamps, batch.time_gaps, batch.next_gaps)
-    field = model.field.cpu()
-    measured = measured_lipschitz(field, states[:, -1].float().cpu())
-    bound = lipschitz_upper_bound(field)
-    model.field.to(device)
-    return {
-        "measured": round(measured, 5),
-        "upper_bound": round(bound, 5),
-        "mode": field.mode,
-        "constant": field.constant,
-    }
-
-
-def run(name: str, config: RunConfig, out: str | Path, resume: bool = False) -> dict:
-    """Prepare data, train or fit ``name``, write ``out/`` (config, provenance, metrics)."""
-    options = model_options(name, config.model)  # fail on bad options before any work
-    if config.train.num_threads > 0:
-        torch.set_num_threads(config.train.num_threads)
-    out = Path(out)
-    out.mkdir(parents=True, exist_ok=True)
-    config = dataclasses.replace(config, data=resolved(config.data))
-    data = prepare(config.data)
-    device = "cpu" if options is None else device_name(select_device(config.train.device))
-    if not resume:
-        write_json(out / "config.json", {"model_name": name, **config.to_dict()})
-        write_json(out / "provenance.json", provenance(data.stats, config.train.seed, device))
-    if name in COUNT_BASELINES:
-        metrics = run_count_baseline(name, config, data, out)
-    else:
-        metrics = run_trainable(name, config, data, out, resume)
-    write_json(out / "metrics.json", metrics)
-    return metrics
-
-
-def load_run_config(run_dir: Path) -> tuple[str, RunConfig]:
-    """The model name and resolved config that a run directory recorded."""
+def load_plan(run_dir: str | Path) -> RunPlan:
+    """The plan a run directory recorded; a stored key that no longer exists is an error."""
     path = Path(run_dir) / "config.json"
     if not path.is_file():
         raise ConfigError(f"{run_dir}: not a run directory (no config.json)")
     saved = read_json(path)
-    config = RunConfig(
-        data=DataConfig(**saved["data"]),
-        eval=EvalConfig(**{**saved["eval"], "ks": tuple(saved["eval"]["ks"])}),
-        train=TrainConfig(**saved["train"]),
-        model=saved["model"],
-    )
-    return saved["model_name"], config
+    if not isinstance(saved, dict) or "model_name" not in saved:
+        raise ConfigError(f"{path}: not a deepm3 run config (no model_name)")
+    name = saved.pop("model_name")
+    try:
+        return plan_run(name, config_from_dict(saved, str(path)))
+    except ConfigError as exc:
+        raise ConfigError(
+            f"{exc} (the run was recorded by another deepm3 version; start a new run)"
+        ) from None
+
+
+def build_scorer(plan: RunPlan, data: Prepared) -> tuple[Scorer, nn.Module | None]:
+    """The plan's scorer, and its model when it is trainable (on ``plan.device``)."""
+    if not plan.trainable:
+        return COUNT_BASELINES[plan.name](data), None
+    torch.manual_seed(plan.config.train.seed)
+    model = build_model(plan.name, data.num_items, plan.options, data.max_len).to(plan.device)
+    return model_scorer(model), model
+
+
+def field_lipschitz(model: nn.Module, data: Prepared, device: torch.device) -> dict:
+    """Measured Lipschitz constant of a trained DeepM3 field at real inputs from validation."""
+    if model.field is None:
+        return {}
+    table = evaluation_table(data, "valid")
+    batch = table.batch(np.arange(min(64, len(table)))).to(device)
+    with torch.no_grad():
+        states, elapsed, context = model.field_inputs(
+            batch.items, batch.timestamps, batch.time_gaps, batch.next_gaps
+        )
+    field = model.field
+    measured = measured_lipschitz(field, states.float(), elapsed.float(), context.float())
+    return {
+        "lipschitz": {
+            "measured": round(measured, 5),
+            "upper_bound": round(lipschitz_upper_bound(field), 5),
+            "mode": field.mode,
+            "constant": field.constant,
+            "points": int(states.shape[0]),
+        }
+    }
+
+
+# Model-specific measurements added to metrics.json: name -> function(model, data, device).
+DIAGNOSTICS = {"deepm3": field_lipschitz}
+
+
+def metrics_record(
+    plan: RunPlan,
+    data: Prepared,
+    valid: EvalResult,
+    test: EvalResult,
+    state: TrainState | None,
+    model: nn.Module | None,
+    seconds: float,
+) -> dict:
+    """The one metrics.json schema, for trainable and count models alike."""
+    epochs = state.epoch if state is not None else 0
+    record = {
+        "model": plan.name,
+        "dataset": data.name,
+        "valid": valid.metrics,
+        "test": test.metrics,
+        "test_untied": test.untied_metrics,
+        "protocol": test.protocol,
+        "options": plan.config.model,
+        "parameters": count_parameters(model if model is not None else nn.Module()),
+        "best_epoch": state.best_epoch if state is not None else None,
+        "epochs_run": epochs,
+        "stopped_by": state.stopped_by if state is not None else None,
+        "seconds": round(seconds, 3),
+        "seconds_per_epoch": round(state.seconds / epochs, 3) if epochs else None,
+        "nfe_per_epoch": state.nfe // epochs if epochs else None,
+        "device": device_name(plan.device),
+    }
+    if model is not None and plan.name in DIAGNOSTICS:
+        record.update(DIAGNOSTICS[plan.name](model, data, plan.device))
+    return record
+
+
+def _claim_run_dir(out: Path, resume: bool, overwrite: bool) -> None:
+    """Refuse to start a new run over an old one (its best.pt would be reused), unless asked."""
+    out.mkdir(parents=True, exist_ok=True)
+    existing = [name for name in RUN_FILES if (out / name).exists()]
+    if resume or not existing:
+        return
+    if not overwrite:
+        raise ConfigError(
+            f"{out} already holds a run ({', '.join(existing)}); continue it with "
+            f"'deepm3 train --resume {out}', or pass --overwrite to start it again"
+        )
+    for name in existing:
+        (out / name).unlink()
+
+
+def run(
+    name: str,
+    config: RunConfig,
+    out: str | Path,
+    resume: bool = False,
+    overwrite: bool = False,
+) -> dict:
+    """Prepare data, train or fit ``name``, write ``out/`` (config, provenance, metrics)."""
+    plan = plan_run(name, config)  # fails on any bad setting before any data is read
+    out = Path(out)
+    _claim_run_dir(out, resume, overwrite)
+    if plan.config.train.num_threads > 0:
+        torch.set_num_threads(plan.config.train.num_threads)
+    data = prepare(plan.config.data)
+    if not resume:
+        write_json(out / "config.json", {"model_name": name, **plan.config.to_dict()})
+        write_json(
+            out / "provenance.json",
+            provenance(data.stats, plan.config.train.seed, device_name(plan.device)),
+        )
+    started = time.perf_counter()
+    scorer, model = build_scorer(plan, data)
+    state = None
+    if model is not None:
+        state, valid, test = fit(model, data, plan.config, out, plan.device, resume=resume)
+    else:  # a count baseline: fitted on training events; validation, then test once
+        valid = evaluate(scorer, data, "valid", plan.config.eval)
+        test = evaluate(scorer, data, "test", plan.config.eval)
+    for role, result in (("valid", valid), ("test", test)):
+        result.per_user.to_csv(out / f"per_user_{role}.csv.gz", index=False)
+    metrics = metrics_record(plan, data, valid, test, state, model, time.perf_counter() - started)
+    write_json(out / "metrics.json", metrics)
+    return metrics
 
 
 def resume(run_dir: str | Path) -> dict:
-    """Continue an interrupted run from its ``last.pt``."""
-    run_dir = Path(run_dir)
-    name, config = load_run_config(run_dir)
-    return run(name, config, run_dir, resume=True)
+    """Continue an interrupted run from its ``last.pt`` (rebuilt from the stored config)."""
+    plan = load_plan(run_dir)
+    return run(plan.name, plan.config, run_dir, resume=True)
 
 
 def evaluate_run(run_dir: str | Path, protocol: str) -> dict:
     """Re-evaluate a finished run's best model on the test split under ``protocol``."""
     run_dir = Path(run_dir)
-    name, config = load_run_config(run_dir)
-    config = dataclasses.replace(config, eval=dataclasses.replace(config.eval, protocol=protocol))
+    plan = load_plan(run_dir)
+    config = dataclasses.replace(
+        plan.config, eval=dataclasses.replace(plan.config.eval, protocol=protocol)
+    )
     data = prepare(config.data)
-    if name in COUNT_BASELINES:
-        scorer = COUNT_BASELINES[name](data)
-    else:
-        device = select_device(config.train.device)
-        options = model_options(name, config.model)
-        model = build_model(name, data.num_items, options, data.max_len).to(device)
+    scorer, model = build_scorer(plan, data)
+    if model is not None:
         best = run_dir / "best.pt"
         if not best.is_file():
             raise ConfigError(f"{run_dir}: no best.pt; the run has not validated any epoch")
-        model.load_state_dict(checkpoint.load(best, device)["model"])
+        model.load_state_dict(checkpoint.load(best, plan.device)["model"])
         model.eval()
-        scorer = model_scorer(model)
-    result = evaluate(
-        scorer, data, "test", config.eval, "cpu" if name in COUNT_BASELINES else device
-    )
-    payload = {"model": name, "test": result.metrics, "protocol": result.protocol}
+    result = evaluate(scorer, data, "test", config.eval, plan.device)
+    payload = {
+        "model": plan.name,
+        "test": result.metrics,
+        "test_untied": result.untied_metrics,
+        "protocol": result.protocol,
+    }
     write_json(run_dir / f"evaluate_{protocol}.json", payload)
     return payload

@@ -2,8 +2,9 @@
 
 Files: ``config.json`` (resolved config), ``provenance.json`` (command, git commit, seed, data
 fingerprint and statistics, library versions), ``metrics.json`` and per-user ranks
-``per_user_<role>.csv``. JSON is written to a temporary file and renamed, so a crash never
-leaves a half-written file.
+``per_user_<role>.csv.gz`` (user, target, rank, tied), the training log ``log.jsonl`` and the
+checkpoints ``last.pt`` and ``best.pt``. JSON is written to a temporary file and renamed, so a
+crash never leaves a half-written file.
 """
 
 from __future__ import annotations
@@ -20,6 +21,18 @@ from typing import Any
 import torch
 
 import deepm3
+
+# Files a run writes into its directory; a new run refuses a directory that holds any of them.
+RUN_FILES = (
+    "config.json",
+    "provenance.json",
+    "log.jsonl",
+    "last.pt",
+    "best.pt",
+    "metrics.json",
+    "per_user_valid.csv.gz",
+    "per_user_test.csv.gz",
+)
 
 
 def git_commit() -> str:

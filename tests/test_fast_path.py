@@ -35,9 +35,8 @@ def run_both(inputs, length: int, **overrides):
         options = model_options("deepm3", {**values, "implementation": implementation})
         model = build_model("deepm3", NUM_ITEMS, options, length)
         states, aux = model(*inputs)
-        (
-            states * torch.randn(states.shape, generator=torch.Generator().manual_seed(1))
-        ).sum().backward()
+        weights = torch.randn(states.shape, generator=torch.Generator().manual_seed(1))
+        (states * weights).sum().backward()
         results[implementation] = (
             states.detach(),
             {name: p.grad.clone() for name, p in model.named_parameters()},

@@ -48,7 +48,7 @@ xargs -P "$JOBS" -I{} sh -c '{}' <"$jobs_file"
 rm -f "$jobs_file"
 dirs=()
 for row in $ROWS; do
-  for dir in "$RUNS/$row"-s*; do dirs+=("$dir"); done
+  for dir in "$RUNS/$row"-s*/; do dirs+=("${dir%/}"); done  # folders only, not the .out logs
 done
 $PY -m deepm3 report "${dirs[@]}" --out "$OUT" \
   --title "$DATASET: test split, full ranking, mean ± sd over seeds"

@@ -35,6 +35,18 @@ def test_metrics_from_hand_computed_ranks():
     assert m["ndcg@1"] == pytest.approx(0.25)
 
 
+def _history_lover(data):
+    """Scores every history item 10, the target 5, everything else 0."""
+
+    def scorer(batch: Batch) -> torch.Tensor:
+        scores = torch.zeros(batch.items.shape[0], data.num_items + 1)
+        scores.scatter_(1, batch.items, 10.0)
+        scores[torch.arange(len(batch.target)), batch.target] = 5.0
+        return scores
+
+    return scorer
+
+
 def _scorer_for(data, fill):
     def scorer(batch: Batch) -> torch.Tensor:
         scores = torch.full((batch.items.shape[0], data.num_items + 1), fill)
@@ -71,12 +83,7 @@ def test_one_masking_rule_for_both_protocols(synthetic, protocol):
 def test_sampled_negatives_include_seen_items_only_without_exclude_seen(synthetic):
     """History items outscore the target: they hurt only when they can be drawn as negatives."""
 
-    def history_lover(batch: Batch) -> torch.Tensor:
-        scores = torch.zeros(batch.items.shape[0], synthetic.num_items + 1)
-        scores.scatter_(1, batch.items, 10.0)
-        scores[torch.arange(len(batch.target)), batch.target] = 5.0
-        return scores
-
+    history_lover = _history_lover(synthetic)
     config = EvalConfig(protocol="sampled", num_negatives=5, ks=(1,))
     masked = evaluate(history_lover, synthetic, "test", config)
     first = (masked.per_user["rank"] == 1).sum()
@@ -117,12 +124,7 @@ def test_nan_scores_never_rank_first(synthetic):
 def test_exclude_seen_masks_history_and_is_recorded(synthetic):
     """Giving history items the top scores only hurts when they are not masked."""
 
-    def history_lover(batch: Batch) -> torch.Tensor:
-        scores = torch.zeros(batch.items.shape[0], synthetic.num_items + 1)
-        scores.scatter_(1, batch.items, 10.0)
-        scores[torch.arange(len(batch.target)), batch.target] = 5.0
-        return scores
-
+    history_lover = _history_lover(synthetic)
     masked = evaluate(history_lover, synthetic, "test", EvalConfig(exclude_seen=True, ks=(1,)))
     unmasked = evaluate(history_lover, synthetic, "test", EvalConfig(exclude_seen=False, ks=(1,)))
     assert masked.protocol["exclude_seen"] is True and unmasked.protocol["exclude_seen"] is False

@@ -93,7 +93,8 @@ def _run_epoch(model, optimizer, table, config: RunConfig, epoch: int, device) -
         loss.backward()
         # The gradient norm is needed anyway for clipping; max_norm=inf measures without clipping.
         norm = nn.utils.clip_grad_norm_(model.parameters(), train.grad_clip or float("inf"))
-        if not (torch.isfinite(loss) and torch.isfinite(norm)):
+        # one device sync for both checks (the loss is read back below anyway)
+        if not bool(torch.isfinite(torch.stack([loss.detach().float(), norm.float()])).all()):
             what = "loss" if not torch.isfinite(loss) else "gradient norm"
             value = (loss if what == "loss" else norm).item()
             raise TrainingError(

@@ -7,6 +7,7 @@
     deepm3 evaluate RUN_DIR [--protocol full|sampled]
     deepm3 report [RUN_DIR ...] --out FOLDER
     deepm3 models
+    deepm3 suite ml1m [--budget smoke|quick|full] [--device D] [--jobs N|auto] [--skip S,...]
 
 Bad input ends with one message on stderr and exit code 2.
 """
@@ -145,6 +146,48 @@ def cmd_report(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_suite(args: argparse.Namespace) -> int:
+    import os
+
+    from deepm3.errors import ConfigError
+    from deepm3.suite.runner import STAGES, SuiteSettings, budget_named, run_suite
+    from deepm3.suite.runs import Place, default_jobs
+
+    budget = budget_named(args.budget)
+    skip = frozenset(s for s in (args.skip or "").split(",") if s)
+    unknown = sorted(skip - set(STAGES))
+    if unknown:
+        raise ConfigError(f"unknown stage(s) {', '.join(unknown)}; stages: {', '.join(STAGES)}")
+    if args.device not in ("auto", "cpu", "cuda", "mps"):
+        raise ConfigError(f"unknown device {args.device!r}; valid: auto, cpu, cuda, mps")
+    if args.jobs == "auto":
+        jobs = default_jobs(args.device)
+    elif args.jobs.isdigit() and int(args.jobs) > 0:
+        jobs = int(args.jobs)
+    else:
+        raise ConfigError(f"--jobs must be a positive integer or auto, got {args.jobs!r}")
+    out = Path(args.out or SUITE_OUT[args.budget])
+    place = Place(
+        dataset=budget.dataset,
+        data_dir=args.data_dir or os.environ.get("DEEPM3_DATA_DIR") or None,
+        runs=Path(args.runs or f"runs/{args.suite}-{args.budget}"),
+        out=out,
+        device=args.device,
+        threads=args.threads,
+    )
+    print(
+        f"suite {args.suite}, budget {budget.name} ({budget.note}); data {budget.dataset}; "
+        f"device {args.device}, {jobs} parallel job(s); results in {out}",
+        flush=True,
+    )
+    run_suite(SuiteSettings(budget, place, jobs, args.storage, skip))
+    return 0
+
+
+# Default result folders per budget: quick is the committed CPU suite, full the GPU one.
+SUITE_OUT = {"quick": "results/ml1m", "full": "results/ml1m/full", "smoke": "runs/ml1m-smoke/out"}
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="deepm3", description=__doc__.split("\n")[0])
     sub = parser.add_subparsers(dest="command", required=True)
@@ -192,6 +235,23 @@ def build_parser() -> argparse.ArgumentParser:
     models.add_argument("--num-items", type=int, default=3706)
     models.add_argument("--max-len", type=int, default=200)
     models.set_defaults(func=cmd_models)
+
+    suite = sub.add_parser("suite", help="the experiment suite: search, seeds, analyses, report")
+    suite.add_argument("suite", choices=["ml1m"], help="which suite (ml1m: MovieLens-1M)")
+    suite.add_argument("--budget", default="quick", help="smoke | quick | full")
+    suite.add_argument("--device", default="auto", help="auto | cpu | cuda | mps")
+    suite.add_argument("--jobs", default="auto", help="parallel runs (auto: one per core or 4/GPU)")
+    suite.add_argument("--threads", type=int, default=1, help="torch threads per run")
+    suite.add_argument(
+        "--skip",
+        help="comma-separated stages to skip: "
+        + ", ".join(("search", "core", "lipschitz", "paper", "analyses", "report")),
+    )
+    suite.add_argument("--storage", help="Optuna storage URL shared by workers (default SQLite)")
+    suite.add_argument("--data-dir", help="folder with the raw files (default: $DEEPM3_DATA_DIR)")
+    suite.add_argument("--out", help="results folder (default results/ml1m for quick)")
+    suite.add_argument("--runs", help="working run folder (default runs/ml1m-BUDGET)")
+    suite.set_defaults(func=cmd_suite)
     return parser
 
 

@@ -32,7 +32,7 @@ TIE_ORDERS = ("file", "shuffle")
 TRAIN_WINDOWS = ("last", "all")
 PROTOCOLS = ("full", "sampled")
 NEGATIVE_SAMPLING = ("uniform", "popularity")
-LOSSES = ("ce", "sampled_ce", "bpr")
+LOSSES = ("ce", "sampled_ce", "shared_ce", "bpr")
 DEVICES = ("auto", "cpu", "cuda", "mps")
 
 
@@ -130,8 +130,8 @@ class TrainConfig:
     lr: float = 1e-3
     weight_decay: float = 0.0
     grad_clip: float = 5.0
-    loss: str = "ce"  # ce (full softmax) | sampled_ce | bpr
-    loss_negatives: int = 100  # sampled_ce / bpr negatives per position
+    loss: str = "ce"  # ce (full softmax) | sampled_ce | shared_ce | bpr
+    loss_negatives: int = 100  # negatives per position (shared_ce: per batch)
     patience: int = 5  # validations without NDCG@10 improvement before stopping
     seed: int = 0
     device: str = "auto"  # auto | cpu | cuda | mps

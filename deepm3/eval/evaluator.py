@@ -88,6 +88,7 @@ def evaluate(
     config: EvalConfig,
     device: torch.device | str = "cpu",
     progress: bool = False,
+    table: SequenceTable | None = None,
 ) -> EvalResult:
     """Rank each evaluated user's ``role`` target (``valid`` or ``test``) and average metrics.
 
@@ -95,8 +96,13 @@ def evaluate(
     scores -inf, a target seen before included (it then ranks last), and sampled negatives are
     drawn from unseen items only; without it nothing is masked and negatives may be any item
     other than the target.
+
+    ``table`` replaces the model's input rows (default ``evaluation_table(data, role)``), e.g.
+    with perturbed histories (:mod:`deepm3.analysis.perturb`); it must hold the same users in
+    the same order. Targets, masking and negatives stay those of the data, so a clean and a
+    perturbed evaluation are paired user by user.
     """
-    table: SequenceTable = evaluation_table(data, role)
+    table = evaluation_table(data, role) if table is None else table
     seen_rows, seen_items = history_items(data, table.users, role)
     if not config.exclude_seen:
         seen_rows, seen_items = seen_rows[:0], seen_items[:0]

@@ -15,6 +15,7 @@ from __future__ import annotations
 import json
 import math
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -47,7 +48,7 @@ class TrainState:
     bad_validations: int = 0
     seconds: float = 0.0  # training time so far (resumes add to it)
     nfe: int = 0
-    stopped_by: str | None = None  # epochs | patience | time_budget, once training has ended
+    stopped_by: str | None = None  # epochs | patience | time_budget | pruned, once ended
 
 
 def model_scorer(model: nn.Module):
@@ -145,6 +146,8 @@ def _summary(record: dict, state: TrainState) -> str:
 
 def _stop_reason(state: TrainState, train) -> str | None:
     """Why training must not start another epoch, or None to go on."""
+    if state.stopped_by == "pruned":
+        return "pruned"
     if state.epoch >= train.epochs:
         return "epochs"
     if state.bad_validations >= train.patience:
@@ -177,8 +180,15 @@ def fit(
     out: Path,
     device: torch.device,
     resume: bool = False,
-) -> tuple[TrainState, EvalResult, EvalResult]:
-    """Train with early stopping on validation; return the state and best valid/test results."""
+    on_validation: Callable[[int, float], bool] | None = None,
+    evaluate_test: bool = True,
+) -> tuple[TrainState, EvalResult, EvalResult | None]:
+    """Train with early stopping on validation; return the state and best valid/test results.
+
+    ``on_validation(epoch, valid_ndcg10)`` is called after each validation; returning True stops
+    training with ``stopped_by="pruned"`` (hyper-parameter search). ``evaluate_test=False``
+    never touches the test split (search trials) and returns None for it.
+    """
     train = config.train
     optimizer = torch.optim.AdamW(model.parameters(), lr=train.lr, weight_decay=train.weight_decay)
     state = TrainState()
@@ -207,6 +217,10 @@ def fit(
         # Validate on schedule, and always after the epoch that ends training.
         if epoch % train.eval_every == 0 or _stop_reason(state, train) is not None:
             record["valid"] = _validate(model, scorer, data, config, device, state, out)
+            if on_validation is not None and on_validation(
+                epoch, record["valid"][SELECTION_METRIC]
+            ):
+                state.stopped_by = "pruned"
         _append_log(log_path, record)
         checkpoint.save(last_path, _checkpoint_payload(model, optimizer, state, config))
         tqdm.write(_summary(record, state))
@@ -216,5 +230,7 @@ def fit(
     model.load_state_dict(checkpoint.load(best_path, device)["model"])
     model.eval()
     valid = evaluate(scorer, data, "valid", config.eval, device)
-    test = evaluate(scorer, data, "test", config.eval, device)  # touched once, from best.pt
+    test = None
+    if evaluate_test:
+        test = evaluate(scorer, data, "test", config.eval, device)  # touched once, from best.pt
     return state, valid, test

@@ -3,7 +3,9 @@
 Every loss reads only positions with a real target (target id > 0).
 
 * ``ce``: full softmax cross-entropy over all items (the default).
-* ``sampled_ce``: softmax over the target and ``K`` uniform negatives.
+* ``sampled_ce``: softmax over the target and ``K`` uniform negatives per position.
+* ``shared_ce``: softmax over the target and ``K`` uniform negatives shared by the whole batch
+  (much cheaper when items are many; see :func:`shared_sampled_ce`).
 * ``bpr``: ``-log sigmoid(s_pos - s_neg)`` averaged over ``K`` negatives (``K = 1`` reproduces
   the one-negative protocol of the original DeepM3 code).
 """
@@ -41,6 +43,18 @@ def sampled_softmax_ce(states, items, targets, negatives) -> torch.Tensor:
     return nn.functional.cross_entropy(logits, torch.zeros_like(targets))
 
 
+def shared_sampled_ce(states, items, targets, negatives) -> torch.Tensor:
+    """Softmax over the target and K uniform negatives shared by every position: states (P, d),
+    negatives (K,). One (P, d) x (d, K) product instead of a (P, K, d) gather, so the output
+    layer costs K / N of the full softmax. A negative equal to a position's target is masked.
+    Uniform sampling needs no logQ correction (the proposal is the same for every item)."""
+    positive = (states * items[targets]).sum(-1)  # (P,)
+    negative = states @ items[negatives].T  # (P, K)
+    negative = negative.masked_fill(negatives[None, :] == targets[:, None], float("-inf"))
+    logits = torch.cat([positive[:, None], negative], dim=1).float()
+    return nn.functional.cross_entropy(logits, torch.zeros_like(targets))
+
+
 def bpr(states, items, targets, negatives) -> torch.Tensor:
     positive, negative = candidate_scores(states, items, targets, negatives)
     valid = torch.isfinite(negative)
@@ -61,9 +75,12 @@ def sequence_loss(
     states, targets = states[real], targets[real]  # (P, d), (P,)
     if name == "ce":
         return full_softmax_ce(states, item_table, targets)
-    negatives = torch.randint(
-        1, item_table.shape[0], (len(targets), num_negatives), generator=generator, device="cpu"
-    ).to(targets.device)
+    shape = (num_negatives,) if name == "shared_ce" else (len(targets), num_negatives)
+    negatives = torch.randint(1, item_table.shape[0], shape, generator=generator, device="cpu").to(
+        targets.device
+    )
+    if name == "shared_ce":
+        return shared_sampled_ce(states, item_table, targets, negatives)
     if name == "sampled_ce":
         return sampled_softmax_ce(states, item_table, targets, negatives)
     if name == "bpr":

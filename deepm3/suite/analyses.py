@@ -1,0 +1,2 @@
+def run_analyses(settings):
+    raise NotImplementedError

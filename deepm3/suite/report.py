@@ -1,0 +1,2 @@
+def write(settings):
+    raise NotImplementedError

@@ -1,0 +1,182 @@
+"""Stage 1: hyper-parameter search with Optuna, on the validation split only.
+
+One study per model (``<dataset>-<budget>-<model>``) in one storage URL: by default an SQLite
+file under ``<out>/search/``; any database URL (``postgresql://...``) lets workers on several
+machines share the studies (start the same command on each). Seeded TPE sampler (worker ``w``
+uses seed ``1000 * seed + w``), median pruning on validation NDCG@10 after every epoch. Every
+model gets exactly ``budget.trials`` trials that complete or are pruned: a trial that would
+exceed the budget is failed before it trains and does not count; a trial whose worker was killed
+is failed by its missing heartbeat and run again. Trials never touch the test split.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+from typing import Any
+
+import optuna
+import pandas as pd
+
+from deepm3.suite.budgets import Budget
+from deepm3.suite.runs import Place, RunSpec, merge, resolved_config
+from deepm3.suite.spaces import SEARCHED_MODELS, sections_from_params, suggest
+from deepm3.train.rundir import write_json
+
+COUNTED = (optuna.trial.TrialState.COMPLETE, optuna.trial.TrialState.PRUNED)
+
+
+class BudgetReached(Exception):
+    """Raised by a trial that would exceed its model's budget (it is recorded as failed)."""
+
+
+def storage_url(place: Place, url: str | None) -> str:
+    if url:
+        return url
+    folder = place.out / "search"
+    folder.mkdir(parents=True, exist_ok=True)
+    return f"sqlite:///{(folder / 'optuna.db').resolve()}"
+
+
+def open_storage(url: str) -> optuna.storages.BaseStorage:
+    """The RDB storage, with heartbeats so that a killed worker's trial is failed and redone."""
+    return optuna.storages.RDBStorage(
+        url,
+        heartbeat_interval=20,
+        grace_period=60,
+        engine_kwargs={"connect_args": {"timeout": 60}} if url.startswith("sqlite") else {},
+    )
+
+
+def study_name(place: Place, budget: Budget, model: str) -> str:
+    return f"{place.dataset}-{budget.name}-{model}"
+
+
+def _counted_before(study: optuna.Study, number: int) -> int:
+    states = (*COUNTED, optuna.trial.TrialState.RUNNING)
+    return sum(1 for t in study.get_trials(deepcopy=False, states=states) if t.number < number)
+
+
+def _objective(model: str, budget: Budget, place: Place):
+    from deepm3.data.prepare import prepare
+    from deepm3.train.loop import fit
+    from deepm3.train.run import build_scorer, plan_run
+
+    def objective(trial: optuna.Trial) -> float:
+        if _counted_before(trial.study, trial.number) >= budget.trials:
+            trial.study.stop()
+            raise BudgetReached(f"{model}: {budget.trials} trials already")
+        sections = suggest(model, trial, budget.widths)
+        spec = RunSpec(
+            "search",
+            f"{model}-trial{trial.number}",
+            model,
+            0,
+            merge(
+                {"data": budget.data, "train": budget.train},
+                sections,
+                {"train": budget.trial_train},
+            ),
+        )
+        plan = plan_run(model, resolved_config(spec, place))
+        data = prepare(plan.config.data)
+        _, network = build_scorer(plan, data)
+        folder = place.runs / "search" / spec.name
+        if folder.exists():
+            shutil.rmtree(folder)
+        folder.mkdir(parents=True)
+
+        def report(epoch: int, value: float) -> bool:
+            trial.report(value, epoch)
+            return trial.should_prune()
+
+        state, valid, _ = fit(
+            network,
+            data,
+            plan.config,
+            folder,
+            plan.device,
+            on_validation=report,
+            evaluate_test=False,
+        )
+        trial.set_user_attr("epochs_run", state.epoch)
+        trial.set_user_attr("stopped_by", state.stopped_by)
+        trial.set_user_attr("seconds", round(state.seconds, 1))
+        shutil.rmtree(folder)  # checkpoints of a trial are not kept
+        if state.stopped_by == "pruned":
+            raise optuna.TrialPruned()
+        return state.best_metric
+
+    return objective
+
+
+def search_worker(item: tuple[int, Budget, Place, str, tuple[str, ...]]) -> int:
+    """One worker: for each model in turn, run trials until the model's budget is used."""
+    worker, budget, place, url, models = item
+    storage = open_storage(url)
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    for model in models:
+        study = optuna.create_study(
+            study_name=study_name(place, budget, model),
+            storage=storage,
+            direction="maximize",
+            load_if_exists=True,
+            sampler=optuna.samplers.TPESampler(
+                seed=1000 * budget.seeds[0] + worker, n_startup_trials=max(2, budget.trials // 3)
+            ),
+            pruner=optuna.pruners.MedianPruner(n_startup_trials=2, n_warmup_steps=1),
+        )
+        optuna.storages.fail_stale_trials(study)
+        while sum(1 for t in study.get_trials(deepcopy=False, states=COUNTED)) < budget.trials:
+            study.optimize(
+                _objective(model, budget, place),
+                n_trials=1,
+                catch=(BudgetReached,),
+                gc_after_trial=True,
+            )
+            running = study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.RUNNING,))
+            if running and _counted_before(study, 10**9) >= budget.trials:
+                break  # the last trials are running in other workers
+    return worker
+
+
+def best_settings(place: Place, budget: Budget, url: str, models=SEARCHED_MODELS) -> dict:
+    """Per model: the best completed trial's parameters, value and settings; writes
+    ``search/best.json`` and ``search/trials_<model>.csv``."""
+    storage = open_storage(url)
+    best: dict[str, Any] = {}
+    folder = place.out / "search"
+    for model in models:
+        study = optuna.load_study(study_name=study_name(place, budget, model), storage=storage)
+        frame: pd.DataFrame = study.trials_dataframe()
+        frame.to_csv(folder / f"trials_{model}.csv", index=False)
+        completed = [t for t in study.trials if t.state == optuna.trial.TrialState.COMPLETE]
+        if not completed:
+            raise RuntimeError(f"search: no completed trial for {model}")
+        trial = max(completed, key=lambda t: t.value)
+        counted = sum(1 for t in study.trials if t.state in COUNTED)
+        best[model] = {
+            "trial": trial.number,
+            "valid_ndcg@10": trial.value,
+            "params": trial.params,
+            "sections": sections_from_params(model, trial.params),
+            "trials_counted": counted,
+            "trials_pruned": sum(
+                1 for t in study.trials if t.state == optuna.trial.TrialState.PRUNED
+            ),
+        }
+    write_json(folder / "best.json", best)
+    return best
+
+
+def settings_for_rows(best: dict | None) -> dict[str, dict]:
+    """Searched sections per model ({} for a model without a search result)."""
+    return {model: (best or {}).get(model, {}).get("sections", {}) for model in SEARCHED_MODELS}
+
+
+def read_best(out: Path) -> dict | None:
+    path = out / "search" / "best.json"
+    if not path.is_file():
+        return None
+    return json.loads(path.read_text())

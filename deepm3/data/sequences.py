@@ -239,3 +239,31 @@ def flat_ranges(starts: np.ndarray, lengths: np.ndarray) -> np.ndarray:
     """Concatenation of ``range(start, start + length)`` for each pair, without a loop."""
     within = np.arange(lengths.sum()) - np.repeat(np.cumsum(lengths) - lengths, lengths)
     return np.repeat(starts, lengths) + within
+
+
+def with_history(
+    table: SequenceTable,
+    items: np.ndarray,
+    timestamps: np.ndarray,
+    target_time: np.ndarray | None = None,
+) -> SequenceTable:
+    """``table`` (an evaluation table) with new (N, T) histories, e.g. perturbed ones.
+
+    Gaps and next times are rebuilt from the new times; the target stays, and so does its time
+    unless ``target_time`` (N,) replaces it. Users and their time units are kept.
+    """
+    if items.shape != table.items.shape or timestamps.shape != table.items.shape:
+        raise ValueError(f"histories must keep the shape {table.items.shape}")
+    target_time = table.target_time if target_time is None else target_time
+    next_times = np.concatenate([timestamps[:, 1:], target_time[:, None]], axis=1)
+    return SequenceTable(
+        table.users,
+        items,
+        timestamps,
+        _gaps(timestamps, items),
+        next_times,
+        table.time_scale,
+        None,
+        table.target,
+        target_time,
+    )

@@ -132,10 +132,11 @@ def train_stage(stage: str, specs: list[RunSpec], settings: SuiteSettings) -> di
 
 
 def search_stage(settings: SuiteSettings) -> dict:
-    from deepm3.suite.search import best_settings, search_worker, storage_url
+    from deepm3.suite.search import best_settings, create_studies, search_worker, storage_url
     from deepm3.suite.spaces import SEARCHED_MODELS
 
     url = storage_url(settings.place, settings.storage)
+    create_studies(settings.place, settings.budget, url)
     items = [
         (worker, settings.budget, settings.place, url, SEARCHED_MODELS)
         for worker in range(settings.jobs)

@@ -137,9 +137,9 @@ def execute(spec: RunSpec, place: Place) -> dict:
     if _matches(folder, digest, False) and (folder / "last.pt").is_file():
         return resume(folder)
     folder.mkdir(parents=True, exist_ok=True)
-    metrics = run(spec.model, resolved_config(spec, place), folder, overwrite=True)
+    (folder / "metrics.json").unlink(missing_ok=True)  # a stale result of other settings
     write_json(folder / "suite.json", {"hash": digest, "stage": spec.stage, "row": spec.row})
-    return metrics
+    return run(spec.model, resolved_config(spec, place), folder, overwrite=True)
 
 
 def publish(specs: Iterable[RunSpec], place: Place) -> None:
@@ -170,7 +170,9 @@ def _call(fn: Callable, argument: Any, log: Path | None, threads: int) -> Any:
     try:
         return True, fn(argument)
     except BaseException:  # noqa: BLE001 - reported by the parent, the suite goes on
-        return False, traceback.format_exc()
+        text = traceback.format_exc()
+        print(text, flush=True)  # into the log, when there is one
+        return False, text
 
 
 def parallel(
@@ -181,7 +183,7 @@ def parallel(
     logs: Callable[[Any], Path | None] = lambda item: None,
     threads: int = 1,
 ) -> list[Any]:
-    """``fn`` over ``items`` in ``jobs`` fresh processes (spawned, one task each); returns the
+    """``fn`` over ``items`` in ``jobs`` spawned worker processes; returns the
     results in order. Failures are printed with their traceback's last line and re-raised as
     one RuntimeError once every other item is done."""
     if not items:
@@ -190,7 +192,7 @@ def parallel(
     failures = []
     context = multiprocessing.get_context("spawn")
     started = time.perf_counter()
-    with ProcessPoolExecutor(jobs, mp_context=context, max_tasks_per_child=1) as pool:
+    with ProcessPoolExecutor(jobs, mp_context=context) as pool:
         futures = {
             pool.submit(_call, fn, item, logs(item), threads): index
             for index, item in enumerate(items)

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import json
 import shutil
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -27,7 +28,7 @@ from deepm3.train.rundir import write_json
 COUNTED = (optuna.trial.TrialState.COMPLETE, optuna.trial.TrialState.PRUNED)
 
 
-class BudgetReached(Exception):
+class BudgetReachedError(Exception):
     """Raised by a trial that would exceed its model's budget (it is recorded as failed)."""
 
 
@@ -41,6 +42,7 @@ def storage_url(place: Place, url: str | None) -> str:
 
 def open_storage(url: str) -> optuna.storages.BaseStorage:
     """The RDB storage, with heartbeats so that a killed worker's trial is failed and redone."""
+    warnings.filterwarnings("ignore", category=optuna.exceptions.ExperimentalWarning)
     return optuna.storages.RDBStorage(
         url,
         heartbeat_interval=20,
@@ -66,7 +68,7 @@ def _objective(model: str, budget: Budget, place: Place):
     def objective(trial: optuna.Trial) -> float:
         if _counted_before(trial.study, trial.number) >= budget.trials:
             trial.study.stop()
-            raise BudgetReached(f"{model}: {budget.trials} trials already")
+            raise BudgetReachedError(f"{model}: {budget.trials} trials already")
         sections = suggest(model, trial, budget.widths)
         spec = RunSpec(
             "search",
@@ -111,6 +113,19 @@ def _objective(model: str, budget: Budget, place: Place):
     return objective
 
 
+def create_studies(place: Place, budget: Budget, url: str, models=SEARCHED_MODELS) -> None:
+    """Create the storage and every study once, before workers start (concurrent creation of
+    one SQLite schema races)."""
+    storage = open_storage(url)
+    for model in models:
+        optuna.create_study(
+            study_name=study_name(place, budget, model),
+            storage=storage,
+            direction="maximize",
+            load_if_exists=True,
+        )
+
+
 def search_worker(item: tuple[int, Budget, Place, str, tuple[str, ...]]) -> int:
     """One worker: for each model in turn, run trials until the model's budget is used."""
     worker, budget, place, url, models = item
@@ -132,7 +147,7 @@ def search_worker(item: tuple[int, Budget, Place, str, tuple[str, ...]]) -> int:
             study.optimize(
                 _objective(model, budget, place),
                 n_trials=1,
-                catch=(BudgetReached,),
+                catch=(BudgetReachedError,),
                 gc_after_trial=True,
             )
             running = study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.RUNNING,))

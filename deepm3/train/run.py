@@ -199,14 +199,21 @@ def resume(run_dir: str | Path) -> dict:
     return run(plan.name, plan.config, run_dir, resume=True)
 
 
-def evaluate_run(run_dir: str | Path, protocol: str) -> dict:
-    """Re-evaluate a finished run's best model on the test split under ``protocol``."""
+def load_trained(
+    run_dir: str | Path, data: Prepared | None = None, **option_changes: Any
+) -> tuple[RunPlan, Prepared, Scorer, nn.Module | None]:
+    """A finished run's scorer with its best weights, in eval mode (count baselines refitted).
+
+    ``option_changes`` replace model options that hold no weights (e.g. ``solver="rk4"``).
+    ``data`` reuses an already prepared data set (it must be the run's).
+    """
     run_dir = Path(run_dir)
     plan = load_plan(run_dir)
-    config = dataclasses.replace(
-        plan.config, eval=dataclasses.replace(plan.config.eval, protocol=protocol)
-    )
-    data = prepare(config.data)
+    if option_changes:
+        plan = dataclasses.replace(
+            plan, options=dataclasses.replace(plan.options, **option_changes)
+        )
+    data = prepare(plan.config.data) if data is None else data
     scorer, model = build_scorer(plan, data)
     if model is not None:
         best = run_dir / "best.pt"
@@ -214,7 +221,15 @@ def evaluate_run(run_dir: str | Path, protocol: str) -> dict:
             raise ConfigError(f"{run_dir}: no best.pt; the run has not validated any epoch")
         model.load_state_dict(checkpoint.load(best, plan.device)["model"])
         model.eval()
-    result = evaluate(scorer, data, "test", config.eval, plan.device)
+    return plan, data, scorer, model
+
+
+def evaluate_run(run_dir: str | Path, protocol: str) -> dict:
+    """Re-evaluate a finished run's best model on the test split under ``protocol``."""
+    run_dir = Path(run_dir)
+    plan, data, scorer, _ = load_trained(run_dir)
+    config = dataclasses.replace(plan.config.eval, protocol=protocol)
+    result = evaluate(scorer, data, "test", config, plan.device)
     payload = {
         "model": plan.name,
         "test": result.metrics,

@@ -3,7 +3,8 @@
 #   DEVICE=auto BUDGET=quick JOBS=auto bash scripts/experiments/run_phase2.sh
 # BUDGET=smoke|quick|full (deepm3/suite/budgets.py); DEVICE=auto|cpu|cuda|mps; JOBS=auto|N;
 # SKIP_SEARCH=1 SKIP_CORE=1 SKIP_LIPSCHITZ=1 SKIP_PAPER=1 SKIP_ANALYSES=1 SKIP_REPORT=1 skip
-# stages; STORAGE=<database URL> shares the Optuna studies between machines; OUT=<folder>.
+# stages; STORAGE=<database URL> shares the Optuna studies between machines; OUT=<results>,
+# RUNS=<working runs with checkpoints>. Extra arguments go to 'deepm3 suite ml1m'.
 # Data: $DEEPM3_DATA_DIR (../shared/data when it exists) or the official download.
 # Resumable: rerun the same command; finished runs are skipped, killed ones resume.
 set -euo pipefail
@@ -22,4 +23,5 @@ args=(suite ml1m --budget "${BUDGET:-quick}" --device "${DEVICE:-auto}" --jobs "
 [ ${#skip[@]} -gt 0 ] && args+=(--skip "$(IFS=,; echo "${skip[*]}")")
 [ -n "${STORAGE:-}" ] && args+=(--storage "$STORAGE")
 [ -n "${OUT:-}" ] && args+=(--out "$OUT")
-PYTHONPATH=.${PYTHONPATH:+:$PYTHONPATH} exec $PY -m deepm3 "${args[@]}"
+[ -n "${RUNS:-}" ] && args+=(--runs "$RUNS")
+PYTHONPATH=.${PYTHONPATH:+:$PYTHONPATH} exec $PY -m deepm3 "${args[@]}" "$@"

@@ -1,0 +1,172 @@
+"""The suite's numbers, as pure functions of per-user ranks and run records (no I/O).
+
+Conventions: per-user NDCG@10 of a row is averaged over its seeds (users aligned by id) before a
+paired comparison; a relative change is ``mean(a) / mean(b) - 1``; intervals over users are paired
+percentile bootstraps (:func:`deepm3.analysis.significance.bootstrap_relative_ci`); intervals
+over seeds are Student-t intervals of the mean.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pandas as pd
+from scipy import stats
+
+from deepm3.analysis.irregularity import quantile_groups
+from deepm3.analysis.significance import (
+    bootstrap_relative_ci,
+    holm,
+    paired_tests,
+    per_user_ndcg,
+)
+
+K = 10
+
+
+def seed_interval(values: list[float], confidence: float = 0.95) -> tuple[float, float, float]:
+    """Mean, standard deviation (ddof=1; 0 for one value) and the half-width of the Student-t
+    interval of the mean (NaN for one value)."""
+    array = np.asarray(values, dtype=np.float64)
+    mean = float(array.mean())
+    if len(array) < 2:
+        return mean, 0.0, float("nan")
+    sd = float(array.std(ddof=1))
+    half = float(stats.t.ppf((1 + confidence) / 2, len(array) - 1) * sd / math.sqrt(len(array)))
+    return mean, sd, half
+
+
+def mean_user_ndcg(rank_columns: list[pd.Series]) -> pd.Series:
+    """Per-user NDCG@10 averaged over seeds; each series holds ranks indexed by user."""
+    frame = pd.concat(
+        [pd.Series(per_user_ndcg(s.to_numpy(), K), index=s.index) for s in rank_columns], axis=1
+    )
+    if frame.isna().any().any():
+        raise ValueError("seeds of one row must rank the same users")
+    return frame.mean(axis=1)
+
+
+def relative_change(a: np.ndarray, b: np.ndarray, seed: int = 0) -> dict:
+    """``mean(a) / mean(b) - 1`` with a paired bootstrap 95% interval and paired p-values."""
+    tests = paired_tests(a, b)
+    if tests["mean_b"] == 0:
+        low = high = float("nan")
+    else:
+        low, high = bootstrap_relative_ci(a, b, n_resamples=1000, seed=seed)
+    return {
+        "relative": tests["relative_difference"],
+        "ci_low": low,
+        "ci_high": high,
+        "wilcoxon_p": tests["wilcoxon_p"],
+        "t_p": tests["t_p"],
+        "mean_a": tests["mean_a"],
+        "mean_b": tests["mean_b"],
+    }
+
+
+def significance(ndcg: dict[str, pd.Series], focus: str) -> pd.DataFrame:
+    """``focus`` against every other row on per-user NDCG@10: paired tests, Holm-corrected
+    Wilcoxon and t p-values, bootstrap interval of the relative difference."""
+    rows = []
+    for other, values in ndcg.items():
+        if other == focus:
+            continue
+        a, b = ndcg[focus].align(values, join="inner")
+        rows.append({"baseline": other, **relative_change(a.to_numpy(), b.to_numpy())})
+    frame = pd.DataFrame(rows)
+    for column in ("wilcoxon_p", "t_p"):
+        adjusted = holm(dict(zip(frame["baseline"], frame[column], strict=True)))
+        frame[f"{column}_holm"] = frame["baseline"].map(adjusted)
+    return frame
+
+
+def irregularity_groups(
+    cv: pd.Series, ndcg: dict[str, pd.Series], focus: str, count: int
+) -> pd.DataFrame:
+    """Users grouped by ``count`` quantiles of their gap CV (NaN CVs left out); per group its
+    CV range, size, every row's NDCG@10 and ``focus``'s relative gain over each other row."""
+    users = cv.dropna().index
+    groups = pd.Series(quantile_groups(cv.loc[users].to_numpy(), count), index=users)
+    rows = []
+    for group in range(count):
+        members = groups.index[groups.to_numpy() == group]
+        row = {
+            "group": group + 1,
+            "users": len(members),
+            "cv_min": float(cv.loc[members].min()),
+            "cv_max": float(cv.loc[members].max()),
+        }
+        for name, values in ndcg.items():
+            row[f"ndcg:{name}"] = float(values.loc[members].mean())
+        for name, values in ndcg.items():
+            if name == focus or len(members) < 2:
+                continue
+            a, b = ndcg[focus].loc[members].to_numpy(), values.loc[members].to_numpy()
+            change = relative_change(a, b)
+            row[f"gain:{name}"] = change["relative"]
+            row[f"ci:{name}"] = (change["ci_low"], change["ci_high"])
+            row[f"p:{name}"] = change["wilcoxon_p"]
+        rows.append(row)
+    return pd.DataFrame(rows)
+
+
+def perturbation_effects(ranks: list[pd.DataFrame], keys: list[str]) -> pd.DataFrame:
+    """Relative NDCG@10 change of each perturbation against the clean ranks of the same runs.
+
+    ranks: one frame per seed with columns ``user``, ``clean`` and each key (``key#r`` for
+    repeats, averaged). Returns rows key, clean, perturbed, relative, ci_low, ci_high, p.
+    """
+
+    def seed_mean(column_of) -> np.ndarray:
+        per_seed = []
+        for frame in ranks:
+            columns = column_of(frame)
+            values = np.mean([per_user_ndcg(frame[c].to_numpy(), K) for c in columns], axis=0)
+            per_seed.append(pd.Series(values, index=frame["user"].to_numpy()))
+        return pd.concat(per_seed, axis=1).mean(axis=1).sort_index().to_numpy()
+
+    clean = seed_mean(lambda frame: ["clean"])
+    rows = []
+    for key in keys:
+        perturbed = seed_mean(
+            lambda frame, key=key: [c for c in frame.columns if c.split("#")[0] == key]
+        )
+        change = relative_change(perturbed, clean)
+        rows.append(
+            {
+                "key": key,
+                "clean": change["mean_b"],
+                "perturbed": change["mean_a"],
+                "relative": change["relative"],
+                "ci_low": change["ci_low"],
+                "ci_high": change["ci_high"],
+                "wilcoxon_p": change["wilcoxon_p"],
+            }
+        )
+    return pd.DataFrame(rows)
+
+
+def solver_summary(records: list[dict]) -> pd.DataFrame:
+    """Mean over runs of each (solver, steps) row of the solver ablation records."""
+    frame = pd.concat([pd.DataFrame(r["rows"]) for r in records])
+    columns = [
+        "ndcg@10",
+        "relative_state_error",
+        "ms_per_1000_users",
+        "ms_single_user",
+        "nfe_per_batch",
+    ]
+    summary = frame.groupby(["solver", "steps"], sort=False)[columns].mean().reset_index()
+    summary["runs"] = len(records)
+    return summary
+
+
+def latency_ratio(summary: pd.DataFrame, column: str) -> float:
+    """Euler's latency over RK4's at one step per gap (same trained weights)."""
+
+    def value(solver: str) -> float:
+        chosen = summary[(summary["solver"] == solver) & (summary["steps"] == 1)]
+        return float(chosen[column].iloc[0])
+
+    return value("euler") / value("rk4")

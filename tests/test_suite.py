@@ -1,0 +1,312 @@
+"""The experiment suite: analyses with known answers, run identity and resumption, and the
+smoke budget end to end (every stage, on ML-100K)."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+from scipy import stats
+from synthetic import REPO
+
+from deepm3.analysis.significance import per_user_ndcg
+from deepm3.config import EvalConfig
+from deepm3.data.sequences import evaluation_table, with_history
+from deepm3.eval.evaluator import evaluate
+from deepm3.models import build_model, model_options
+from deepm3.suite import perturbations, tables
+from deepm3.suite.runs import Place, RunSpec, config_hash, execute, is_done, publish, run_dir
+from deepm3.train import loop
+from deepm3.train.loop import model_scorer
+from deepm3.train.rundir import read_json
+
+GRID = perturbations.build((0.0, 24.0), (0.0, 0.5), 3)
+
+
+def _ranks_under(model, data, keys) -> dict[str, np.ndarray]:
+    """Test ranks of an (untrained, eval-mode) model, clean and under each perturbation."""
+    scorer = model_scorer(model.eval())
+    table = evaluation_table(data, "test")
+    history = (table.items, table.timestamps, table.target_time)
+    config = EvalConfig()
+    ranks = {"clean": evaluate(scorer, data, "test", config).per_user["rank"].to_numpy()}
+    for perturbation in GRID:
+        if perturbation.key in keys:
+            changed = perturbation.apply(history, perturbations.rng_for(perturbation.key, 0))
+            result = evaluate(scorer, data, "test", config, table=with_history(table, *changed))
+            ranks[perturbation.key] = result.per_user["rank"].to_numpy()
+    return ranks
+
+
+def _model(name: str, data, **options):
+    torch.manual_seed(0)
+    return build_model(name, data.num_items, model_options(name, options), data.max_len)
+
+
+TIME_KEYS = [p.key for p in GRID if p.group == "time"] + ["paper_drop", "jitter_kept:24"]
+
+
+@pytest.mark.parametrize("name", ["sasrec", "gru4rec"])
+def test_time_blind_models_have_zero_time_sensitivity(synthetic, name):
+    ranks = _ranks_under(_model(name, synthetic), synthetic, TIME_KEYS)
+    for key in TIME_KEYS:
+        assert np.array_equal(ranks[key], ranks["clean"]), key
+
+
+def test_time_reading_models_do_move_under_time_changes(synthetic):
+    """The control of the control: DeepM3 and TiSASRec read time, so their ranks change."""
+    for name in ("deepm3", "tisasrec"):
+        ranks = _ranks_under(_model(name, synthetic, dropout=0.0), synthetic, TIME_KEYS)
+        assert any(not np.array_equal(ranks[k], ranks["clean"]) for k in TIME_KEYS), name
+
+
+def test_zero_noise_levels_give_the_clean_ranks_exactly(synthetic):
+    ranks = _ranks_under(
+        _model("deepm3", synthetic), synthetic, ["jitter_kept:0", "jitter_sorted:0", "dropout:0"]
+    )
+    for key in ("jitter_kept:0", "jitter_sorted:0", "dropout:0"):
+        assert np.array_equal(ranks[key], ranks["clean"]), key
+    effects = tables.perturbation_effects(
+        [pd.DataFrame({"user": np.arange(len(ranks["clean"])), **ranks})], ["dropout:0"]
+    )
+    assert effects.loc[0, "relative"] == 0.0
+    assert effects.loc[0, "ci_low"] == effects.loc[0, "ci_high"] == 0.0
+
+
+def test_zeroed_time_reaches_the_target_time_too():
+    history = (np.array([[0, 3, 4]]), np.array([[0, 100, 200]]), np.array([300]))
+    items, times, target = perturbations._zeroed(history, np.random.default_rng(0))
+    assert (
+        items.tolist() == [[0, 3, 4]] and times.tolist() == [[0, 0, 0]] and target.tolist() == [0]
+    )
+
+
+def test_irregularity_groups_match_a_hand_count():
+    users = np.arange(1, 8)
+    cv = pd.Series([0.6, 0.1, np.nan, 0.4, 0.2, 0.5, 0.3], index=users)
+    focus = pd.Series([1.0, 0.0, 1.0, 0.5, 0.0, 1.0, 0.0], index=users)
+    other = pd.Series([0.5, 0.5, 0.0, 0.5, 0.5, 0.5, 0.5], index=users)
+    groups = tables.irregularity_groups(cv, {"a": focus, "b": other}, "a", 3)
+    # by CV: group 1 = users 2 (0.1), 5 (0.2); group 2 = 7 (0.3), 4 (0.4); group 3 = 6, 1
+    assert groups["users"].tolist() == [2, 2, 2]
+    assert groups["ndcg:a"].tolist() == [0.0, 0.25, 1.0]
+    assert groups["ndcg:b"].tolist() == [0.5, 0.5, 0.5]
+    assert groups["gain:b"].tolist() == pytest.approx([-1.0, -0.5, 1.0])
+    assert groups["cv_min"].tolist() == pytest.approx([0.1, 0.3, 0.5])
+
+
+def test_significance_agrees_with_scipy_and_holm():
+    rng = np.random.default_rng(3)
+    users = np.arange(200)
+    ranks = {name: rng.integers(1, 40, size=200) for name in ("focus", "x", "y")}
+    ndcg = {name: pd.Series(per_user_ndcg(r, 10), index=users) for name, r in ranks.items()}
+    frame = tables.significance(ndcg, "focus").set_index("baseline")
+    raw = {
+        name: stats.wilcoxon(ndcg["focus"], ndcg[name], zero_method="wilcox").pvalue
+        for name in ("x", "y")
+    }
+    for name in ("x", "y"):
+        assert frame.loc[name, "wilcoxon_p"] == pytest.approx(raw[name])
+        assert frame.loc[name, "t_p"] == pytest.approx(
+            stats.ttest_rel(ndcg["focus"], ndcg[name]).pvalue
+        )
+    low, high = sorted(raw.values())
+    expected = {
+        min(raw, key=raw.get): min(1, 2 * low),
+        max(raw, key=raw.get): min(1, max(2 * low, high)),
+    }
+    for name, value in expected.items():
+        assert frame.loc[name, "wilcoxon_p_holm"] == pytest.approx(value)
+
+
+def test_seed_interval_by_hand():
+    mean, sd, half = tables.seed_interval([1.0, 2.0, 3.0])
+    assert (mean, sd) == (2.0, 1.0)
+    assert half == pytest.approx(4.302652729911275 / np.sqrt(3))
+    assert np.isnan(tables.seed_interval([0.5])[2])
+
+
+def test_mean_user_ndcg_averages_seeds_by_user():
+    a = pd.Series([1, 11], index=[7, 9])
+    b = pd.Series([11, 1], index=[9, 7])  # same users, other order
+    assert tables.mean_user_ndcg([a, b]).to_dict() == {7: 1.0, 9: 0.0}
+
+
+# --- run identity, skipping and resuming
+
+
+@pytest.fixture()
+def place(tmp_path, synthetic_csv):
+    return Place(
+        dataset=str(synthetic_csv), data_dir=None, runs=tmp_path / "runs", out=tmp_path / "out"
+    )
+
+
+@pytest.fixture(scope="module")
+def synthetic_csv(tmp_path_factory):
+    from synthetic import write_synthetic_csv
+
+    return write_synthetic_csv(tmp_path_factory.mktemp("suite") / "events.csv")
+
+
+def _spec(**train):
+    sections = {
+        "data": {"max_len": 10},
+        "train": {"epochs": 3, "patience": 5, **train},
+        "model": {"hidden_size": 16},
+    }
+    return RunSpec("core", "gru4rec", "gru4rec", 0, sections)
+
+
+def test_a_killed_run_resumes_and_a_finished_run_is_skipped(place, monkeypatch):
+    spec = _spec()
+    original = loop._run_epoch
+
+    def dies_in_epoch_two(model, optimizer, table, config, epoch, device):
+        if epoch == 2:
+            raise KeyboardInterrupt
+        return original(model, optimizer, table, config, epoch, device)
+
+    monkeypatch.setattr(loop, "_run_epoch", dies_in_epoch_two)
+    with pytest.raises(KeyboardInterrupt):
+        execute(spec, place)
+    folder = run_dir(spec, place)
+    first_line = (folder / "log.jsonl").read_text().splitlines()[0]
+    assert not (folder / "metrics.json").exists() and (folder / "last.pt").is_file()
+    assert not is_done(spec, place)
+
+    monkeypatch.setattr(loop, "_run_epoch", original)
+    metrics = execute(spec, place)
+    log = (folder / "log.jsonl").read_text().splitlines()
+    assert metrics["epochs_run"] == 3 and len(log) == 3 and log[0] == first_line  # resumed
+    assert is_done(spec, place)
+
+    stamp = (folder / "metrics.json").stat().st_mtime_ns
+    monkeypatch.setattr(loop, "_run_epoch", lambda *a: pytest.fail("a finished run was redone"))
+    assert execute(spec, place) == read_json(folder / "metrics.json")
+    assert (folder / "metrics.json").stat().st_mtime_ns == stamp
+
+
+def test_changed_settings_change_the_identity_and_records_count_as_done(place, tmp_path):
+    spec, other = _spec(), _spec(lr=0.01)
+    assert config_hash(spec, place) != config_hash(other, place)
+    moved = Place(place.dataset, "/elsewhere", place.runs, place.out, device="cpu", threads=2)
+    assert config_hash(spec, place) == config_hash(spec, moved)  # machine settings left out
+    execute(spec, place)
+    publish([spec], place)
+    record = place.out / "core" / "runs" / spec.name
+    assert read_json(record / "suite.json")["hash"] == config_hash(spec, place)
+    assert not any(p.suffix == ".pt" for p in record.iterdir())  # never checkpoints
+    fresh = Place(place.dataset, None, tmp_path / "fresh-runs", place.out)
+    assert is_done(spec, fresh)  # a fresh machine continues from the committed records
+    assert not is_done(other, fresh)
+
+
+def test_suite_cli_rejects_bad_settings():
+    for args, message in (
+        (["--budget", "huge"], "unknown budget 'huge'"),
+        (["--skip", "core,serch"], "unknown stage(s) serch"),
+        (["--jobs", "0"], "--jobs must be a positive integer or auto"),
+    ):
+        result = subprocess.run(
+            [sys.executable, "-m", "deepm3", "suite", "ml1m", *args],
+            capture_output=True,
+            text=True,
+            cwd=REPO,
+        )
+        assert result.returncode == 2, result.stderr
+        assert message in result.stderr and len(result.stderr.strip().splitlines()) == 1
+
+
+def test_smoke_budget_runs_every_stage(real_data_dir, tmp_path):
+    """BUDGET=smoke end to end through the script: search, seeds, analyses, report."""
+    env = {
+        **os.environ,
+        "DEEPM3_DATA_DIR": str(real_data_dir),
+        "BUDGET": "smoke",
+        "JOBS": "2",
+        "OUT": str(tmp_path / "out"),
+        "PY": sys.executable,
+    }
+    result = subprocess.run(
+        ["bash", "scripts/experiments/run_phase2.sh", "--runs", str(tmp_path / "runs")],
+        capture_output=True,
+        text=True,
+        cwd=REPO,
+        env=env,
+        timeout=400,
+    )
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    out = tmp_path / "out"
+    best = json.loads((out / "search" / "best.json").read_text())
+    assert {entry["trials_counted"] for entry in best.values()} == {2}  # equal budgets
+    core = {p.name for p in (out / "core" / "runs").iterdir()}
+    assert {"pop-s0", "last_item-s0", "deepm3-s1", "deepm3-noode-s0", "tisasrec-s1"} <= core
+    assert len(list((out / "analyses" / "perturb").glob("*.csv.gz"))) == len(core) + 1
+    report = (out / "report.md").read_text()
+    for heading in (
+        "## Claims",
+        "## 3. Significance",
+        "## 4. Irregular",
+        "## 6. Robustness",
+        "## 7. Solver",
+    ):
+        assert heading in report
+    for image in ("core.png", "robustness.png", "irregularity.png"):
+        assert (out / image).stat().st_size > 1000
+    stages = [
+        json.loads(line)["stage"] for line in (out / "suite_log.jsonl").read_text().splitlines()
+    ]
+    assert stages == ["search", "core", "lipschitz", "paper", "analyses", "report"]
+    # Rerunning skips every finished run.
+    again = subprocess.run(
+        ["bash", "scripts/experiments/run_phase2.sh", "--runs", str(tmp_path / "runs")],
+        capture_output=True,
+        text=True,
+        cwd=REPO,
+        env={**env, "SKIP_SEARCH": "1", "SKIP_ANALYSES": "1"},
+        timeout=200,
+    )
+    assert again.returncode == 0, again.stderr[-2000:]
+    assert "core: 16 runs, 16 already done" in again.stdout
+
+
+# --- verdict rules
+
+
+def test_interval_verdicts():
+    from deepm3.suite.claims import interval_verdict
+
+    assert interval_verdict(0.01, 0.05, 0.01) == "confirmed"
+    assert interval_verdict(0.01, 0.05, 0.2) == "inconclusive"  # interval above 0, p too large
+    assert interval_verdict(-0.05, -0.01, 0.01) == "refuted"
+    assert interval_verdict(-0.01, 0.01, 0.5, claimed=0.0227) == "refuted"  # excludes +2.27%
+    assert interval_verdict(-0.01, 0.05, 0.5, claimed=0.0227) == "inconclusive"
+
+
+def test_robustness_and_latency_verdicts():
+    from deepm3.suite import claims
+
+    def focus(lows, highs):
+        return pd.DataFrame(
+            {
+                "key": ["a", "b"],
+                "relative": [(lo + hi) / 2 for lo, hi in zip(lows, highs, strict=True)],
+                "ci_low": lows,
+                "ci_high": highs,
+            }
+        )
+
+    assert claims.robust(focus([-0.001, -0.002], [0.001, 0.0]))["verdict"] == "confirmed"
+    assert claims.robust(focus([-0.001, -0.05], [0.001, -0.01]))["verdict"] == "refuted"
+    assert claims.robust(focus([-0.001, -0.05], [0.001, 0.01]))["verdict"] == "inconclusive"
+    assert claims.euler(0.45, 0.7)["verdict"] == "confirmed"
+    assert claims.euler(0.8, 0.9)["verdict"] == "refuted"
+    assert claims.parameters(1.0, 1.3)["verdict"].startswith("refuted")
+    assert claims.parameters(3.0, 3.4)["verdict"] == "confirmed"

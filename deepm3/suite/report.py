@@ -68,7 +68,7 @@ def write(settings) -> dict:
     irregular_text, irregular = sections.irregularity(out, ndcg)
     rows = [r for r in sections.CORE_ROWS if r in ndcg]
     perturb_text, effects = sections.time_and_robustness(out, rows, grid)
-    solver_text, euler = sections.solver(out)
+    solver_text, euler = sections.solver(out, core_records)
     efficiency_text, parameter_ratios = sections.efficiency(out, core_records)
     facts = {
         "parameters": parameter_ratios,

@@ -310,10 +310,13 @@ def time_and_robustness(out: Path, rows: list[str], grid: list) -> tuple[str, pd
     return text, effects
 
 
-def solver(out: Path) -> tuple[str, tuple[float, float] | None]:
+def solver(out: Path, core_records: dict) -> tuple[str, tuple[float, float] | None]:
     files = sorted((out / "analyses" / "solver").glob("*.json"))
     if not files:
         return "", None
+    trained = next(
+        r["metrics"]["options"] for n, r in core_records.items() if row_of(n)[0] == FOCUS
+    )
     first = read(files[0])["rows"][0]
     summary = tables.solver_summary([read(p) for p in files])
     ratios = (
@@ -332,8 +335,9 @@ def solver(out: Path) -> tuple[str, tuple[float, float] | None]:
         }
     )
     text = (
-        f"## 7. Solver and Lipschitz ablation\n\nThe trained Euler DeepM3 runs ({len(files)} "
-        "seeds) re-solved with each solver (same weights). `state error`: mean distance of the "
+        f"## 7. Solver and Lipschitz ablation\n\nThe trained DeepM3 runs ({len(files)} seeds, "
+        f"trained with {trained['solver']} x {trained['steps']} step(s) per gap) re-solved with "
+        "each solver (same weights). `state error`: mean distance of the "
         "final state from dopri5's (rtol 1e-5), relative to its norm: the solver's real error on "
         f"the trained field. Latency on {first['device']}, one thread, evaluation batches of "
         f"{first['batch_size']} users, histories of {first['max_len']} events.\n\n"

@@ -180,7 +180,13 @@ def cmd_suite(args: argparse.Namespace) -> int:
         f"device {args.device}, {jobs} parallel job(s); results in {out}",
         flush=True,
     )
-    run_suite(SuiteSettings(budget, place, jobs, args.storage, skip))
+    settings = SuiteSettings(budget, place, jobs, args.storage, skip)
+    if args.plan:
+        from deepm3.suite.runner import plan_lines
+
+        print("\n".join(plan_lines(settings)))
+        return 0
+    run_suite(settings)
     return 0
 
 
@@ -251,6 +257,9 @@ def build_parser() -> argparse.ArgumentParser:
     suite.add_argument("--data-dir", help="folder with the raw files (default: $DEEPM3_DATA_DIR)")
     suite.add_argument("--out", help="results folder (default results/ml1m for quick)")
     suite.add_argument("--runs", help="working run folder (default runs/ml1m-BUDGET)")
+    suite.add_argument(
+        "--plan", action="store_true", help="list the training runs and their status; run nothing"
+    )
     suite.set_defaults(func=cmd_suite)
     return parser
 

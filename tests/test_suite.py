@@ -310,3 +310,24 @@ def test_robustness_and_latency_verdicts():
     assert claims.euler(0.8, 0.9)["verdict"] == "refuted"
     assert claims.parameters(1.0, 1.3)["verdict"].startswith("refuted")
     assert claims.parameters(3.0, 3.4)["verdict"] == "confirmed"
+
+
+@pytest.mark.parametrize("name", ["smoke", "quick", "full"])
+def test_every_budget_plans_valid_runs_without_data(name, tmp_path):
+    """Every run of every budget resolves to a valid config (no data is read), with distinct
+    identities, and the same trial budget and shared settings for every trainable model."""
+    from deepm3.suite.budgets import BUDGETS
+    from deepm3.suite.runner import SuiteSettings, core_specs, plan_lines
+
+    budget = BUDGETS[name]
+    place = Place(budget.dataset, str(tmp_path / "no-data"), tmp_path / "runs", tmp_path / "out")
+    settings = SuiteSettings(budget, place, jobs=1)
+    lines = plan_lines(settings)
+    hashes = [line.split()[2] for line in lines]
+    assert len(set(hashes)) == len(hashes) and all(line.endswith("to train") for line in lines)
+    trained = [s for s in core_specs(settings) if s.model not in ("pop", "last_item")]
+    assert {len(budget.seeds)} == {
+        sum(s.row == r for s in trained) for r in {s.row for s in trained}
+    }
+    for spec in trained:
+        assert spec.sections["train"] == budget.train and spec.sections["data"] == budget.data

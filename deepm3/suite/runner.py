@@ -159,6 +159,29 @@ def search_stage(settings: SuiteSettings) -> dict:
     return {"trials_per_model": settings.budget.trials}
 
 
+def plan_lines(settings: SuiteSettings) -> list[str]:
+    """What the training stages would run: one line per run with its config hash and status
+    (done, resumable, to train). Reads no data; a bad setting fails here, before any work."""
+    from deepm3.suite.runs import config_hash, run_dir
+
+    lines = []
+    for stage, specs in (
+        ("core", core_specs(settings)),
+        ("lipschitz", lipschitz_specs(settings)),
+        ("paper", paper_specs(settings)),
+    ):
+        for spec in specs:
+            digest = config_hash(spec, settings.place)
+            if is_done(spec, settings.place):
+                status = "done"
+            elif (run_dir(spec, settings.place) / "last.pt").is_file():
+                status = "resumes"
+            else:
+                status = "to train"
+            lines.append(f"{stage:<10} {spec.name:<22} {digest}  {status}")
+    return lines
+
+
 def run_suite(settings: SuiteSettings) -> None:
     """Run every stage not in ``settings.skip``, in order."""
     from deepm3.suite import analyses, report

@@ -58,3 +58,20 @@ def test_count_baselines_are_fitted_on_training_events_only(synthetic):
         transitions = np.floor(last[row])  # integer part: counts; fraction: popularity tie-break
         expected = [pairs.get((previous, item), 0) for item in range(synthetic.num_items + 1)]
         np.testing.assert_array_equal(transitions, expected)
+
+
+def test_shared_negatives_loss_by_hand():
+    """shared_ce: softmax over [target, K shared negatives]; a negative equal to the target
+    is masked."""
+    from deepm3.train.losses import shared_sampled_ce
+
+    torch.manual_seed(0)
+    states, items = torch.randn(3, 4), torch.randn(6, 4)
+    targets, negatives = torch.tensor([1, 2, 5]), torch.tensor([2, 3])
+    expected = []
+    for state, target in zip(states, targets, strict=True):
+        candidates = [int(target)] + [int(n) for n in negatives if n != target]
+        logits = items[candidates] @ state
+        expected.append(-torch.log_softmax(logits, 0)[0])
+    loss = shared_sampled_ce(states, items, targets, negatives)
+    assert torch.allclose(loss, torch.stack(expected).mean(), atol=1e-6)

@@ -149,7 +149,7 @@ def test_config_values_are_checked_before_any_data_is_read(tmp_path, capsys):
     missing = tmp_path / "nowhere.csv"  # reading it would fail with 'file not found'
     for override, message in (
         ("protocol=sampeld", "eval.protocol must be one of full, sampled"),
-        ("loss=hinge", "train.loss must be one of ce, sampled_ce, bpr"),
+        ("loss=hinge", "train.loss must be one of ce, sampled_ce, shared_ce, bpr"),
         ("device=tpu", "train.device must be one of auto, cpu, cuda, mps"),
         ("dedup=some", "data.dedup must be one of none, first, last"),
         ("tie_order=random", "data.tie_order must be one of file, shuffle"),

@@ -29,16 +29,18 @@ from deepm3.train.rundir import write_json
 SOLVER_GRID = ("euler", "rk4")
 
 
-def _trained(spec: RunSpec, place: Place, **changes):
-    """The run's best model (trained again when this machine lacks its checkpoint)."""
+def _trained(spec: RunSpec, place: Place, data=None, **changes):
+    """The run's best model, trained again (deterministic on CPU) when this machine lacks the
+    run or its checkpoint; ``data`` reuses an already prepared data set."""
     from deepm3.train.run import load_trained
 
     folder = run_dir(spec, place)
-    if not (folder / "best.pt").is_file() and spec.model not in ("pop", "last_item"):
-        execute(spec, place)  # deterministic on CPU: the same seed gives the same model
-    if not (folder / "config.json").is_file():
+    count_model = spec.model in ("pop", "last_item")
+    if not (folder / "config.json").is_file() or not (
+        count_model or (folder / "best.pt").is_file()
+    ):
         execute(spec, place)
-    return load_trained(folder, **changes)
+    return load_trained(folder, data, **changes)
 
 
 def perturbation_ranks(item: tuple[RunSpec, Place, list, int, Path]) -> str:
@@ -109,7 +111,7 @@ def solver_ablation(item: tuple[RunSpec, Place, tuple[int, ...], Path]) -> str:
     rows, reference = [], None
     data = None
     for solver, steps in reversed(settings):  # dopri5 first: the reference
-        plan, data, scorer, model = _trained(spec, place, solver=solver, steps=steps)
+        plan, data, scorer, model = _trained(spec, place, data, solver=solver, steps=steps)
         table = evaluation_table(data, "test")
         batch_size = plan.config.eval.eval_batch_size
         states, evaluations, seconds = _final_states(model, table, plan.device, batch_size)

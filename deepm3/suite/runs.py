@@ -152,12 +152,6 @@ def publish(specs: Iterable[RunSpec], place: Place) -> None:
         write_json(copied / "suite.json", read_json(folder / "suite.json"))
 
 
-def finished_dir(spec: RunSpec, place: Place) -> Path:
-    """The folder holding the run's records: the working run if present, else the copy."""
-    folder = run_dir(spec, place)
-    return folder if (folder / "metrics.json").is_file() else record_dir(spec, place)
-
-
 def _call(fn: Callable, argument: Any, log: Path | None, threads: int) -> Any:
     """Worker body: one thread, output to ``log``; exceptions come back as text."""
     import torch

@@ -7,7 +7,7 @@
     deepm3 evaluate RUN_DIR [--protocol full|sampled]
     deepm3 report [RUN_DIR ...] --out FOLDER
     deepm3 models
-    deepm3 suite ml1m [--budget smoke|quick|full] [--device D] [--jobs N|auto] [--skip S,...]
+    deepm3 suite ml1m|amazon [--budget smoke|quick|full] [--dataset D] [--device D] [--jobs N]
 
 Bad input ends with one message on stderr and exit code 2.
 """
@@ -150,10 +150,12 @@ def cmd_suite(args: argparse.Namespace) -> int:
     import os
 
     from deepm3.errors import ConfigError
-    from deepm3.suite.runner import STAGES, SuiteSettings, budget_named, run_suite
+    from deepm3.suite.budgets import SUITES
+    from deepm3.suite.runner import STAGES, SuiteSettings, check_data, run_suite
     from deepm3.suite.runs import Place, default_jobs
 
-    budget = budget_named(args.budget)
+    suite = SUITES[args.suite]
+    budget = suite.budget(args.budget, args.dataset)
     skip = frozenset(s for s in (args.skip or "").split(",") if s)
     unknown = sorted(skip - set(STAGES))
     if unknown:
@@ -166,11 +168,12 @@ def cmd_suite(args: argparse.Namespace) -> int:
         jobs = int(args.jobs)
     else:
         raise ConfigError(f"--jobs must be a positive integer or auto, got {args.jobs!r}")
-    out = Path(args.out or SUITE_OUT[args.budget])
+    out = Path(args.out) if args.out else suite.out(budget)
+    stem = Path(budget.dataset).stem
     place = Place(
         dataset=budget.dataset,
         data_dir=args.data_dir or os.environ.get("DEEPM3_DATA_DIR") or None,
-        runs=Path(args.runs or f"runs/{args.suite}-{args.budget}"),
+        runs=Path(args.runs or f"runs/{args.suite}-{stem}-{budget.name}"),
         out=out,
         device=args.device,
         threads=args.threads,
@@ -180,18 +183,15 @@ def cmd_suite(args: argparse.Namespace) -> int:
         f"device {args.device}, {jobs} parallel job(s); results in {out}",
         flush=True,
     )
-    settings = SuiteSettings(budget, place, jobs, args.storage, skip)
+    settings = SuiteSettings(budget, place, jobs, args.storage, skip, title=suite.title)
     if args.plan:
         from deepm3.suite.runner import plan_lines
 
         print("\n".join(plan_lines(settings)))
         return 0
+    check_data(settings)
     run_suite(settings)
     return 0
-
-
-# Default result folders per budget: quick is the committed CPU suite, full the GPU one.
-SUITE_OUT = {"quick": "results/ml1m", "full": "results/ml1m/full", "smoke": "runs/ml1m-smoke/out"}
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -243,7 +243,12 @@ def build_parser() -> argparse.ArgumentParser:
     models.set_defaults(func=cmd_models)
 
     suite = sub.add_parser("suite", help="the experiment suite: search, seeds, analyses, report")
-    suite.add_argument("suite", choices=["ml1m"], help="which suite (ml1m: MovieLens-1M)")
+    suite.add_argument(
+        "suite", choices=["ml1m", "amazon"], help="ml1m (MovieLens-1M) or amazon (5-core)"
+    )
+    suite.add_argument(
+        "--dataset", help="data set (amazon: amazon-books by default, amazon-beauty, a .csv, ...)"
+    )
     suite.add_argument("--budget", default="quick", help="smoke | quick | full")
     suite.add_argument("--device", default="auto", help="auto | cpu | cuda | mps")
     suite.add_argument("--jobs", default="auto", help="parallel runs (auto: one per core or 4/GPU)")
@@ -255,8 +260,10 @@ def build_parser() -> argparse.ArgumentParser:
     )
     suite.add_argument("--storage", help="Optuna storage URL shared by workers (default SQLite)")
     suite.add_argument("--data-dir", help="folder with the raw files (default: $DEEPM3_DATA_DIR)")
-    suite.add_argument("--out", help="results folder (default results/ml1m for quick)")
-    suite.add_argument("--runs", help="working run folder (default runs/ml1m-BUDGET)")
+    suite.add_argument(
+        "--out", help="results folder (default results/<suite>[/<dataset>], /full for full)"
+    )
+    suite.add_argument("--runs", help="working run folder (default runs/SUITE-DATASET-BUDGET)")
     suite.add_argument(
         "--plan", action="store_true", help="list the training runs and their status; run nothing"
     )

@@ -312,14 +312,16 @@ def test_robustness_and_latency_verdicts():
     assert claims.parameters(3.0, 3.4)["verdict"] == "confirmed"
 
 
-@pytest.mark.parametrize("name", ["smoke", "quick", "full"])
-def test_every_budget_plans_valid_runs_without_data(name, tmp_path):
+@pytest.mark.parametrize(
+    "suite,name", [(s, b) for s in ("ml1m", "amazon") for b in ("smoke", "quick", "full")]
+)
+def test_every_budget_plans_valid_runs_without_data(suite, name, tmp_path):
     """Every run of every budget resolves to a valid config (no data is read), with distinct
     identities, and the same trial budget and shared settings for every trainable model."""
-    from deepm3.suite.budgets import BUDGETS
+    from deepm3.suite.budgets import SUITES
     from deepm3.suite.runner import SuiteSettings, core_specs, plan_lines
 
-    budget = BUDGETS[name]
+    budget = SUITES[suite].budget(name)
     place = Place(budget.dataset, str(tmp_path / "no-data"), tmp_path / "runs", tmp_path / "out")
     settings = SuiteSettings(budget, place, jobs=1)
     lines = plan_lines(settings)

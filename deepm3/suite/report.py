@@ -83,7 +83,7 @@ def write(settings) -> dict:
         2, "data, budget", f"{stats.get('dataset')}{' subset' if subset else ''}, {budget.name}"
     )
     parts = [
-        sections.header(budget, stats, log),
+        sections.header(settings.title, budget, stats, log),
         "## Claims\n\nEach claim of the paper, our figure (mean, 95% CI, Holm-corrected p where a "
         "test applies) and a verdict: confirmed when our interval supports the claim, refuted "
         "when it excludes it, inconclusive otherwise (rules in `deepm3/suite/claims.py`).\n\n"

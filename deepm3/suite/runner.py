@@ -14,7 +14,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from deepm3.suite.budgets import BUDGETS, Budget
+from deepm3.suite.budgets import Budget
 from deepm3.suite.runs import (
     Place,
     RunSpec,
@@ -51,6 +51,7 @@ class SuiteSettings:
     jobs: int
     storage: str | None = None  # Optuna storage URL (None: SQLite under out/search)
     skip: frozenset[str] = frozenset()
+    title: str = "MovieLens-1M"  # the suite's name in the report
 
 
 def _log(out: Path, record: dict) -> None:
@@ -217,9 +218,20 @@ def run_suite(settings: SuiteSettings) -> None:
         )
 
 
-def budget_named(name: str) -> Budget:
-    from deepm3.errors import ConfigError
+def check_data(settings: SuiteSettings) -> None:
+    """Fail at once, in one line, when the suite's raw data can be neither found nor fetched
+    (before any worker starts), saying how to point the suite at a local copy."""
+    from deepm3.data.datasets import get_spec, is_generic, locate, resolve_data_dir
+    from deepm3.errors import DataError
 
-    if name not in BUDGETS:
-        raise ConfigError(f"unknown budget {name!r}; valid: {', '.join(BUDGETS)}")
-    return BUDGETS[name]
+    dataset = settings.place.dataset
+    if is_generic(dataset):
+        return
+    try:
+        locate(get_spec(dataset), resolve_data_dir(settings.place.data_dir))
+    except DataError as error:
+        raise DataError(
+            f"{dataset} is not available here ({error}). Put the official file in a folder and "
+            f"pass it: DEEPM3_DATA_DIR=/path/to/folder (or --data-dir), or choose another data "
+            "set (DATASET=amazon-beauty)"
+        ) from None

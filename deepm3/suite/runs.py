@@ -179,7 +179,7 @@ def parallel(
 ) -> list[Any]:
     """``fn`` over ``items`` in ``jobs`` spawned worker processes; returns the
     results in order. Failures are printed with their traceback's last line and re-raised as
-    one RuntimeError once every other item is done."""
+    one DeepM3Error once every other item is done."""
     if not items:
         return []
     results: list[Any] = [None] * len(items)
@@ -199,14 +199,20 @@ def parallel(
                 results[index] = value
                 print(f"  [{done}/{len(items)} {elapsed:6.0f}s] {label(items[index])}", flush=True)
             else:
-                failures.append(label(items[index]))
+                name = getattr(items[index], "name", None) or repr(items[index])[:80]
+                failures.append(name)
                 last = value.strip().splitlines()[-1]
-                print(f"  [{done}/{len(items)}] FAILED {label(items[index])}: {last}", flush=True)
+                print(f"  [{done}/{len(items)}] FAILED {name}: {last}", flush=True)
                 log = logs(items[index])
                 if log is not None:
                     print(f"    log: {log}", flush=True)
     if failures:
-        raise RuntimeError(f"{len(failures)} job(s) failed: {', '.join(failures)}")
+        from deepm3.errors import DeepM3Error
+
+        raise DeepM3Error(
+            f"{len(failures)} job(s) failed: {', '.join(failures)} (their logs are named above; "
+            "rerun the same command to retry only what failed)"
+        )
     return results
 
 

@@ -54,11 +54,11 @@ def markdown(frame: pd.DataFrame) -> str:
     return "\n".join([header, rule, *body])
 
 
-def header(budget, stats: dict, log: list[dict]) -> str:
+def header(title: str, budget, stats: dict, log: list[dict]) -> str:
     kept = stats.get("filtered", {})
     source = str(stats.get("source", "?"))
     lines = [
-        f"# MovieLens-1M experiment suite ({budget.name} budget)\n",
+        f"# {title} experiment suite ({budget.name} budget)\n",
         f"Data: **{stats.get('dataset', budget.dataset)}** from `{source}`, "
         f"{kept.get('users', 0):,} users, {kept.get('items', 0):,} items, "
         f"{kept.get('interactions', 0):,} events, fingerprint `{stats.get('fingerprint', '?')}`."

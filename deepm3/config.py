@@ -32,7 +32,7 @@ TIE_ORDERS = ("file", "shuffle")
 TRAIN_WINDOWS = ("last", "all")
 PROTOCOLS = ("full", "sampled")
 NEGATIVE_SAMPLING = ("uniform", "popularity")
-LOSSES = ("ce", "sampled_ce", "shared_ce", "bpr")
+LOSSES = ("ce", "chunked_ce", "sampled_ce", "shared_ce", "inbatch_ce", "bpr")
 DEVICES = ("auto", "cpu", "cuda", "mps")
 
 
@@ -106,7 +106,10 @@ class EvalConfig:
     negative_sampling: str = "uniform"  # uniform | popularity
     sample_seed: int = 0
     ks: tuple[int, ...] = (5, 10, 20)
-    eval_batch_size: int = 512  # users scored at once
+    eval_batch_size: int = 512  # users scored at once (fewer when max_scores requires)
+    max_scores: int = 1 << 26  # scores held at once: users per batch <= max_scores / items
+    eval_users: int = 0  # 0: every user; N: a fixed-seed random sample of N users (recorded)
+    eval_users_seed: int = 0
 
     def __post_init__(self) -> None:
         check_choice("eval.protocol", self.protocol, PROTOCOLS)
@@ -116,6 +119,9 @@ class EvalConfig:
             {
                 "num_negatives": (self.num_negatives, 1, False),
                 "eval_batch_size": (self.eval_batch_size, 1, False),
+                "max_scores": (self.max_scores, 1, False),
+                "eval_users": (self.eval_users, 0, False),
+                "eval_users_seed": (self.eval_users_seed, 0, False),
                 **{f"ks[{i}]": (k, 1, False) for i, k in enumerate(self.ks)},
             },
         )
@@ -130,8 +136,10 @@ class TrainConfig:
     lr: float = 1e-3
     weight_decay: float = 0.0
     grad_clip: float = 5.0
-    loss: str = "ce"  # ce (full softmax) | sampled_ce | shared_ce | bpr
+    loss: str = "ce"  # ce | chunked_ce | sampled_ce | shared_ce | inbatch_ce | bpr
     loss_negatives: int = 100  # negatives per position (shared_ce: per batch)
+    loss_chunk: int = 16384  # chunked_ce: items per chunk (memory ~ positions x loss_chunk)
+    logq: bool = False  # logQ correction of the sampled softmax losses (inbatch_ce: always)
     patience: int = 5  # validations without NDCG@10 improvement before stopping
     seed: int = 0
     device: str = "auto"  # auto | cpu | cuda | mps
@@ -153,6 +161,7 @@ class TrainConfig:
                 "weight_decay": (self.weight_decay, 0, False),
                 "grad_clip": (self.grad_clip, 0, False),
                 "loss_negatives": (self.loss_negatives, 1, False),
+                "loss_chunk": (self.loss_chunk, 1, False),
                 "patience": (self.patience, 1, False),
                 "num_threads": (self.num_threads, 0, False),
                 "time_budget": (self.time_budget, 0, True),

@@ -230,3 +230,25 @@ def test_locate_without_data_dir_downloads_into_the_cache(
 def test_locate_without_data_dir_or_url() -> None:
     with pytest.raises(DataError, match="toy has no download; pass --data-dir"):
         locate(dataclasses.replace(_spec("", None), url=None), None)
+
+
+def test_unpublished_checksum_is_recorded_at_download_and_checked_later(
+    tmp_path: Path, source: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Amazon publishes no checksum: the first download records its sha256 beside the file;
+    later uses check it and refuse a file changed since, naming both digests."""
+    target = tmp_path / "cache" / "reviews_Books_5.json.gz"
+    download(source.as_uri(), target)
+    record = target.with_name(target.name + ".sha256")
+    assert leftovers(target.parent) == ["reviews_Books_5.json.gz", "reviews_Books_5.json.gz.sha256"]
+    assert record.read_text().split()[:2] == [sha256(PAYLOAD), target.name]
+
+    def no_network(*args, **kwargs):
+        raise AssertionError("downloaded again")
+
+    monkeypatch.setattr(urllib.request, "urlopen", no_network)
+    assert download(source.as_uri(), target) == target  # recorded digest matches: reused
+    target.write_bytes(PAYLOAD[:-1])
+    with pytest.raises(DataError, match="differs from .* recorded in") as info:
+        download(source.as_uri(), target)
+    assert sha256(PAYLOAD[:-1]) in str(info.value) and sha256(PAYLOAD) in str(info.value)

@@ -2,6 +2,7 @@ import dataclasses
 import math
 
 import numpy as np
+import pandas as pd
 import pytest
 import torch
 
@@ -163,3 +164,48 @@ def test_sampled_negatives_are_fixed_unseen_and_distinct():
     weights[20:] = 1.0  # popularity sampling only draws items with weight
     popular = sample_negatives(rows, items, targets, 30, 5, weights, seed=0)
     assert popular.min() >= 20
+
+
+@pytest.mark.parametrize("users", [1, 5])
+def test_bounded_score_chunks_give_the_same_ranks(synthetic, users):
+    """A chunk never holds more than max_scores scores (one user at least); ranks do not
+    depend on the chunking."""
+    torch.manual_seed(0)
+    table_scores = torch.randn(synthetic.num_users + 1, synthetic.num_items + 1)
+    sizes = []
+
+    def scorer(batch):
+        sizes.append(len(batch.users))
+        return table_scores[batch.users]
+
+    reference = evaluate(scorer, synthetic, "test", EvalConfig(eval_batch_size=512))
+    sizes.clear()
+    max_scores = users * (synthetic.num_items + 1) + synthetic.num_items  # not a multiple
+    result = evaluate(scorer, synthetic, "test", EvalConfig(max_scores=max_scores))
+    assert max(sizes) == users
+    assert result.protocol["users_per_chunk"] == max(sizes)
+    pd.testing.assert_frame_equal(result.per_user, reference.per_user)
+
+
+def test_eval_users_ranks_a_recorded_fixed_sample(synthetic):
+    """eval_users=N ranks N distinct users, the same N for the same seed (whatever the model),
+    each with the rank it gets in the full evaluation; the protocol records it."""
+    torch.manual_seed(0)
+    table_scores = torch.randn(synthetic.num_users + 1, synthetic.num_items + 1)
+    scorer = lambda batch: table_scores[batch.users]  # noqa: E731
+    full = evaluate(scorer, synthetic, "test", EvalConfig()).per_user.set_index("user")
+    count = len(full) // 3
+    first = evaluate(scorer, synthetic, "test", EvalConfig(eval_users=count))
+    other_model = evaluate(
+        _scorer_for(synthetic, 0.0), synthetic, "test", EvalConfig(eval_users=count)
+    )
+    reseeded = evaluate(scorer, synthetic, "test", EvalConfig(eval_users=count, eval_users_seed=1))
+    users = first.per_user["user"]
+    assert len(users) == count == users.nunique()
+    assert list(other_model.per_user["user"]) == list(users)
+    assert set(reseeded.per_user["user"]) != set(users)
+    assert (first.per_user.set_index("user")["rank"] == full.loc[users, "rank"]).all()
+    assert first.protocol["users"] == count and first.protocol["users_total"] == len(full)
+    assert first.protocol["eval_users"] == count and first.protocol["eval_users_seed"] == 0
+    everyone = evaluate(scorer, synthetic, "test", EvalConfig(eval_users=10 * len(full)))
+    assert everyone.protocol["users"] == len(full)

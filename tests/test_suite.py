@@ -3,6 +3,7 @@ smoke budget end to end (every stage, on ML-100K)."""
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import subprocess
@@ -333,3 +334,47 @@ def test_every_budget_plans_valid_runs_without_data(suite, name, tmp_path):
     }
     for spec in trained:
         assert spec.sections["train"] == budget.train and spec.sections["data"] == budget.data
+
+
+def test_two_search_workers_share_one_storage_and_run_every_trial_once(place):
+    """Two worker processes on one SQLite storage (as on several machines with one database
+    URL): each model gets exactly its trials, every counted trial trained once (its epochs are
+    recorded by the worker that ran it), none is left running or lost."""
+    import optuna
+
+    from deepm3.suite.budgets import BUDGETS
+    from deepm3.suite.runs import parallel
+    from deepm3.suite.search import (
+        COUNTED,
+        best_settings,
+        create_studies,
+        search_worker,
+        storage_url,
+        study_name,
+    )
+
+    budget = dataclasses.replace(
+        BUDGETS["smoke"],
+        dataset=place.dataset,
+        data={"max_len": 10},
+        train={"epochs": 1, "patience": 1, "batch_size": 64},
+        trials=3,
+        trial_train={"epochs": 1},
+        widths=(8,),
+    )
+    models = ("gru4rec", "sasrec")
+    url = storage_url(place, None)
+    create_studies(place, budget, url, models)
+    items = [(worker, budget, place, url, models) for worker in (0, 1)]
+    assert parallel(search_worker, items, 2, lambda item: f"worker {item[0]}") == [0, 1]
+    for model in models:
+        study = optuna.load_study(study_name=study_name(place, budget, model), storage=url)
+        counted = [t for t in study.trials if t.state in COUNTED]
+        assert len(counted) == budget.trials
+        assert all(t.user_attrs["epochs_run"] == 1 for t in counted)
+        assert {t.user_attrs["worker"] for t in counted} <= {0, 1}
+        others = [t for t in study.trials if t.state not in COUNTED]
+        assert all(t.state == optuna.trial.TrialState.FAIL for t in others)  # budget reached
+        assert len({t.number for t in study.trials}) == len(study.trials)
+    best = best_settings(place, budget, url, models)
+    assert {m: best[m]["trials_counted"] for m in models} == {m: budget.trials for m in models}

@@ -1,7 +1,9 @@
 """Fetch an official file once, verified by checksum, into a cache folder.
 
 The file is written to ``<name>.part`` and renamed only after its checksum matches; a mismatch
-or a broken transfer removes the partial file and raises a clear error.
+or a broken transfer removes the partial file and raises a clear error. Where no checksum is
+published (Amazon reviews), the sha256 of the first download is recorded next to the file
+(``<name>.sha256``) and checked on every later use, so a changed file is never read silently.
 """
 
 from __future__ import annotations
@@ -34,8 +36,18 @@ def file_digest(path: Path, algorithm: str = "sha256", chunk: int = 1 << 20) -> 
 def download(url: str, target: Path, md5: str | None = None, sha256: str | None = None) -> Path:
     """Download ``url`` to ``target`` unless it is already there with the right checksum."""
     target = Path(target)
-    if target.exists() and _mismatch(target, md5, sha256) is None:
-        return target
+    record = target.with_name(target.name + ".sha256")
+    if md5 is None and sha256 is None and record.is_file():
+        sha256 = record.read_text().split()[0]  # recorded at the first download
+    if target.exists():
+        mismatch = _mismatch(target, md5, sha256)
+        if mismatch is None:
+            return target
+        if record.is_file() and mismatch[0] == "sha256":
+            raise DataError(
+                f"{target}: sha256 {mismatch[2]} differs from {mismatch[1]} recorded in {record} "
+                "at its download; delete both files to download it again"
+            )
     target.parent.mkdir(parents=True, exist_ok=True)
     partial = target.with_name(target.name + ".part")
     try:
@@ -62,6 +74,8 @@ def download(url: str, target: Path, md5: str | None = None, sha256: str | None 
                 f"checksum mismatch for {url}: expected {algorithm} {expected}, got {got}; "
                 "nothing was kept"
             )
+        if md5 is None and sha256 is None:  # nothing published: record what we got
+            record.write_text(f"{file_digest(partial)}  {target.name}  {url}\n")
         partial.replace(target)
     finally:
         # Whatever happened (including Ctrl-C), never leave a partial file behind.

@@ -15,7 +15,7 @@ model. No window reaches past a user's training events.
 from __future__ import annotations
 
 from collections.abc import Iterator
-from dataclasses import dataclass, fields
+from dataclasses import dataclass, fields, replace
 
 import numpy as np
 import torch
@@ -127,6 +127,16 @@ class SequenceTable:
             targets=tensor(self.targets),
             target=tensor(self.target),
             target_time=tensor(self.target_time),
+        )
+
+    def take(self, rows: np.ndarray) -> SequenceTable:
+        """The table of ``rows`` only, in that order."""
+        return replace(
+            self,
+            **{
+                f.name: None if getattr(self, f.name) is None else getattr(self, f.name)[rows]
+                for f in fields(self)
+            },
         )
 
     def batches(

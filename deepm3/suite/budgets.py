@@ -137,12 +137,12 @@ AMAZON_BUDGETS: dict[str, Budget] = {
         dataset="",  # the suite's data set (DATASET=...)
         data={"max_len": 20, "train_windows": "all"},
         train={
-            "epochs": 12,
+            "epochs": 20,
             "patience": 3,
             "batch_size": 256,
             "loss": "shared_ce",
             "loss_negatives": 256,
-            "time_budget": 900.0,
+            "time_budget": 600.0,
         },
         trials=4,
         trial_train={"epochs": 4, "time_budget": 200.0},
@@ -156,7 +156,7 @@ AMAZON_BUDGETS: dict[str, Budget] = {
         note=(
             "2 CPU cores, <= 2 h on Beauty-sized data: histories cut to the last 20 events (95% of "
             "Beauty users have <= 21), every model trained with a sampled softmax over 256 "
-            "uniform negatives shared per batch, at most 12 epochs (patience 3), "
+            "uniform negatives shared per batch, at most 20 epochs (patience 3), "
             "4 search trials of <= 4 epochs per model"
         ),
     ),

@@ -28,7 +28,15 @@ from deepm3.analysis.report import collect
 from deepm3.train.rundir import read_json, write_json
 
 # Settings that do not change what a run computes: left out of its identity.
-NOT_IDENTITY = {"train": ("progress", "num_threads", "device"), "data": ("data_dir",)}
+# Settings that change how a run computes, never what: left out of its identity.
+NOT_IDENTITY = {
+    "train": ("progress", "num_threads", "device", "loss_chunk"),
+    "data": ("data_dir",),
+    "eval": ("max_scores",),
+}
+# Options added after results were committed, whose default reproduces the earlier behaviour:
+# left out of the identity at their default, so committed runs keep their hash.
+NEUTRAL_AT_DEFAULT = {"train": {"logq": False}, "eval": {"eval_users": 0, "eval_users_seed": 0}}
 
 
 @dataclass(frozen=True)
@@ -99,6 +107,10 @@ def config_hash(spec: RunSpec, place: Place) -> str:
     for section, keys in NOT_IDENTITY.items():
         for key in keys:
             payload[section].pop(key, None)
+    for section, defaults in NEUTRAL_AT_DEFAULT.items():
+        for key, default in defaults.items():
+            if payload[section].get(key) == default:
+                payload[section].pop(key)
     text = json.dumps(payload, sort_keys=True, default=str)
     return hashlib.sha256(text.encode()).hexdigest()[:12]
 

@@ -60,7 +60,7 @@ def _counted_before(study: optuna.Study, number: int) -> int:
     return sum(1 for t in study.get_trials(deepcopy=False, states=states) if t.number < number)
 
 
-def _objective(model: str, budget: Budget, place: Place):
+def _objective(model: str, budget: Budget, place: Place, worker: int = 0):
     from deepm3.data.prepare import prepare
     from deepm3.train.loop import fit
     from deepm3.train.run import build_scorer, plan_run
@@ -102,6 +102,7 @@ def _objective(model: str, budget: Budget, place: Place):
             on_validation=report,
             evaluate_test=False,
         )
+        trial.set_user_attr("worker", worker)
         trial.set_user_attr("epochs_run", state.epoch)
         trial.set_user_attr("stopped_by", state.stopped_by)
         trial.set_user_attr("seconds", round(state.seconds, 1))
@@ -145,7 +146,7 @@ def search_worker(item: tuple[int, Budget, Place, str, tuple[str, ...]]) -> int:
         optuna.storages.fail_stale_trials(study)
         while sum(1 for t in study.get_trials(deepcopy=False, states=COUNTED)) < budget.trials:
             study.optimize(
-                _objective(model, budget, place),
+                _objective(model, budget, place, worker),
                 n_trials=1,
                 catch=(BudgetReachedError,),
                 gc_after_trial=True,

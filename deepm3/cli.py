@@ -4,6 +4,7 @@
     deepm3 train --dataset D --model M [--data-dir DIR] [--config FILE] [--out DIR]
                  [--overwrite] [key=value ...]
     deepm3 train --resume RUN_DIR
+    torchrun --nproc-per-node N -m deepm3 train ...   (N processes, DistributedDataParallel)
     deepm3 evaluate RUN_DIR [--protocol full|sampled]
     deepm3 report [RUN_DIR ...] --out FOLDER
     deepm3 models
@@ -66,6 +67,8 @@ def cmd_data_prepare(args: argparse.Namespace) -> int:
 
 
 def _print_metrics(metrics: dict, out: Path) -> None:
+    if not metrics:  # a torchrun rank other than 0: rank 0 prints
+        return
     rows = [(key, f"{value:.4f}") for key, value in metrics["test"].items()]
     rows.append(("parameters", f"{metrics['parameters']['total']:,}"))
     if metrics["seconds_per_epoch"] is not None:
@@ -183,7 +186,9 @@ def cmd_suite(args: argparse.Namespace) -> int:
         f"device {args.device}, {jobs} parallel job(s); results in {out}",
         flush=True,
     )
-    settings = SuiteSettings(budget, place, jobs, args.storage, skip, title=suite.title)
+    settings = SuiteSettings(
+        budget, place, jobs, args.storage, skip, title=suite.title, headline=suite.headline
+    )
     if args.plan:
         from deepm3.suite.runner import plan_lines
 
@@ -209,7 +214,14 @@ def build_parser() -> argparse.ArgumentParser:
     prep.add_argument("overrides", nargs="*", help="data settings as key=value (kcore=10)")
     prep.set_defaults(func=cmd_data_prepare)
 
-    train = sub.add_parser("train", help="train (or fit) a model and evaluate it")
+    train = sub.add_parser(
+        "train",
+        help="train (or fit) a model and evaluate it",
+        description="Train (or fit) a model and evaluate it. The same command runs on several "
+        "processes under torchrun (torchrun --nproc-per-node N -m deepm3 train ...: "
+        "DistributedDataParallel, NCCL on CUDA, gloo on the CPU); batch_size is then the global "
+        "batch, split across the processes, and rank 0 alone writes the run directory.",
+    )
     train.add_argument("--dataset")
     train.add_argument("--model", help="deepm3, sasrec, tisasrec, gru4rec, pop, last_item")
     train.add_argument("--resume", metavar="RUN_DIR", help="continue an interrupted run")

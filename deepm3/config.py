@@ -152,6 +152,11 @@ class TrainConfig:
     def __post_init__(self) -> None:
         check_choice("train.loss", self.loss, LOSSES)
         check_choice("train.device", self.device, DEVICES)
+        if self.logq and self.loss not in ("sampled_ce", "shared_ce", "inbatch_ce"):
+            raise ConfigError(
+                f"train.logq corrects the sampled softmax losses (sampled_ce, shared_ce, "
+                f"inbatch_ce) only; train.loss={self.loss!r} is exact or pairwise: set logq=false"
+            )
         _check_ranges(
             "train",
             {

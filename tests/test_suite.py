@@ -169,10 +169,10 @@ def test_a_killed_run_resumes_and_a_finished_run_is_skipped(place, monkeypatch):
     spec = _spec()
     original = loop._run_epoch
 
-    def dies_in_epoch_two(model, optimizer, table, config, epoch, device):
-        if epoch == 2:
+    def dies_in_epoch_two(*args, **kwargs):
+        if args[5] == 2:  # (trainer, model, optimizer, table, config, epoch, device, ...)
             raise KeyboardInterrupt
-        return original(model, optimizer, table, config, epoch, device)
+        return original(*args, **kwargs)
 
     monkeypatch.setattr(loop, "_run_epoch", dies_in_epoch_two)
     with pytest.raises(KeyboardInterrupt):

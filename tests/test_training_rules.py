@@ -149,7 +149,10 @@ def test_config_values_are_checked_before_any_data_is_read(tmp_path, capsys):
     missing = tmp_path / "nowhere.csv"  # reading it would fail with 'file not found'
     for override, message in (
         ("protocol=sampeld", "eval.protocol must be one of full, sampled"),
-        ("loss=hinge", "train.loss must be one of ce, sampled_ce, shared_ce, bpr"),
+        (
+            "loss=hinge",
+            "train.loss must be one of ce, chunked_ce, sampled_ce, shared_ce, inbatch_ce, bpr",
+        ),
         ("device=tpu", "train.device must be one of auto, cpu, cuda, mps"),
         ("dedup=some", "data.dedup must be one of none, first, last"),
         ("tie_order=random", "data.tie_order must be one of file, shuffle"),
@@ -157,7 +160,26 @@ def test_config_values_are_checked_before_any_data_is_read(tmp_path, capsys):
         ("lipschitz=strict", "lipschitz must be one of"),
         ("epoch=3", "did you mean train.epochs"),
         ("batch_size=0", "train.batch_size must be >= 1"),
+        ("logq=true", "train.logq corrects the sampled softmax losses"),  # with loss=ce
     ):
         code = main(["train", "--dataset", str(missing), "--model", "deepm3", override])
         error = capsys.readouterr().err
         assert code == 2 and message in error and "not found" not in error, (override, error)
+
+
+@pytest.mark.parametrize(
+    "overrides",
+    [
+        ("loss=chunked_ce", "loss_chunk=7"),
+        ("loss=shared_ce", "loss_negatives=16", "logq=true"),
+        ("loss=sampled_ce", "loss_negatives=4", "logq=true"),
+        ("loss=inbatch_ce",),
+    ],
+)
+def test_every_scalable_loss_trains_end_to_end(csv, tmp_path, overrides):
+    metrics = run("sasrec", config_for(csv, "epochs=2", *overrides), tmp_path)
+    log = read_log(tmp_path)
+    assert metrics["epochs_run"] == 2 and all(0 < r["loss"] < 1e3 for r in log)
+    stored = json.loads((tmp_path / "config.json").read_text())["train"]
+    assert {o.split("=")[0]: stored[o.split("=")[0]] for o in overrides}  # recorded with the run
+    assert stored["loss"] == overrides[0].split("=")[1]

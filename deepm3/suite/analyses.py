@@ -187,8 +187,12 @@ def user_cv(data) -> pd.DataFrame:
     )
 
 
+BOOKS_ITEMS = 367_982  # Amazon Books 2014 5-core (He & McAuley 2016)
+
+
 def parameter_counts(num_items: int, max_len: int) -> dict:
-    """Parameters of every model with default options at several widths."""
+    """Parameters of every model with default options at several widths (built on the meta
+    device: shapes only, no memory, so 370k items cost nothing)."""
     from deepm3.models import MODELS, build_model, model_options
     from deepm3.models.contract import count_parameters
 
@@ -197,7 +201,8 @@ def parameter_counts(num_items: int, max_len: int) -> dict:
         for name in MODELS:
             heads = {"num_heads": 2} if name in ("sasrec", "tisasrec") else {}
             options = model_options(name, {"hidden_size": width, **heads})
-            model = build_model(name, num_items, options, max_len)
+            with torch.device("meta"):
+                model = build_model(name, num_items, options, max_len)
             counts[f"{name}@{width}"] = count_parameters(model)
     return {"num_items": num_items, "max_len": max_len, "counts": counts}
 
@@ -242,6 +247,7 @@ def run_analyses(settings) -> dict:
     counts = {
         "this_data": parameter_counts(data.num_items, data.max_len),
         "ml-1m_full_paper_sizes": parameter_counts(3706, 200),
+        "amazon-books_sizes": parameter_counts(BOOKS_ITEMS, 50),
     }
     write_json(folder / "parameters.json", counts)
     return {"analysis_jobs": len(jobs)}

@@ -36,7 +36,7 @@ class Budget:
 # The paper's own protocol: 20-item windows, BPR with one negative, 100 sampled negatives.
 PAPER_PROTOCOL = {
     "data": {"max_len": 20},
-    "train": {"loss": "bpr", "loss_negatives": 1},
+    "train": {"loss": "bpr", "loss_negatives": 1, "logq": False},
     "eval": {"protocol": "sampled", "num_negatives": 100},
 }
 
@@ -168,8 +168,9 @@ AMAZON_BUDGETS: dict[str, Budget] = {
             "epochs": 200,
             "patience": 10,
             "batch_size": 256,
-            "loss": "sampled_ce",
+            "loss": "shared_ce",
             "loss_negatives": 1024,
+            "logq": True,
             "time_budget": 3600.0,
         },
         trials=20,
@@ -184,8 +185,8 @@ AMAZON_BUDGETS: dict[str, Budget] = {
         paper_protocol=PAPER_PROTOCOL,
         note=(
             "the paper's Amazon Books setting for a GPU: 50-event histories, a sampled softmax "
-            "over 1,024 negatives with the logQ correction (the full softmax over 370k items "
-            "does not fit), 20 search trials, 5 seeds"
+            "over 1,024 shared uniform negatives with the logQ correction (the full softmax "
+            "over 370k items does not fit), 20 search trials, 5 seeds"
         ),
     ),
 }
@@ -200,6 +201,7 @@ class Suite:
     default_dataset: str
     budgets: dict[str, Budget]
     results: str  # results folder of the default data set's ``quick`` budget
+    headline: str | None = None  # the report's first section after the claims
 
     def budget(self, name: str, dataset: str | None = None) -> Budget:
         """The budget ``name`` for ``dataset`` (default: the budget's own, else the suite's)."""
@@ -222,5 +224,7 @@ class Suite:
 
 SUITES: dict[str, Suite] = {
     "ml1m": Suite("ml1m", "MovieLens-1M", "ml-1m", BUDGETS, "results/ml1m"),
-    "amazon": Suite("amazon", "Amazon 5-core", "amazon-books", AMAZON_BUDGETS, "results/amazon"),
+    "amazon": Suite(
+        "amazon", "Amazon 5-core", "amazon-books", AMAZON_BUDGETS, "results/amazon", "robustness"
+    ),
 }

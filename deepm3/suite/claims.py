@@ -14,6 +14,7 @@ PAPER = {
     "parameters": "~0.8M parameters for DeepM3 vs 2.6M for SASRec / TiSASRec",
     "irregular": "+2.27% NDCG on the most irregular ML-1M users",
     "robust": "under 0.36% NDCG drop under noise (shuffle, Gaussian jitter, drop)",
+    "robust_relative": "under that noise the baselines are torn apart while DeepM3 holds",
     "euler": "Euler cuts latency by half to two thirds vs RK4",
     "main": "DeepM3 beats SASRec, TiSASRec and GRU4Rec (the paper's main table)",
     "ode": "The ODE flow itself helps (our ablation: DeepM3 vs the same GRU without the flow)",
@@ -84,6 +85,32 @@ def robust(focus: pd.DataFrame) -> dict:
     )
     verdict = "confirmed" if within else ("refuted" if beyond else "inconclusive")
     return {"claim": PAPER["robust"], "our figure": figure, "verdict": verdict}
+
+
+def robust_relative(duels: pd.DataFrame) -> dict:
+    """duels: per focus perturbation (key, baseline, outcome) with outcome ``more`` (DeepM3's
+    interval lies above the most robust trained baseline's), ``less`` (below) or ``overlap``.
+    Confirmed when DeepM3 is more robust at every perturbation; refuted when it is never more
+    robust and less robust at least once; inconclusive otherwise."""
+    outcomes = list(duels["outcome"])
+    if outcomes and all(o == "more" for o in outcomes):
+        verdict = "confirmed"
+    elif "less" in outcomes and "more" not in outcomes:
+        verdict = "refuted"
+    else:
+        verdict = "inconclusive"
+    counts = {o: outcomes.count(o) for o in ("more", "overlap", "less")}
+    figure = (
+        f"against the most robust trained baseline at each of {len(outcomes)} perturbations: "
+        f"DeepM3 more robust {counts['more']}, overlapping {counts['overlap']}, less robust "
+        f"{counts['less']} ("
+        + ", ".join(
+            f"{k}: {o} vs {b}"
+            for k, b, o in zip(duels["key"], duels["baseline"], duels["outcome"], strict=True)
+        )
+        + ")"
+    )
+    return {"claim": PAPER["robust_relative"], "our figure": figure, "verdict": verdict}
 
 
 def euler(batched: float, single: float) -> dict:

@@ -16,11 +16,7 @@ from deepm3.suite.sections import FOCUS, TRAINED_BASELINES
 
 def robust_focus(effects: pd.DataFrame, grid: list, local_window: int) -> pd.DataFrame:
     """DeepM3's rows at every robustness family's largest level (the claim's noise)."""
-    keys = ["order_full", f"order_local:{local_window}", "paper_drop"]
-    for family in ("jitter_kept", "jitter_sorted", "dropout"):
-        levels = [p for p in grid if p.family == family]
-        if levels:
-            keys.append(max(levels, key=lambda p: p.level).key)
+    keys = sections.focus_keys(grid, local_window)
     return effects[(effects["row"] == FOCUS) & effects["key"].isin(keys)].reset_index(drop=True)
 
 
@@ -37,6 +33,8 @@ def claims_table(facts: dict) -> pd.DataFrame:
         )
     if facts.get("robust") is not None and not facts["robust"].empty:
         rows.append(claims.robust(facts["robust"]))
+    if facts.get("duels") is not None and not facts["duels"].empty:
+        rows.append(claims.robust_relative(facts["duels"]))
     if facts.get("euler"):
         rows.append(claims.euler(*facts["euler"]))
     sig = facts["significance"]
@@ -68,12 +66,14 @@ def write(settings) -> dict:
     irregular_text, irregular = sections.irregularity(out, ndcg)
     rows = [r for r in sections.CORE_ROWS if r in ndcg]
     perturb_text, effects = sections.time_and_robustness(out, rows, grid)
+    headline_text, duels = sections.robustness_headline(effects, grid, rows, budget.local_window)
     solver_text, euler = sections.solver(out, core_records)
     efficiency_text, parameter_ratios = sections.efficiency(out, core_records)
     facts = {
         "parameters": parameter_ratios,
         "irregular": irregular,
         "robust": None if effects.empty else robust_focus(effects, grid, budget.local_window),
+        "duels": duels,
         "euler": euler,
         "significance": significance,
     }
@@ -89,6 +89,7 @@ def write(settings) -> dict:
         "when it excludes it, inconclusive otherwise (rules in `deepm3/suite/claims.py`).\n\n"
         + sections.markdown(verdicts)
         + "\n",
+        headline_text if settings.headline == "robustness" else "",
         sections.search(out),
         core_text,
         significance_text,

@@ -52,6 +52,7 @@ class SuiteSettings:
     storage: str | None = None  # Optuna storage URL (None: SQLite under out/search)
     skip: frozenset[str] = frozenset()
     title: str = "MovieLens-1M"  # the suite's name in the report
+    headline: str | None = None  # a section put first in the report ("robustness")
 
 
 def _log(out: Path, record: dict) -> None:

@@ -27,7 +27,6 @@ from typing import Any
 from deepm3.analysis.report import collect
 from deepm3.train.rundir import read_json, write_json
 
-# Settings that do not change what a run computes: left out of its identity.
 # Settings that change how a run computes, never what: left out of its identity.
 NOT_IDENTITY = {
     "train": ("progress", "num_threads", "device", "loss_chunk"),

@@ -8,12 +8,19 @@ every epoch re-seeds its own randomness, a run resumed from ``last.pt`` (after a
 A step whose loss or gradients are not finite stops training before the optimizer moves, so no
 checkpoint is ever written from a poisoned step. The test split is evaluated once, from
 ``best.pt``, after training.
+
+Under ``torchrun`` (see :mod:`deepm3.train.distributed`) ``batch_size`` is the global batch: every
+rank draws the same global order and trains on its contiguous share of each global batch, with
+its loss weighted so that the gradients ``DistributedDataParallel`` averages equal the gradient
+of the mean loss over the global batch's positions. Rank 0 alone validates, logs and writes
+checkpoints; the training state (and with it every stop decision: patience, time budget,
+pruning) is broadcast from rank 0 after each epoch, and a non-finite step on any rank stops all
+of them.
 """
 
 from __future__ import annotations
 
 import json
-import math
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -26,12 +33,12 @@ from tqdm.auto import tqdm
 
 from deepm3.config import RunConfig
 from deepm3.data.prepare import Prepared
-from deepm3.data.sequences import Batch, training_table
+from deepm3.data.sequences import Batch, SequenceTable, training_table
 from deepm3.errors import DeepM3Error
 from deepm3.eval.evaluator import EvalResult, evaluate
 from deepm3.models.contract import item_scores, run_model
-from deepm3.train import checkpoint
-from deepm3.train.losses import sequence_loss
+from deepm3.train import checkpoint, distributed
+from deepm3.train.losses import sequence_loss, target_log_q
 
 SELECTION_METRIC = "ndcg@10"
 
@@ -67,21 +74,63 @@ def _autocast(device: torch.device, enabled: bool):
     return torch.autocast(device.type, enabled=False)
 
 
-def _run_epoch(model, optimizer, table, config: RunConfig, epoch: int, device) -> tuple[float, int]:
-    """One pass over the training users; returns mean loss and function evaluations."""
+def _global_batches(length: int, batch_size: int, rng: np.random.Generator) -> list[np.ndarray]:
+    """Rows of each global batch, in the order ``SequenceTable.batches(shuffle=True)`` draws."""
+    order = rng.permutation(length)
+    return [order[start : start + batch_size] for start in range(0, length, batch_size)]
+
+
+def _non_finite(loss: torch.Tensor, norm: torch.Tensor, epoch: int, number: int) -> TrainingError:
+    if torch.isfinite(loss) and torch.isfinite(norm):
+        where = "a loss or gradient norm became non-finite in another process"
+    else:
+        what = "loss" if not torch.isfinite(loss) else "gradient norm"
+        where = f"the {what} became {(loss if what == 'loss' else norm).item()}"
+    return TrainingError(
+        f"{where} at epoch {epoch}, batch {number + 1}; training stopped before the update, "
+        "and the last good checkpoint (last.pt, best.pt) is kept. Try a lower lr, stronger "
+        "gradient clipping or a Lipschitz-constrained field."
+    )
+
+
+def _run_epoch(
+    trainer: nn.Module,
+    model: nn.Module,
+    optimizer: torch.optim.Optimizer,
+    table: SequenceTable,
+    config: RunConfig,
+    epoch: int,
+    device: torch.device,
+    item_log_q: torch.Tensor | None = None,
+) -> tuple[float, int]:
+    """One pass over the training users; returns mean loss and function evaluations.
+
+    ``item_log_q`` (N + 1,): log frequency of each item among the training targets, which
+    ``inbatch_ce`` needs for its logQ correction (:func:`deepm3.train.losses.target_log_q`).
+
+    ``trainer`` is ``model`` or its ``DistributedDataParallel`` wrapper (its forward is the one
+    that synchronises gradients). Under torchrun, the loss is the mean over ranks and batches of
+    the global batches' mean loss; evaluations are averaged over ranks.
+    """
     train = config.train
-    torch.manual_seed(train.seed * 100_003 + epoch)  # dropout: same draws after a resume
-    rng = np.random.default_rng([train.seed, epoch])
-    negatives = torch.Generator().manual_seed(train.seed * 7919 + epoch)
-    model.train()
-    total, count, evaluations = 0.0, 0, 0
-    batches = table.batches(train.batch_size, shuffle=True, generator=rng)
-    steps = math.ceil(len(table) / train.batch_size)
-    bar = tqdm(batches, total=steps, desc=f"epoch {epoch}", leave=False, disable=not train.progress)
-    for number, batch in enumerate(bar):
+    world, rank = distributed.world_size(), distributed.rank()
+    # dropout: the same draws after a resume
+    torch.manual_seed(distributed.rank_seed(train.seed * 100_003 + epoch))
+    rng = np.random.default_rng([train.seed, epoch])  # the same global order on every rank
+    negatives = torch.Generator().manual_seed(distributed.rank_seed(train.seed * 7919 + epoch))
+    trainer.train()
+    total, shown, evaluations = 0.0, 0.0, 0
+    batches = _global_batches(len(table), train.batch_size, rng)
+    progress = train.progress and distributed.is_main()
+    bar = tqdm(batches, desc=f"epoch {epoch}", leave=False, disable=not progress)
+    for number, rows in enumerate(bar):
+        mine, real = distributed.shard_rows(rows, rank, world)
+        batch = table.batch(mine)
+        positions = int((batch.targets > 0).sum()) if real else 0
+        global_positions = int((table.targets[rows] > 0).sum()) if world > 1 else positions
         batch = batch.to(device)
         with _autocast(device, train.amp):
-            states, aux = run_model(model, batch)
+            states, aux = run_model(trainer, batch)
             loss = sequence_loss(
                 train.loss,
                 states,
@@ -89,26 +138,27 @@ def _run_epoch(model, optimizer, table, config: RunConfig, epoch: int, device) -
                 batch.targets,
                 train.loss_negatives,
                 negatives,
+                logq=train.logq,
+                item_log_q=item_log_q,
+                chunk=train.loss_chunk,
             )
+        weight = distributed.loss_weight(positions, global_positions, world)  # 1.0 alone
         optimizer.zero_grad(set_to_none=True)
-        loss.backward()
+        (loss * weight).backward()
         # The gradient norm is needed anyway for clipping; max_norm=inf measures without clipping.
         norm = nn.utils.clip_grad_norm_(model.parameters(), train.grad_clip or float("inf"))
         # one device sync for both checks (the loss is read back below anyway)
-        if not bool(torch.isfinite(torch.stack([loss.detach().float(), norm.float()])).all()):
-            what = "loss" if not torch.isfinite(loss) else "gradient norm"
-            value = (loss if what == "loss" else norm).item()
-            raise TrainingError(
-                f"the {what} became {value} at epoch {epoch}, batch {number + 1}; training "
-                "stopped before the update, and the last good checkpoint (last.pt, best.pt) is "
-                "kept. Try a lower lr, stronger gradient clipping or a Lipschitz-constrained field."
-            )
+        finite = bool(torch.isfinite(torch.stack([loss.detach().float(), norm.float()])).all())
+        if not distributed.all_ranks(finite):
+            raise _non_finite(loss.detach(), norm, epoch, number)
         optimizer.step()
-        total += loss.item()
-        count += 1
+        value = loss.item()
+        total += value * weight / world  # summed over ranks: the global batch's mean loss
+        shown += value
         evaluations += int(aux.get("nfe", 0))
-        bar.set_postfix(loss=f"{total / count:.4f}")
-    return total / max(count, 1), evaluations
+        bar.set_postfix(loss=f"{shown / (number + 1):.4f}")
+    total, evaluations = distributed.sum_across([total, evaluations])
+    return total / max(len(batches), 1), round(evaluations / world)
 
 
 def _checkpoint_payload(model, optimizer, state: TrainState, config: RunConfig) -> dict:
@@ -182,31 +232,43 @@ def fit(
     resume: bool = False,
     on_validation: Callable[[int, float], bool] | None = None,
     evaluate_test: bool = True,
-) -> tuple[TrainState, EvalResult, EvalResult | None]:
+) -> tuple[TrainState, EvalResult | None, EvalResult | None]:
     """Train with early stopping on validation; return the state and best valid/test results.
 
     ``on_validation(epoch, valid_ndcg10)`` is called after each validation; returning True stops
     training with ``stopped_by="pruned"`` (hyper-parameter search). ``evaluate_test=False``
-    never touches the test split (search trials) and returns None for it.
+    never touches the test split (search trials) and returns None for it. Under torchrun, ranks
+    other than 0 return None for both results (rank 0 alone evaluates and writes).
     """
     train = config.train
+    main = distributed.is_main()
     optimizer = torch.optim.AdamW(model.parameters(), lr=train.lr, weight_decay=train.weight_decay)
     state = TrainState()
     last_path, best_path, log_path = out / "last.pt", out / "best.pt", out / "log.jsonl"
-    if resume and last_path.exists():
-        payload = checkpoint.load(last_path, device)
+    if resume and distributed.from_main(last_path.exists()):
+        payload = _load_last(last_path, device)
         model.load_state_dict(payload["model"])
         optimizer.load_state_dict(payload["optimizer"])
         state = TrainState(**payload["state"])
-    elif log_path.exists():
+    elif main and log_path.exists():
         log_path.unlink()
-    _truncate_log(log_path, state.epoch)
+    if main:
+        _truncate_log(log_path, state.epoch)
+    trainer = distributed.wrap(model, device)
+    if main and distributed.active():
+        tqdm.write(f"training on {distributed.describe()}; global batch {train.batch_size} rows")
     table = training_table(data, config.data.train_windows, config.data.window_stride)
+    item_log_q = None
+    if train.loss == "inbatch_ce":
+        counts = np.bincount(table.targets.ravel(), minlength=data.num_items + 1)
+        item_log_q = target_log_q(counts).to(device)
     scorer = model_scorer(model)
     while (reason := _stop_reason(state, train)) is None:
         epoch = state.epoch + 1
         started = time.perf_counter()
-        loss, evaluations = _run_epoch(model, optimizer, table, config, epoch, device)
+        loss, evaluations = _run_epoch(
+            trainer, model, optimizer, table, config, epoch, device, item_log_q
+        )
         seconds = time.perf_counter() - started
         record = {"epoch": epoch, "loss": loss, "seconds": round(seconds, 3), "nfe": evaluations}
         state.epoch, state.seconds, state.nfe = (
@@ -214,17 +276,21 @@ def fit(
             state.seconds + seconds,
             state.nfe + evaluations,
         )
-        # Validate on schedule, and always after the epoch that ends training.
-        if epoch % train.eval_every == 0 or _stop_reason(state, train) is not None:
-            record["valid"] = _validate(model, scorer, data, config, device, state, out)
-            if on_validation is not None and on_validation(
-                epoch, record["valid"][SELECTION_METRIC]
-            ):
-                state.stopped_by = "pruned"
-        _append_log(log_path, record)
-        checkpoint.save(last_path, _checkpoint_payload(model, optimizer, state, config))
-        tqdm.write(_summary(record, state))
+        if main:  # rank 0 alone validates, logs and writes checkpoints
+            # Validate on schedule, and always after the epoch that ends training.
+            if epoch % train.eval_every == 0 or _stop_reason(state, train) is not None:
+                record["valid"] = _validate(model, scorer, data, config, device, state, out)
+                if on_validation is not None and on_validation(
+                    epoch, record["valid"][SELECTION_METRIC]
+                ):
+                    state.stopped_by = "pruned"
+            _append_log(log_path, record)
+            checkpoint.save(last_path, _checkpoint_payload(model, optimizer, state, config))
+            tqdm.write(_summary(record, state))
+        state = distributed.from_main(state)  # rank 0's clock and validations decide for all
     state.stopped_by = reason
+    if not main:
+        return state, None, None
     if not best_path.exists():
         raise TrainingError("no epoch was validated; raise epochs or time_budget")
     model.load_state_dict(checkpoint.load(best_path, device)["model"])
@@ -234,3 +300,13 @@ def fit(
     if evaluate_test:
         test = evaluate(scorer, data, "test", config.eval, device)  # touched once, from best.pt
     return state, valid, test
+
+
+def _load_last(path: Path, device: torch.device) -> dict:
+    """``last.pt`` for a resume; every rank reads it, so all must see the run directory."""
+    if not path.exists():
+        raise TrainingError(
+            f"rank {distributed.rank()} cannot see {path}, which rank 0 resumes from: resuming "
+            "under torchrun needs the run directory on a file system every node shares"
+        )
+    return checkpoint.load(path, device)

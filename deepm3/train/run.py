@@ -4,6 +4,10 @@ A run is planned once (:func:`plan_run`: model options, fully resolved config, d
 data is read, for trainable and count models alike; :func:`run` then prepares the data, trains
 or fits, evaluates (validation, then test once) and writes one ``metrics.json`` schema for
 every model. Resuming and re-evaluating rebuild the plan from the stored, fully resolved config.
+
+Under ``torchrun`` the same :func:`run` joins the process group for its duration (see
+:mod:`deepm3.train.distributed`); every rank prepares the data and trains its shard, rank 0 alone
+writes the run directory and returns the metrics.
 """
 
 from __future__ import annotations
@@ -26,7 +30,7 @@ from deepm3.eval.evaluator import EvalResult, Scorer, evaluate
 from deepm3.models import COUNT_BASELINES, build_model, model_options
 from deepm3.models.contract import count_parameters
 from deepm3.ode.field import lipschitz_upper_bound, measured_lipschitz
-from deepm3.train import checkpoint
+from deepm3.train import checkpoint, distributed
 from deepm3.train.device import device_name, select_device
 from deepm3.train.loop import TrainState, fit, model_scorer
 from deepm3.train.rundir import RUN_FILES, provenance, read_json, write_json
@@ -165,27 +169,43 @@ def run(
     resume: bool = False,
     overwrite: bool = False,
 ) -> dict:
-    """Prepare data, train or fit ``name``, write ``out/`` (config, provenance, metrics)."""
+    """Prepare data, train or fit ``name``, write ``out/`` (config, provenance, metrics).
+
+    Under torchrun, rank 0 returns the metrics and the other ranks an empty dict.
+    """
     plan = plan_run(name, config)  # fails on any bad setting before any data is read
-    out = Path(out)
-    _claim_run_dir(out, resume, overwrite)
+    with distributed.process_group(plan.device):
+        return _run(plan, Path(out), resume, overwrite)
+
+
+def _run(plan: RunPlan, out: Path, resume: bool, overwrite: bool) -> dict:
+    main = distributed.is_main()
+    if main:
+        _claim_run_dir(out, resume, overwrite)
     if plan.config.train.num_threads > 0:
         torch.set_num_threads(plan.config.train.num_threads)
-    data = prepare(plan.config.data)
-    if not resume:
-        write_json(out / "config.json", {"model_name": name, **plan.config.to_dict()})
+    data = distributed.leader_first(lambda: prepare(plan.config.data))
+    if main and not resume:
+        write_json(out / "config.json", {"model_name": plan.name, **plan.config.to_dict()})
         write_json(
             out / "provenance.json",
-            provenance(data.stats, plan.config.train.seed, device_name(plan.device)),
+            provenance(
+                data.stats,
+                plan.config.train.seed,
+                device_name(plan.device),
+                distributed.world_size(),
+            ),
         )
     started = time.perf_counter()
     scorer, model = build_scorer(plan, data)
     state = None
     if model is not None:
         state, valid, test = fit(model, data, plan.config, out, plan.device, resume=resume)
-    else:  # a count baseline: fitted on training events; validation, then test once
+    elif main:  # a count baseline: fitted on training events; validation, then test once
         valid = evaluate(scorer, data, "valid", plan.config.eval)
         test = evaluate(scorer, data, "test", plan.config.eval)
+    if not main:
+        return {}
     for role, result in (("valid", valid), ("test", test)):
         result.per_user.to_csv(out / f"per_user_{role}.csv.gz", index=False)
     metrics = metrics_record(plan, data, valid, test, state, model, time.perf_counter() - started)

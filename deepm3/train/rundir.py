@@ -73,7 +73,8 @@ def read_json(path: Path) -> Any:
     return json.loads(Path(path).read_text())
 
 
-def provenance(data_stats: dict, seed: int | None, device: str) -> dict:
+def provenance(data_stats: dict, seed: int | None, device: str, processes: int = 1) -> dict:
+    """What produced a run; ``processes`` counts the torchrun processes that trained it."""
     return {
         "command": " ".join([Path(sys.argv[0]).name, *sys.argv[1:]]),
         "git_commit": git_commit(),
@@ -81,6 +82,7 @@ def provenance(data_stats: dict, seed: int | None, device: str) -> dict:
         "data_fingerprint": data_stats.get("fingerprint"),
         "data": data_stats,
         "device": device,
+        "processes": processes,
         "torch_threads": torch.get_num_threads(),
         "versions": {
             "deepm3": deepm3.__version__,

@@ -5,7 +5,7 @@
 Writes a synthetic interaction file with ``--items`` items (each in a few events, so all of them
 survive preparation; k-core off), prepares it, and ranks ``--users`` test users (``eval_users``,
 a fixed-seed sample) against every item with untrained models: once with the library's bounded
-chunks (``max_scores``, default 2**26 scores, 181 users at a time at 370k items) and once with
+chunks (``max_scores``, default 2**22 scores, 11 users at a time at 370k items) and once with
 one unbounded chunk of ``eval_batch_size`` users (the baseline, measured in the same run). Both
 must give the same ranks (up to exact ties that float rounding can flip; counted). Prints seconds
 per 1,000 users and the peak resident memory growth of each (Linux ``/proc`` peak, reset before
@@ -112,6 +112,7 @@ def main(argv: list[str] | None = None) -> int:
         "users_ranked": args.users,
         "max_len": args.max_len,
         "width": args.width,
+        "max_scores": args.max_scores,
         "bounded_users_per_chunk": users_per_chunk(bounded, data.num_items),
         "unbounded_users_per_chunk": users_per_chunk(unbounded, data.num_items),
         "models": {},

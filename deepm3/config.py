@@ -107,7 +107,9 @@ class EvalConfig:
     sample_seed: int = 0
     ks: tuple[int, ...] = (5, 10, 20)
     eval_batch_size: int = 512  # users scored at once (fewer when max_scores requires)
-    max_scores: int = 1 << 26  # scores held at once: users per batch <= max_scores / items
+    # scores held at once: users per batch <= max_scores / items (2**22: 16 MB of float32, 1.7x
+    # faster than 2**26 on a CPU at 370k items, benchmarks/eval_scale.py; a GPU may prefer more)
+    max_scores: int = 1 << 22
     eval_users: int = 0  # 0: every user; N: a fixed-seed random sample of N users (recorded)
     eval_users_seed: int = 0
 

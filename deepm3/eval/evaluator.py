@@ -3,7 +3,7 @@
 A scorer maps a :class:`~deepm3.data.sequences.Batch` to scores ``(B, num_items + 1)`` (column 0
 is padding and is never ranked). Users are processed in chunks, never one at a time, and a chunk
 holds at most ``max_scores`` scores, so memory stays bounded however many items there are (at
-370k items and the default 2**26, 181 users at a time, 256 MB of float32 scores).
+370k items and the default 2**22, 11 users at a time, 16 MB of float32 scores).
 
 ``eval_users=N`` ranks a fixed-seed random sample of N users instead of all of them, for
 budgets that cannot rank every user; the sample and its seed are recorded in the protocol, and

@@ -8,6 +8,7 @@
     deepm3 evaluate RUN_DIR [--protocol full|sampled]
     deepm3 report [RUN_DIR ...] --out FOLDER
     deepm3 models
+    deepm3 recommend RUN_DIR [--input requests.jsonl] [--output answers.jsonl]
     deepm3 suite ml1m|amazon [--budget smoke|quick|full] [--dataset D] [--device D] [--jobs N]
 
 Bad input ends with one message on stderr and exit code 2.
@@ -101,6 +102,65 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     payload = evaluate_run(args.run_dir, args.protocol)
     print(_table([(key, f"{value:.4f}") for key, value in payload["test"].items()]))
     return 0
+
+
+def cmd_recommend(args: argparse.Namespace) -> int:
+    """JSON lines in, JSON lines out, answered in batches of ``--batch-size`` requests."""
+    from deepm3.errors import ConfigError
+    from deepm3.recommend import Recommender, RequestError, parse_request
+
+    recommender = Recommender.from_run(
+        args.run_dir,
+        data_dir=args.data_dir,
+        device=args.device,
+        unknown_items=args.unknown_items,
+        batch_size=args.batch_size,
+    )
+    try:
+        source = sys.stdin if args.input == "-" else open(args.input, encoding="utf-8")  # noqa: SIM115
+    except OSError as exc:
+        raise ConfigError(f"{args.input}: cannot read ({exc.strerror})") from None
+    sink = sys.stdout if args.output == "-" else open(args.output, "w", encoding="utf-8")  # noqa: SIM115
+    answered = failed = 0
+
+    def flush(block: list[tuple[int, object]]) -> None:
+        nonlocal answered, failed
+        requests, slots = [], []
+        for line, parsed in block:
+            if isinstance(parsed, RequestError):
+                slots.append((line, parsed))
+            else:
+                slots.append((line, len(requests)))
+                requests.append(parsed)
+        answers = recommender.recommend_many(requests)
+        for line, slot in slots:
+            answer = answers[slot] if isinstance(slot, int) else slot
+            if isinstance(answer, RequestError):
+                failed += 1
+                record = {"line": line, "error": str(answer), "status": answer.status}
+            else:
+                answered += 1
+                record = answer.to_dict()
+            sink.write(json.dumps(record) + "\n")
+
+    with source, sink:
+        block: list[tuple[int, object]] = []
+        for line, text in enumerate(source, start=1):
+            if not text.strip():
+                continue
+            try:
+                block.append((line, parse_request(json.loads(text))))
+            except json.JSONDecodeError as exc:
+                block.append((line, RequestError(f"not JSON ({exc.msg})", 400)))
+            except RequestError as exc:
+                block.append((line, exc))
+            if len(block) == args.batch_size:
+                flush(block)
+                block = []
+        if block:
+            flush(block)
+    print(f"deepm3 recommend: {answered} answered, {failed} failed", file=sys.stderr)
+    return 1 if failed else 0
 
 
 def cmd_models(args: argparse.Namespace) -> int:
@@ -253,6 +313,21 @@ def build_parser() -> argparse.ArgumentParser:
     models.add_argument("--num-items", type=int, default=3706)
     models.add_argument("--max-len", type=int, default=200)
     models.set_defaults(func=cmd_models)
+
+    recommend = sub.add_parser(
+        "recommend", help="top-k items for JSON-lines requests, from a trained run"
+    )
+    recommend.add_argument("run_dir")
+    recommend.add_argument("--input", default="-", help="JSON-lines requests (default stdin)")
+    recommend.add_argument("--output", default="-", help="JSON-lines answers (default stdout)")
+    recommend.add_argument("--data-dir", help="folder with the run's raw data files")
+    recommend.add_argument("--device", help="cpu, cuda, mps (default: the run's setting)")
+    recommend.add_argument("--batch-size", type=int, default=256, help="requests per forward")
+    recommend.add_argument(
+        "--unknown-items", default="ignore", choices=("ignore", "reject"),
+        help="ignore unknown item ids (reported in notes) or reject the request",
+    )  # fmt: skip
+    recommend.set_defaults(func=cmd_recommend)
 
     suite = sub.add_parser("suite", help="the experiment suite: search, seeds, analyses, report")
     suite.add_argument(

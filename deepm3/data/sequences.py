@@ -227,6 +227,39 @@ def evaluation_table(data: Prepared, role: str) -> SequenceTable:
     )
 
 
+def history_table(
+    items: list[np.ndarray],
+    timestamps: list[np.ndarray],
+    max_len: int,
+    time_scale: np.ndarray,
+    query_times: np.ndarray,
+) -> SequenceTable:
+    """One row per given history (recommendation requests): its last ``max_len`` events.
+
+    items, timestamps: per row, (L_i,) int64 arrays in time order (L_i >= 1); time_scale (N,)
+    int64 each row's time unit; query_times (N,) int64 the time each row predicts for (its
+    last event's time when there is no query time), so the last position's ``next_gaps`` is
+    the gap from the last event to the query.
+    """
+    lengths = np.array([len(row) for row in items], dtype=np.int64)
+    ends = np.cumsum(lengths)
+    starts = ends - lengths
+    padded_items = _pad_windows(np.concatenate(items), starts, ends, max_len)
+    padded_times = _pad_windows(np.concatenate(timestamps), starts, ends, max_len)
+    next_times = np.concatenate([padded_times[:, 1:], query_times[:, None]], axis=1)
+    return SequenceTable(
+        np.zeros(len(items), dtype=np.int64),
+        padded_items,
+        padded_times,
+        _gaps(padded_times, padded_items),
+        next_times,
+        time_scale,
+        None,
+        None,
+        None,
+    )
+
+
 def history_items(data: Prepared, users: np.ndarray, role: str) -> tuple[np.ndarray, np.ndarray]:
     """Every item before each user's target (not truncated), as (row index, item) pairs.
 

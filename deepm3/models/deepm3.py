@@ -173,6 +173,34 @@ class DeepM3(nn.Module):
             out, evaluations = flat.reshape(batch, length, -1), evaluations + calls
         return out, {"nfe": evaluations}
 
+    def advance(
+        self, h: torch.Tensor, gaps: torch.Tensor, last_times: torch.Tensor
+    ) -> tuple[torch.Tensor, int]:
+        """Evolve states h (B, d) over transformed gaps (B,) float after events at ``last_times``
+        (B,) int64 seconds: the state at a later query time, as ``predict_at=target_time`` does
+        after the last event. ``ode=none`` has no flow and returns h unchanged."""
+        if self.field is None:
+            return h, 0
+        context = absolute_time_feature(last_times)
+        return self._flow_field(self.field.weights(), h, gaps, context)
+
+    def absorb(
+        self,
+        h: torch.Tensor,
+        items: torch.Tensor,
+        gaps: torch.Tensor,
+        previous_times: torch.Tensor,
+    ) -> torch.Tensor:
+        """One new event per row, without replaying the history: states h (B, d) right after
+        each row's previous event, items (B,) int64, gaps (B,) float transformed gap since that
+        event, previous_times (B,) int64 its seconds (0 with gap 0 for a first event) ->
+        states (B, d) right after the new event. The same step as :meth:`forward` takes."""
+        if self.field is not None:
+            context = absolute_time_feature(previous_times) * (previous_times != 0)
+            h, _ = self._flow_field(self.field.weights(), h, gaps, context)
+        step_input = torch.cat([self.dropout(self.item_embedding(items)), gaps[:, None]], -1)
+        return self.cell(step_input, h)
+
     @torch.no_grad()
     def field_inputs(
         self,

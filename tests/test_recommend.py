@@ -1,0 +1,229 @@
+"""Recommending from a trained run: the same scores as the evaluator for the same history, ``at``
+equal to ``predict_at=target_time``, incremental state equal to a full replay, batching, and a
+one-line 4xx reason for every bad request."""
+
+import json
+
+import numpy as np
+import pytest
+import torch
+from synthetic import write_synthetic_csv
+
+from deepm3.cli import main
+from deepm3.config import load_config
+from deepm3.data.sequences import evaluation_table
+from deepm3.recommend import Recommender, RequestError, parse_request
+from deepm3.recommend.recommender import normalised_entropy
+from deepm3.train.loop import model_scorer
+from deepm3.train.run import run
+
+SMALL = ["hidden_size=8", "max_len=10", "batch_size=8", "progress=false", "num_threads=1"]
+NOW = 2_000_000_000.0  # the synthetic data lies before this clock
+
+
+@pytest.fixture(scope="module")
+def runs(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("recommend")
+    csv = write_synthetic_csv(folder / "events.csv", num_users=40)
+    out = {}
+    for label, name, extra in (
+        ("deepm3", "deepm3", []),
+        ("target", "deepm3", ["predict_at=target_time"]),
+        ("sasrec", "sasrec", []),
+        ("pop", "pop", []),
+    ):
+        settings = ["max_len=10"] if name == "pop" else [*SMALL, "epochs=2", *extra]
+        config = load_config(None, settings, base={"data": {"dataset": str(csv)}})
+        run(name, config, folder / label)
+        out[label] = folder / label
+    return out
+
+
+def recommender(path, **options):
+    return Recommender.from_run(path, clock=lambda: NOW, **options)
+
+
+def raw_history(rec, row_items, row_times):
+    real = row_items > 0
+    ids = rec.data.events.item_ids[row_items[real]]
+    return [[str(i), int(t)] for i, t in zip(ids, row_times[real], strict=True)]
+
+
+def all_scores(rec, answer):
+    return dict(zip(answer.items, answer.scores, strict=True))
+
+
+@pytest.mark.parametrize("label", ["deepm3", "sasrec", "pop"])
+def test_recommend_ranks_like_the_evaluator_for_test_users(runs, label):
+    rec = recommender(runs[label])
+    table = evaluation_table(rec.data, "test")
+    scorer = rec.scorer if rec.model is None else model_scorer(rec.model)
+    rows = np.arange(min(8, len(table)))
+    with torch.no_grad():
+        expected = scorer(table.batch(rows)).float()
+    for row in rows:
+        user = rec.data.events.user_ids[table.users[row]]
+        start = rec.data.events.offsets[table.users[row]]
+        test_pos = rec.data.split.test_pos[table.users[row]]
+        items = rec.data.events.items[start : start + test_pos]
+        times = rec.data.events.timestamps[start : start + test_pos]
+        answer = rec.recommend(raw_history(rec, items, times), k=5)
+        scores = expected[row].clone()
+        scores[0] = float("-inf")
+        scores[torch.from_numpy(items)] = float("-inf")  # the evaluator's mask: every seen item
+        top = torch.topk(scores, 5)
+        assert answer.items == rec.data.events.item_ids[top.indices.numpy()].tolist(), user
+        assert np.allclose(answer.scores, top.values.numpy(), atol=1e-5)
+
+
+def test_at_evolves_deepm3_exactly_as_predict_at_target_time(runs):
+    rec = recommender(runs["target"])
+    table = evaluation_table(rec.data, "test")
+    rows = np.arange(min(8, len(table)))
+    with torch.no_grad():  # the evaluator's scores: evolved to each test event's time
+        expected = model_scorer(rec.model)(table.batch(rows)).float()
+    changed = 0
+    everything = rec.data.num_items
+    for row in rows:
+        events = raw_history(rec, table.items[row], table.timestamps[row])
+        at = int(table.target_time[row])
+        answer = rec.recommend(events, at=at, k=everything, include_history=True)
+        got = all_scores(rec, answer)
+        ids = rec.data.events.item_ids
+        want = {ids[i]: float(expected[row, i]) for i in range(1, everything + 1)}
+        assert max(abs(got[i] - want[i]) for i in want) < 1e-5
+        later = rec.recommend(events, at=at + 30 * 86_400, k=everything, include_history=True)
+        now = rec.recommend(events, k=everything, include_history=True)
+        changed += later.items != now.items
+    assert changed > 0  # a later query time changes the ranking
+
+
+def test_incremental_state_equals_a_full_replay(runs):
+    rec = recommender(runs["deepm3"])
+    table = evaluation_table(rec.data, "test")
+    for row in range(3):
+        events = raw_history(rec, table.items[row], table.timestamps[row])
+        user = f"new-{row}"
+        for event in events:  # one event at a time, each absorbed in one step
+            rec.add_events(user, [event])
+        at = events[-1][1] + 5 * 86_400
+        everything = rec.data.num_items
+        cached = all_scores(rec, rec.recommend(user=user, at=at, k=everything))
+        replay = all_scores(rec, rec.recommend(events, at=at, k=everything))
+        assert cached.keys() == replay.keys()
+        assert max(abs(cached[i] - replay[i]) for i in replay) < 1e-5
+    known = rec.data.events.user_ids[1]
+    rec.add_events(known, [])  # a known user: the data's history, replayed once
+    assert len(rec.cache) == 4 and rec.cache.nbytes() > 0
+
+
+def test_the_state_cache_is_bounded(runs):
+    rec = recommender(runs["deepm3"], cache_size=2)
+    item = rec.data.events.item_ids[1]
+    for user in ("a", "b", "c"):
+        rec.add_events(user, [[item, 1_000_000_000]])
+    assert len(rec.cache) == 2 and "a" not in rec.cache and rec.cache.evictions == 1
+    entry = rec.cache.get("c")
+    assert entry.nbytes() == 4 * 8 + 3 * 8  # state (d=8 float32) + seen + window item and time
+
+
+def test_requests_are_answered_in_batches(runs):
+    rec = recommender(runs["deepm3"], batch_size=16)
+    item = rec.data.events.item_ids[1]
+    calls = []
+    rec.model.register_forward_hook(lambda module, inputs, output: calls.append(len(inputs[0])))
+    requests = [parse_request({"events": [[item, 1_000_000_000 + n]]}) for n in range(40)]
+    answers = rec.recommend_many(requests)
+    assert len(answers) == 40 and calls == [16, 16, 8]
+
+
+def test_auto_solver_refines_uncertain_answers_with_rk4(runs):
+    item = "i1"
+    base = {"events": [[item, 1_000_000_000], [item, 1_000_090_000]], "k": 5}
+    everyone = recommender(runs["deepm3"], auto_threshold=0.0, auto_budget_ms=1e6)
+    nobody = recommender(runs["deepm3"], auto_threshold=1.0, auto_budget_ms=1e6)
+    broke = recommender(runs["deepm3"], auto_threshold=0.0, auto_budget_ms=0.0)
+    auto = parse_request({**base, "solver": "auto"})
+    rk4 = everyone.recommend_many([parse_request({**base, "solver": "rk4"})])[0]
+    refined = everyone.recommend_many([auto])[0]
+    assert refined.solver == "rk4" and refined.scores == rk4.scores
+    assert nobody.recommend_many([auto])[0].solver == "euler"
+    assert broke.recommend_many([auto])[0].solver == "euler"  # no budget left for RK4
+    uniform = normalised_entropy(torch.zeros(1, 50))
+    peaked = normalised_entropy(torch.tensor([[50.0] + [0.0] * 49]))
+    assert torch.allclose(uniform, torch.ones(1)) and peaked.item() < 0.01
+
+
+def test_models_without_a_flow_say_that_at_and_solver_are_ignored(runs):
+    rec = recommender(runs["sasrec"])
+    answer = rec.recommend([["i1", 1_000_000_000]], at=1_100_000_000, solver="rk4")
+    assert any("at ignored" in n for n in answer.notes)
+    assert any("solver ignored" in n for n in answer.notes) and answer.solver is None
+
+
+@pytest.mark.parametrize(
+    "payload, reason",
+    [
+        ({"events": [["1", 1_000_000_000], ["2", 999_999_999]]}, "in time order"),
+        ({"events": [["1", 2_100_000_000]]}, "lies in the future"),
+        ({"events": [["no-such-item", 1_000_000_000]]}, "no known item"),
+        ({"events": [["i1", 1_000_000_000]], "at": 999}, "earlier than the last event"),
+        ({"user": "nobody-knows"}, "unknown user"),
+        ({}, "needs a known user id or at least one event"),
+        ({"events": "1"}, "must be a list"),
+        ({"events": [["1"]]}, "[item, unix_time] pair"),
+        ({"events": [["1", "yesterday"]]}, "unix seconds"),
+        ({"events": [["1", -5]]}, "between 0 and"),
+        ({"events": [["1", 1e300]]}, "between 0 and"),
+        ({"events": [["1", 1]], "k": 0}, "k must be"),
+        ({"events": [["1", 1]], "k": True}, "k must be"),
+        ({"events": [["1", 1]], "solver": "heun"}, "solver must be one of"),
+        ({"events": [["1", 1]], "colour": "red"}, "unknown request key"),
+        ([1, 2], "must be a JSON object"),
+    ],
+)
+def test_every_bad_request_gets_one_line_and_a_4xx(runs, payload, reason):
+    rec = recommender(runs["deepm3"])
+    try:
+        answer = rec.recommend_many([parse_request(payload)])[0]
+    except RequestError as error:
+        answer = error
+    assert isinstance(answer, RequestError) and reason in str(answer), answer
+    assert 400 <= answer.status < 500 and "\n" not in str(answer)
+
+
+def test_unknown_items_are_ignored_and_reported_or_rejected(runs):
+    events = [["i1", 1_000_000_000], ["zz-unknown", 1_000_000_100]]
+    answer = recommender(runs["deepm3"]).recommend(events)
+    assert answer.notes == ["ignored 1 unknown item(s): 'zz-unknown'"]
+    with pytest.raises(RequestError, match="unknown item"):
+        recommender(runs["deepm3"], unknown_items="reject").recommend(events)
+
+
+def test_a_long_history_is_truncated_and_reported(runs):
+    rec = recommender(runs["deepm3"])
+    events = [[rec.data.events.item_ids[1 + n % 5], 1_000_000_000 + n] for n in range(25)]
+    answer = rec.recommend(events)
+    assert "history of 25 events truncated to the last 10" in answer.notes
+
+
+def test_cli_reads_and_writes_json_lines(runs, tmp_path, capsys):
+    requests = tmp_path / "requests.jsonl"
+    lines = [
+        json.dumps({"events": [["i1", 1_000_000_000]], "k": 3, "id": "a"}),
+        "{not json",
+        json.dumps({"events": [["i1", 1_000_000_000]], "at": 999, "id": "b"}),
+        json.dumps({"user": "u1", "k": 2}),
+    ]
+    requests.write_text("\n".join(lines) + "\n")
+    answers = tmp_path / "answers.jsonl"
+    code = main(
+        ["recommend", str(runs["deepm3"]), "--input", str(requests), "--output", str(answers)]
+    )
+    records = [json.loads(line) for line in answers.read_text().splitlines()]
+    assert code == 1 and len(records) == 4
+    assert records[0]["id"] == "a" and len(records[0]["items"]) == 3
+    assert records[1]["line"] == 2 and records[1]["status"] == 400
+    assert records[2]["line"] == 3 and "earlier than the last event" in records[2]["error"]
+    assert len(records[3]["items"]) == 2 and records[3]["user"] == "u1"
+    assert "2 answered, 2 failed" in capsys.readouterr().err

@@ -38,28 +38,14 @@ import torch
 from torch import nn
 
 from deepm3.data.prepare import Prepared, prepare
-from deepm3.data.sequences import Batch, gap_features, history_table, personal_time_scales
+from deepm3.data.sequences import Batch, gap_features, history_table
 from deepm3.errors import ConfigError
 from deepm3.models.contract import item_scores
+from deepm3.recommend.histories import UNKNOWN_ITEMS, Histories, History
 from deepm3.recommend.requests import Recommendation, Request, RequestError, parse_request
 from deepm3.recommend.state import StateCache, UserState
 from deepm3.train.run import RunPlan, load_plan, load_trained
 from deepm3.train.rundir import read_json
-
-UNKNOWN_ITEMS = ("ignore", "reject")
-FUTURE_SLACK = 86_400  # seconds an event may lie ahead of the server's clock
-MAX_LISTED = 5  # unknown item ids named in a note
-
-
-@dataclasses.dataclass(frozen=True)
-class History:
-    """What the model reads for one request."""
-
-    seen: np.ndarray  # (n,) int64 every item index of the user, in order (for exclusion)
-    items: np.ndarray  # (<= max_len,) int64 the model's window: the last events' items
-    times: np.ndarray  # (<= max_len,) int64 their unix seconds
-    time_scale: int  # the user's time unit (TiSASRec), seconds
-    query: int  # the time to predict for: ``at``, or the last event's time
 
 
 def normalised_entropy(scores: torch.Tensor) -> torch.Tensor:
@@ -112,10 +98,7 @@ class Recommender:
         self.auto_threshold, self.auto_budget_ms, self.clock = auto_threshold, auto_budget_ms, clock
         self.cache = StateCache(cache_size)
         self.device = next(model.parameters()).device if model is not None else torch.device("cpu")
-        events = data.events
-        self.item_index = {raw: i for i, raw in enumerate(events.item_ids[1:].tolist(), start=1)}
-        self.user_index = {raw: u for u, raw in enumerate(events.user_ids[1:].tolist(), start=1)}
-        self.time_scales = personal_time_scales(data)
+        self.histories = Histories(data, self.cache, unknown_items, clock)
         # DeepM3 with a flow: one model per solver, sharing the weights
         flows = model is not None and getattr(model, "field", None) is not None
         self.solvers: dict[str, nn.Module] = {}
@@ -154,69 +137,6 @@ class Recommender:
         return cls(plan, data, scorer, model, **kw)
 
     # ----------------------------------------------------------------- requests -> histories
-    def _known_history(self, user: str) -> tuple[np.ndarray, np.ndarray, np.ndarray, int]:
-        """(seen items, window items, window times, time scale) of a cached or known user."""
-        entry = self.cache.get(user)
-        if entry is not None:
-            return entry.seen, entry.window_items, entry.window_times, entry.time_scale
-        index = self.user_index.get(user)
-        if index is None:
-            raise RequestError(f"unknown user {user!r:.60}: send their events instead")
-        events = self.data.events
-        rows = slice(events.offsets[index], events.offsets[index + 1])
-        scale = int(self.time_scales[index]) if index < len(self.time_scales) else 1
-        items = events.items[rows]
-        return items, items, events.timestamps[rows], scale
-
-    def _map_items(self, events: Sequence[tuple[str, int]], notes: list[str]):
-        indices = [self.item_index.get(item, 0) for item, _ in events]
-        unknown = [item for (item, _), index in zip(events, indices, strict=True) if not index]
-        if unknown:
-            listed = ", ".join(repr(item) for item in unknown[:MAX_LISTED])
-            more = f" and {len(unknown) - MAX_LISTED} more" if len(unknown) > MAX_LISTED else ""
-            if self.unknown_items == "reject":
-                raise RequestError(f"unknown item(s) {listed}{more}")
-            notes.append(f"ignored {len(unknown)} unknown item(s): {listed}{more}")
-        kept = [(index, t) for index, (_, t) in zip(indices, events, strict=True) if index]
-        items = np.array([index for index, _ in kept], dtype=np.int64)
-        return items, np.array([t for _, t in kept], dtype=np.int64)
-
-    def _history(self, request: Request, notes: list[str]) -> History:
-        """The request's history: the known user's events, then the request's own."""
-        times = [t for _, t in request.events]
-        for number in range(1, len(times)):
-            if times[number] < times[number - 1]:
-                raise RequestError(
-                    f"events must be in time order: events[{number}] ({times[number]}) is "
-                    f"earlier than events[{number - 1}] ({times[number - 1]})"
-                )
-        if times and times[-1] > self.clock() + FUTURE_SLACK:
-            raise RequestError(f"events[{len(times) - 1}] time {times[-1]} lies in the future")
-        items, stamps = self._map_items(request.events, notes)
-        seen = items
-        if request.user is not None:
-            seen, known_items, known_times, scale = self._known_history(request.user)
-            if len(stamps) and len(known_times) and stamps[0] < known_times[-1]:
-                raise RequestError(
-                    f"events[0] ({stamps[0]}) is earlier than user {request.user!r}'s last "
-                    f"known event ({known_times[-1]}): send only newer events"
-                )
-            seen = np.concatenate([seen, items])
-            items = np.concatenate([known_items, items])
-            stamps = np.concatenate([known_times, stamps])
-        else:
-            gaps = np.diff(stamps)
-            scale = int(gaps[gaps > 0].min()) if (gaps > 0).any() else 1
-        if not len(items):
-            raise RequestError("no known item among the events: nothing to recommend from")
-        if request.at is not None and request.at < stamps[-1]:
-            raise RequestError(f"at ({request.at}) is earlier than the last event ({stamps[-1]})")
-        if len(seen) > self.max_len:
-            notes.append(f"history of {len(seen)} events truncated to the last {self.max_len}")
-        query = int(stamps[-1]) if request.at is None else request.at
-        window = slice(-self.max_len, None)
-        return History(seen, items[window], stamps[window], scale, query)
-
     # ------------------------------------------------------------------------------ scoring
     def _flow_model(self, solver: str | None) -> nn.Module:
         return self.solvers[solver] if solver in self.solvers else self.model
@@ -321,7 +241,7 @@ class Recommender:
                     solver = self._solver_name(request.solver)
                     answers[number] = self._answer(request, cached, entry.seen, notes, solver)
                     continue
-                histories[number] = (self._history(request, notes), notes)
+                histories[number] = (self.histories.history(request, notes), notes)
             except RequestError as error:
                 answers[number] = error
                 continue
@@ -344,7 +264,7 @@ class Recommender:
     def uncertainty(self, requests: Sequence[Request]) -> np.ndarray:
         """(R,) normalised entropy of each request's Euler scores over the items it may be
         recommended (what ``solver=auto`` compares with ``auto_threshold``)."""
-        histories = [self._history(request, []) for request in requests]
+        histories = [self.histories.history(request, []) for request in requests]
         scores = self._solve(histories, "euler" if self.solvers else None)
         seen = [history.seen for history in histories]
         return normalised_entropy(_candidates(scores, requests, seen)).cpu().numpy()
@@ -392,10 +312,12 @@ class Recommender:
         notes: list[str] = []
         request = parse_request({"user": user, "events": [list(e) for e in events]})
         entry = self.cache.get(request.user)
-        if entry is None and request.user not in self.user_index and not request.events:
+        if entry is None and request.user not in self.histories.user_index and not request.events:
             raise RequestError(f"unknown user {user!r:.60} and no events")
-        known = entry is not None or request.user in self.user_index
-        history = self._history(Request(request.user if known else None, request.events), notes)
+        known = entry is not None or request.user in self.histories.user_index
+        history = self.histories.history(
+            Request(request.user if known else None, request.events), notes
+        )
         if entry is None or not self.solvers:
             state = self._replayed_state(history) if self.solvers else None
         else:
@@ -418,7 +340,7 @@ class Recommender:
     @torch.no_grad()
     def _absorbed_state(self, entry: UserState, events: Sequence[tuple[str, int]]) -> torch.Tensor:
         """(d,) the cached state after absorbing the known items of ``events``, one step each."""
-        items, times = self._map_items(events, [])
+        items, times = self.histories.items(events, [])
         h, last = entry.state[None].to(self.device), entry.last_time
         for item, stamp in zip(items.tolist(), times.tolist(), strict=True):
             previous = torch.tensor([last], device=self.device)

@@ -9,6 +9,8 @@
     deepm3 report [RUN_DIR ...] --out FOLDER
     deepm3 models
     deepm3 recommend RUN_DIR [--input requests.jsonl] [--output answers.jsonl]
+    deepm3 export RUN_DIR [--format torchscript|onnx] [--out DIR] [--solver euler|rk4]
+    deepm3 serve RUN_DIR [--host 127.0.0.1] [--port 8000] [--max-batch 64] [--max-wait-ms 2]
     deepm3 suite ml1m|amazon [--budget smoke|quick|full] [--dataset D] [--device D] [--jobs N]
 
 Bad input ends with one message on stderr and exit code 2.
@@ -161,6 +163,34 @@ def cmd_recommend(args: argparse.Namespace) -> int:
             flush(block)
     print(f"deepm3 recommend: {answered} answered, {failed} failed", file=sys.stderr)
     return 1 if failed else 0
+
+
+def cmd_export(args: argparse.Namespace) -> int:
+    from deepm3.recommend.export import export_run, manifest_text
+
+    folder = export_run(
+        args.run_dir, args.format, args.out, data_dir=args.data_dir, solver=args.solver
+    )
+    print(manifest_text(folder))
+    print(f"written: {folder}/manifest.json, {folder}/items.txt")
+    return 0
+
+
+def cmd_serve(args: argparse.Namespace) -> int:
+    from deepm3.errors import ConfigError
+    from deepm3.recommend.server import serve
+
+    if not 0 <= args.port <= 65_535:
+        raise ConfigError(f"--port must be 0 to 65535, got {args.port}")
+    if args.max_batch < 1 or args.max_wait_ms < 0 or args.cache_size < 1 or args.batch_size < 1:
+        raise ConfigError("--max-batch, --batch-size and --cache-size >= 1; --max-wait-ms >= 0")
+    serve(
+        args.run_dir, args.host, args.port,
+        data_dir=args.data_dir, device=args.device, unknown_items=args.unknown_items,
+        batch_size=args.batch_size, cache_size=args.cache_size,
+        max_batch=args.max_batch, max_wait_ms=args.max_wait_ms,
+    )  # fmt: skip
+    return 0
 
 
 def cmd_models(args: argparse.Namespace) -> int:
@@ -328,6 +358,36 @@ def build_parser() -> argparse.ArgumentParser:
         help="ignore unknown item ids (reported in notes) or reject the request",
     )  # fmt: skip
     recommend.set_defaults(func=cmd_recommend)
+
+    export = sub.add_parser(
+        "export", help="the scoring path (history -> scores) as TorchScript or ONNX"
+    )
+    export.add_argument("run_dir")
+    export.add_argument("--format", default="torchscript", choices=("torchscript", "onnx"))
+    export.add_argument("--out", help="folder for the export (default RUN_DIR/export-FORMAT)")
+    export.add_argument("--data-dir", help="folder with the run's raw data files")
+    export.add_argument(
+        "--solver", choices=("euler", "rk4"), help="DeepM3: re-solve the same weights with it"
+    )
+    export.set_defaults(func=cmd_export)
+
+    serve = sub.add_parser("serve", help="an HTTP JSON API over a trained run (FastAPI)")
+    serve.add_argument("run_dir")
+    serve.add_argument("--host", default="127.0.0.1")
+    serve.add_argument("--port", type=int, default=8000)
+    serve.add_argument("--data-dir", help="folder with the run's raw data files")
+    serve.add_argument("--device", help="cpu, cuda, mps (default: the run's setting)")
+    serve.add_argument(
+        "--unknown-items", default="ignore", choices=("ignore", "reject"),
+        help="ignore unknown item ids (reported in notes) or answer 422",
+    )  # fmt: skip
+    serve.add_argument("--batch-size", type=int, default=256, help="requests per forward")
+    serve.add_argument("--cache-size", type=int, default=100_000, help="users in the state cache")
+    serve.add_argument("--max-batch", type=int, default=64, help="requests batched together")
+    serve.add_argument(
+        "--max-wait-ms", type=float, default=2.0, help="how long a batch waits to fill"
+    )
+    serve.set_defaults(func=cmd_serve)
 
     suite = sub.add_parser("suite", help="the experiment suite: search, seeds, analyses, report")
     suite.add_argument(

@@ -167,3 +167,17 @@ def test_bounded_mode_bounds_the_drift():
         field.outer.weight.normal_(std=50.0)
     drift = field(torch.randn(50, 8) * 10, torch.rand(50), torch.rand(50))
     assert drift.abs().max() <= 0.25
+
+
+def test_inference_reuses_the_normalised_weights_until_a_parameter_changes():
+    field = VectorField(4, 6, "spectral", 1.0)
+    with torch.no_grad():
+        first = field.weights()
+        assert field.weights() is first  # cached without autograd
+        field.inner.weight.mul_(3.0)  # in place, as an optimiser step or load_state_dict
+        changed = field.weights()
+    assert changed is not first
+    fresh = field.weights()  # with autograd: recomputed, and gradients reach the parameters
+    assert fresh is not changed and torch.allclose(fresh.w_in, changed.w_in)
+    fresh.w_in.sum().backward()
+    assert field.inner.weight.grad is not None

@@ -117,6 +117,34 @@ def test_incremental_state_equals_a_full_replay(runs):
     assert len(rec.cache) == 4 and rec.cache.nbytes() > 0
 
 
+def test_cached_users_are_answered_together_like_one_by_one(runs):
+    rec = recommender(runs["deepm3"], batch_size=2)
+    table = evaluation_table(rec.data, "test")
+    requests = []
+    for row in range(5):
+        events = raw_history(rec, table.items[row], table.timestamps[row])
+        rec.add_events(f"c{row}", events)
+        at = events[-1][1] + row * 86_400  # row 0: at the last event, no evolution
+        requests.append(parse_request({"user": f"c{row}", "at": at, "k": 20, "solver": "rk4"}))
+    together = rec.recommend_many(requests)
+    for request, answer in zip(requests, together, strict=True):
+        alone = rec.recommend_many([request])[0]
+        assert answer.items == alone.items and answer.solver == "rk4"
+        assert np.allclose(answer.scores, alone.scores, atol=1e-5)
+    early = parse_request({"user": "c1", "at": 1})
+    assert "earlier than the last event" in str(rec.recommend_many([early])[0])
+
+
+@pytest.mark.parametrize(
+    ("user", "events", "reason"),
+    [(None, [["i1", 1_000_000_000]], "needs a user"), ("u", [5], r"events\[0\] must be")],
+)
+def test_add_events_rejects_bad_input_with_a_request_error(runs, user, events, reason):
+    rec = recommender(runs["deepm3"])
+    with pytest.raises(RequestError, match=reason):
+        rec.add_events(user, events)
+
+
 def test_the_state_cache_is_bounded(runs):
     rec = recommender(runs["deepm3"], cache_size=2)
     item = rec.data.events.item_ids[1]

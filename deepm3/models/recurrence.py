@@ -24,6 +24,12 @@ import torch
 from deepm3.ode.field import FieldWeights, field_head, first_layer_columns
 from deepm3.ode.solvers import Drift
 
+
+def is_onnx_exporting() -> bool:
+    """True while ``torch.onnx.export`` runs (the exported graph must not depend on the data)."""
+    return bool(getattr(torch.onnx, "is_in_onnx_export", lambda: False)())
+
+
 # flow(drift, h (B, d), gaps (B,)) -> (h (B, d), evaluations): evolve with the model's solver
 Flow = Callable[[Drift, torch.Tensor, torch.Tensor], tuple[torch.Tensor, int]]
 
@@ -84,7 +90,10 @@ def ode_rnn(
         w_h, w_elapsed, w_context = first_layer_columns(field)
         # time-major and contiguous: each step then reads one dense (B, W) block
         constants = torch.addcmul(field.b_in, context.T[..., None], w_context).unbind(0)
-        any_gap = (time_gaps != 0).any(dim=0).tolist()  # one sync, not one per step
+        if torch.jit.is_tracing() or torch.compiler.is_compiling() or is_onnx_exporting():
+            any_gap = [True] * length  # a graph for any data: a zero gap then changes nothing
+        else:
+            any_gap = (time_gaps != 0).any(dim=0).tolist()  # one sync, not one per step
     gate_inputs = gate_inputs.transpose(0, 1).contiguous()  # (T, B, 3d)
     for t, (gates_x, gap, keep) in enumerate(
         zip(

@@ -93,6 +93,22 @@ class VectorField(nn.Module):
         nn.init.zeros_(self.outer.bias)
 
     def weights(self) -> FieldWeights:
+        """The effective weights. Without autograd (inference) the spectral normalisation, two
+        exact matrix norms (~0.7 ms each on a CPU at width 128), is computed once and reused
+        until a parameter changes in place (an optimiser step, ``load_state_dict``), moves or is
+        replaced; under autograd it is always recomputed, so gradients flow through it."""
+        tracing = torch.jit.is_tracing() or torch.compiler.is_compiling()  # graphs read params
+        if torch.is_grad_enabled() or self.mode != "spectral" or tracing:
+            return self._weights()
+        params = (self.inner.weight, self.inner.bias, self.outer.weight, self.outer.bias)
+        key = tuple((id(p), p.data_ptr(), p._version, p.dtype, p.device) for p in params)
+        cached = getattr(self, "_cached_weights", None)
+        if cached is None or cached[0] != key:
+            cached = (key, self._weights())
+            object.__setattr__(self, "_cached_weights", cached)  # not a module attribute
+        return cached[1]
+
+    def _weights(self) -> FieldWeights:
         w_in, w_out = self.inner.weight, self.outer.weight
         if self.mode == "spectral":
             # Exact spectral norms; only the h-columns of w_in matter for the constant in h, but
@@ -105,6 +121,22 @@ class VectorField(nn.Module):
         self, h: torch.Tensor, elapsed: torch.Tensor, context: torch.Tensor
     ) -> torch.Tensor:
         return apply_field(self.weights(), h, elapsed, context)
+
+
+class FrozenField(nn.Module):
+    """A field's effective weights, normalised once and kept as buffers: what an exported graph
+    reads (ONNX has no SVD for the spectral norm, and inference never changes the weights)."""
+
+    def __init__(self, field: VectorField) -> None:
+        super().__init__()
+        with torch.no_grad():
+            weights = field._weights()
+        for name in ("w_in", "b_in", "w_out", "b_out"):
+            self.register_buffer(name, getattr(weights, name).detach().clone())
+        self.mode, self.constant = field.mode, field.constant
+
+    def weights(self) -> FieldWeights:
+        return FieldWeights(self.w_in, self.b_in, self.w_out, self.b_out, self.mode, self.constant)
 
 
 @torch.no_grad()

@@ -195,18 +195,30 @@ class Recommender:
             out.extend(scores.unbind(0))
         return out
 
+    def _uses_cache(self, request: Request, entry: UserState | None) -> bool:
+        """DeepM3 with a cached state and nothing new in the request: evolve the cached state."""
+        return entry is not None and entry.state is not None and not request.events
+
     @torch.no_grad()
-    def _cached_scores(self, request: Request, entry: UserState) -> torch.Tensor | None:
-        """DeepM3 with a cached state and nothing new in the request: evolve it to ``at``."""
-        if entry.state is None or request.events:
-            return None
-        model = self._flow_model(request.solver if request.solver != "auto" else "euler")
-        h = entry.state[None].to(self.device)
-        if request.at is not None and request.at > entry.last_time:
-            last = torch.tensor([entry.last_time], device=self.device)
-            gap = gap_features(torch.tensor([request.at], device=self.device) - last)
-            h = model.advance(h, gap, last)[0]
-        return item_scores(h.float(), self.model.item_embedding)[0]
+    def _cached_scores(
+        self, requests: list[Request], entries: list[UserState], solver: str | None
+    ) -> list[torch.Tensor]:
+        """Scores (N + 1,) per request from cached states, evolved to each ``at`` in one
+        batched call per ``batch_size`` users."""
+        model = self._flow_model(solver)
+        out = []
+        for start in range(0, len(requests), self.batch_size):
+            chunk = slice(start, start + self.batch_size)
+            h = torch.stack([entry.state for entry in entries[chunk]]).to(self.device)
+            last = torch.tensor([entry.last_time for entry in entries[chunk]], device=self.device)
+            at = [r.at if r.at is not None else 0 for r in requests[chunk]]
+            query = torch.tensor(at, device=self.device)
+            later = query > last
+            if later.any():
+                gaps = gap_features(torch.where(later, query - last, torch.zeros_like(last)))
+                h = torch.where(later[:, None], model.advance(h, gaps, last)[0], h)
+            out.extend(item_scores(h.float(), self.model.item_embedding).unbind(0))
+        return out
 
     # ---------------------------------------------------------------------------- public API
     def recommend(
@@ -220,7 +232,7 @@ class Recommender:
         include_history: bool = False,
     ) -> Recommendation:
         """Top-k for one user; raises :class:`RequestError` for a request it cannot answer."""
-        payload = {"events": [list(e) for e in events], "k": k, "include_history": include_history}
+        payload = {"events": list(events), "k": k, "include_history": include_history}
         payload.update({key: v for key, v in (("user", user), ("at", at), ("solver", solver)) if v})
         answer = self.recommend_many([parse_request(payload)])[0]
         if isinstance(answer, RequestError):
@@ -232,20 +244,30 @@ class Recommender:
         answers: list[Recommendation | RequestError | None] = [None] * len(requests)
         histories: dict[int, tuple[History, list[str]]] = {}
         groups: dict[str | None, list[int]] = {}  # requested solver -> request numbers
+        cached: dict[str | None, list[tuple[int, UserState]]] = {}  # solver -> (number, entry)
         for number, request in enumerate(requests):
             notes = self._notes_for(request)
             try:
                 entry = self.cache.get(request.user) if request.user is not None else None
-                cached = self._cached_scores(request, entry) if entry is not None else None
-                if cached is not None:
-                    solver = self._solver_name(request.solver)
-                    answers[number] = self._answer(request, cached, entry.seen, notes, solver)
+                if self._uses_cache(request, entry):
+                    if request.at is not None and request.at < entry.last_time:
+                        raise RequestError(
+                            f"at ({request.at}) is earlier than the last event ({entry.last_time})"
+                        )
+                    cached.setdefault(self._solver_name(request.solver), []).append((number, entry))
                     continue
                 histories[number] = (self.histories.history(request, notes), notes)
             except RequestError as error:
                 answers[number] = error
                 continue
             groups.setdefault(request.solver if self.solvers else None, []).append(number)
+        for solver, pairs in cached.items():
+            chosen = [requests[number] for number, _ in pairs]
+            scores = self._cached_scores(chosen, [entry for _, entry in pairs], solver)
+            for (number, entry), row in zip(pairs, scores, strict=True):
+                request = requests[number]
+                notes = self._notes_for(request)
+                answers[number] = self._answer(request, row, entry.seen, notes, solver)
         for solver, numbers in groups.items():
             first = "euler" if solver == "auto" else solver
             results = dict(
@@ -310,7 +332,9 @@ class Recommender:
         state: DeepM3 absorbs each event in one step; the first call replays the known history
         once. Returns the user, their number of events and notes (unknown items ignored)."""
         notes: list[str] = []
-        request = parse_request({"user": user, "events": [list(e) for e in events]})
+        if user is None:
+            raise RequestError("add_events needs a user id")
+        request = parse_request({"user": user, "events": list(events)})
         entry = self.cache.get(request.user)
         if entry is None and request.user not in self.histories.user_index and not request.events:
             raise RequestError(f"unknown user {user!r:.60} and no events")

@@ -1,0 +1,248 @@
+"""``deepm3 export``: a trained run's scoring path (history -> scores) as TorchScript or ONNX.
+
+The exported graph takes raw tensors, so it runs without this package (``torch.jit.load`` or
+onnxruntime)::
+
+    items        (B, T) int64   item indices, left-padded with 0 to T = the run's max_len
+    timestamps   (B, T) int64   unix seconds of each event (anything at padding)
+    time_scale   (B,)   int64   the user's time unit in seconds (TiSASRec; 1 when unknown)
+    query_times  (B,)   int64   the time to recommend for (DeepM3 evolves its state to it when
+                                it is later than the last event; 0 or the last time: no evolution)
+    -> scores    (B, N + 1) float32  a score per item index; column 0 is padding
+
+Item index ``i`` is the raw id on line ``i + 1`` of ``items.txt`` (line 1, index 0, is the
+padding ``<pad>``). ``manifest.json`` records the inputs, the run, the parity measured at export
+against the eager model (max abs difference, at two batch sizes) and the versions used.
+
+Only trained models with a fixed computation export: count baselines (pop, last_item) have no
+network, and the adaptive solver (dopri5) chooses its steps from the data; both are refused.
+The batch size is dynamic; the length is fixed at ``max_len`` (pad shorter histories).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import copy
+import io
+import json
+import logging
+import platform
+import warnings
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch import nn
+
+from deepm3.data.sequences import Batch, evaluation_table, gap_features
+from deepm3.errors import ConfigError
+from deepm3.models.contract import item_scores
+from deepm3.ode.field import FrozenField
+from deepm3.recommend.recommender import Recommender
+from deepm3.train.rundir import git_commit, write_json
+
+FORMATS = ("torchscript", "onnx")
+FILES = {"torchscript": "model.pt", "onnx": "model.onnx"}
+INPUTS = ("items", "timestamps", "time_scale", "query_times")
+PARITY_BATCHES = (1, 64)
+PARITY_LIMIT = 1e-5
+
+
+def seconds_since_previous(items: torch.Tensor, timestamps: torch.Tensor) -> torch.Tensor:
+    """(B, T) int64 seconds since the previous real event; 0 for a first event and padding
+    (the data pipeline's gaps, in torch so that the export computes them itself)."""
+    gaps = torch.zeros_like(timestamps)
+    previous_real = items[:, :-1] > 0
+    gaps[:, 1:] = (timestamps[:, 1:] - timestamps[:, :-1]) * previous_real
+    return gaps
+
+
+class ScoringPath(nn.Module):
+    """items, timestamps (B, T) int64, time_scale, query_times (B,) int64 -> scores (B, N + 1):
+    the scores :class:`~deepm3.recommend.recommender.Recommender` ranks, for one batch."""
+
+    def __init__(self, model: nn.Module) -> None:
+        super().__init__()
+        self.flows = getattr(model, "field", None) is not None
+        if self.flows:  # a copy reading the field's normalised weights as constants
+            model = copy.copy(model)
+            model._modules = dict(model._modules)
+            model.field = FrozenField(model.field)
+        self.model = model
+
+    def forward(
+        self,
+        items: torch.Tensor,
+        timestamps: torch.Tensor,
+        time_scale: torch.Tensor,
+        query_times: torch.Tensor,
+    ) -> torch.Tensor:
+        time_gaps = gap_features(seconds_since_previous(items, timestamps))
+        states, _ = self.model(items, timestamps, time_gaps, None, time_scale)
+        h = states[:, -1]
+        if self.flows:
+            last = timestamps[:, -1]
+            later = query_times > last
+            gaps = gap_features(torch.where(later, query_times - last, torch.zeros_like(last)))
+            h = torch.where(later[:, None], self.model.advance(h, gaps, last)[0], h)
+        return item_scores(h.float(), self.model.item_embedding)
+
+
+def example_inputs(recommender: Recommender, batch: int) -> tuple[Batch, torch.Tensor]:
+    """Real inputs: the first ``batch`` test histories (repeated when there are fewer), and
+    query times (B,) int64, every other row 3 days after its last event."""
+    table = evaluation_table(recommender.data, "test")
+    if not len(table):
+        raise ConfigError("the run's data has no test users to take example inputs from")
+    data = table.batch(np.arange(batch) % len(table))
+    last = data.timestamps[:, -1]
+    return data, torch.where(torch.arange(batch) % 2 == 0, last + 3 * 86_400, last)
+
+
+def _tensors(data: Batch, query: torch.Tensor) -> tuple[torch.Tensor, ...]:
+    return data.items, data.timestamps, data.time_scale, query
+
+
+def scoring_path(recommender: Recommender, solver: str | None = None) -> ScoringPath:
+    """The run's model (re-solved with ``solver``) wrapped for export, in eval mode on the CPU;
+    refuses what cannot be exported."""
+    model = recommender.solvers.get(solver, recommender.model)
+    if model is None:
+        raise ConfigError(
+            f"{recommender.name} is a count baseline with no network to export; "
+            "export a trained model (deepm3, sasrec, tisasrec, gru4rec)"
+        )
+    options = getattr(model, "options", None)
+    if getattr(options, "solver", None) == "dopri5" and getattr(model, "field", None) is not None:
+        raise ConfigError(
+            "solver dopri5 chooses its steps from the data and cannot be exported; "
+            "export with solver=euler or rk4 (the same weights: --solver euler)"
+        )
+    return ScoringPath(model.to("cpu")).eval()
+
+
+def _save(path: ScoringPath, fmt: str, target: Path, example: tuple[torch.Tensor, ...]) -> None:
+    if fmt == "torchscript":
+        with torch.no_grad():
+            traced = torch.jit.trace(path, example, check_trace=False)
+        traced.save(str(target))
+        return
+    batch = torch.export.Dim("batch", min=1, max=65_536)
+    shapes = {"items": {0: batch}, "timestamps": {0: batch}, "time_scale": {0: batch},
+              "query_times": {0: batch}}  # fmt: skip
+    # the exporter's own chatter (torchvision not installed, deprecations) is not for our users
+    logging.getLogger("torch.onnx").setLevel(logging.ERROR)
+    with torch.no_grad(), warnings.catch_warnings(), contextlib.redirect_stdout(io.StringIO()):
+        warnings.simplefilter("ignore")
+        program = torch.onnx.export(
+            path, example, input_names=list(INPUTS), output_names=["scores"],
+            dynamic_shapes=shapes, dynamo=True, verbose=False,
+        )  # fmt: skip
+    program.save(str(target))
+
+
+def load_exported(target: Path):
+    """A callable (items, timestamps, time_scale, query_times) -> scores (B, N + 1) float32
+    numpy, whatever the format (onnxruntime for ONNX)."""
+    if target.suffix == ".pt":
+        module = torch.jit.load(str(target))
+
+        def run_torchscript(*inputs: np.ndarray) -> np.ndarray:
+            with torch.no_grad():
+                return module(*(torch.as_tensor(x) for x in inputs)).numpy()
+
+        return run_torchscript
+    import onnxruntime
+
+    options = onnxruntime.SessionOptions()
+    options.intra_op_num_threads = torch.get_num_threads()
+    session = onnxruntime.InferenceSession(str(target), options, providers=["CPUExecutionProvider"])
+
+    def run_onnx(*inputs: np.ndarray) -> np.ndarray:
+        feed = {name: np.asarray(x) for name, x in zip(INPUTS, inputs, strict=True)}
+        return session.run(["scores"], feed)[0]
+
+    return run_onnx
+
+
+def parity(target: Path, recommender: Recommender, solver: str | None) -> dict[str, float]:
+    """Max abs difference between the exported file and the recommender's own eager scores
+    (:meth:`Recommender._scores`, what ``deepm3 recommend`` ranks), per batch size."""
+    run = load_exported(target)
+    out = {}
+    for batch in PARITY_BATCHES:
+        data, query = example_inputs(recommender, batch)
+        later = (query > data.timestamps[:, -1]).numpy()
+        eager = recommender._scores(data, np.where(later, query.numpy(), 0), solver).numpy()
+        exported = run(*(x.numpy() for x in _tensors(data, query)))
+        out[f"B={batch}"] = float(np.abs(exported - eager).max())
+    return out
+
+
+def export_run(
+    run_dir: str | Path,
+    fmt: str = "torchscript",
+    out: str | Path | None = None,
+    *,
+    data_dir: str | None = None,
+    solver: str | None = None,
+) -> Path:
+    """Export ``run_dir``'s best model to ``out`` (default RUN_DIR/export-FORMAT); returns the
+    folder. Raises ConfigError when the exported graph differs from eager by more than 1e-5."""
+    if fmt not in FORMATS:
+        raise ConfigError(f"unknown export format {fmt!r}; valid: {', '.join(FORMATS)}")
+    recommender = Recommender.from_run(run_dir, data_dir=data_dir, device="cpu")
+    if solver is not None and solver not in recommender.solvers:
+        raise ConfigError(f"--solver {solver}: {recommender.name} has no ODE solver to choose")
+    path = scoring_path(recommender, solver)
+    folder = Path(out) if out is not None else Path(run_dir) / f"export-{fmt}"
+    if folder.exists() and not folder.is_dir():
+        raise ConfigError(f"{folder}: exists and is not a folder")
+    folder.mkdir(parents=True, exist_ok=True)
+    target = folder / FILES[fmt]
+    _save(path, fmt, target, _tensors(*example_inputs(recommender, 2)))
+    measured = parity(target, recommender, solver)
+    worst = max(measured.values())
+    if not worst < PARITY_LIMIT:
+        target.unlink()
+        raise ConfigError(
+            f"the {fmt} export differs from the eager model by {worst:.2e} (limit "
+            f"{PARITY_LIMIT:.0e}); nothing was written"
+        )
+    ids = recommender.data.events.item_ids.tolist()
+    (folder / "items.txt").write_text("\n".join(["<pad>", *map(str, ids[1:])]) + "\n")
+    options = getattr(path.model, "options", None)
+    manifest = {
+        "format": fmt,
+        "file": target.name,
+        "model": recommender.name,
+        "solver": getattr(options, "solver", None) if recommender.solvers else None,
+        "run_dir": str(run_dir),
+        "max_len": recommender.max_len,
+        "num_items": recommender.data.num_items,
+        "inputs": {
+            "items": "(B, max_len) int64, left-padded with 0",
+            "timestamps": "(B, max_len) int64 unix seconds",
+            "time_scale": "(B,) int64 seconds (TiSASRec's time unit; 1 when unknown)",
+            "query_times": "(B,) int64 unix seconds (DeepM3 evolves to it when later)",
+        },
+        "output": "scores (B, num_items + 1) float32; column 0 is padding",
+        "vocabulary": "items.txt: line i + 1 is item index i",
+        "parity_max_abs_diff": measured,
+        "data_fingerprint": recommender.data.fingerprint,
+        "torch": torch.__version__,
+        "python": platform.python_version(),
+        "git_commit": git_commit(),
+    }
+    write_json(folder / "manifest.json", manifest)
+    return folder
+
+
+def manifest_text(folder: Path) -> str:
+    """A short summary of an export folder, for the CLI."""
+    manifest = json.loads((folder / "manifest.json").read_text())
+    diffs = ", ".join(f"{k} {v:.1e}" for k, v in manifest["parity_max_abs_diff"].items())
+    return (
+        f"{manifest['model']} -> {folder / manifest['file']} ({manifest['format']}); "
+        f"parity vs eager (max abs diff): {diffs}"
+    )

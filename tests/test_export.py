@@ -1,0 +1,113 @@
+"""``deepm3 export``: every trainable model's scoring path as TorchScript and ONNX, equal to the
+eager recommender (max abs difference < 1e-5 at two batch sizes), refusals for what cannot be
+exported, and the exported file usable on its own (items.txt, raw tensors)."""
+
+import json
+import shutil
+
+import numpy as np
+import pytest
+import torch
+from synthetic import write_synthetic_csv
+
+from deepm3.cli import main
+from deepm3.config import load_config
+from deepm3.errors import ConfigError
+from deepm3.recommend import Recommender
+from deepm3.recommend.export import export_run, load_exported, seconds_since_previous
+from deepm3.train.run import run
+
+SMALL = ["hidden_size=8", "max_len=10", "batch_size=8", "progress=false", "num_threads=1"]
+MODELS = ("deepm3", "sasrec", "tisasrec", "gru4rec")
+
+
+@pytest.fixture(scope="module")
+def runs(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("export")
+    csv = write_synthetic_csv(folder / "events.csv", num_users=30)
+    out = {}
+    for name in (*MODELS, "pop"):
+        settings = ["max_len=10"] if name == "pop" else [*SMALL, "epochs=1"]
+        config = load_config(None, settings, base={"data": {"dataset": str(csv)}})
+        run(name, config, folder / name)
+        out[name] = folder / name
+    return out
+
+
+@pytest.mark.parametrize("fmt", ["torchscript", "onnx"])
+@pytest.mark.parametrize("name", MODELS)
+def test_the_export_scores_like_the_eager_model(runs, name, fmt, tmp_path):
+    folder = export_run(runs[name], fmt, tmp_path / "export")
+    manifest = json.loads((folder / "manifest.json").read_text())
+    assert manifest["format"] == fmt and manifest["model"] == name
+    assert set(manifest["parity_max_abs_diff"]) == {"B=1", "B=64"}
+    assert max(manifest["parity_max_abs_diff"].values()) < 1e-5
+    assert (folder / manifest["file"]).stat().st_size > 0
+
+
+def test_the_exported_file_answers_raw_events_like_recommend(runs, tmp_path):
+    """From raw ids through items.txt to the exported graph, at a later query time: the same
+    top-k as ``Recommender.recommend``."""
+    folder = export_run(runs["deepm3"], "onnx", tmp_path / "export", solver="rk4")
+    vocabulary = (folder / "items.txt").read_text().split("\n")
+    index = {raw: i for i, raw in enumerate(vocabulary) if i}
+    rec = Recommender.from_run(runs["deepm3"], clock=lambda: 2e9)
+    events = [["i1", 1_000_000_000], ["i2", 1_000_003_600], ["i3", 1_000_090_000]]
+    at = 1_000_090_000 + 7 * 86_400
+    answer = rec.recommend(events, at=at, k=5, solver="rk4", include_history=True)
+    items = np.zeros((1, 10), dtype=np.int64)
+    times = np.zeros((1, 10), dtype=np.int64)
+    items[0, -3:] = [index[raw] for raw, _ in events]
+    times[0, -3:] = [t for _, t in events]
+    exported = load_exported(folder / "model.onnx")
+    scores = exported(items, times, np.ones(1, np.int64), np.array([at]))
+    scores[0, 0] = -np.inf
+    top = np.argsort(-scores[0], kind="stable")[:5]
+    assert [vocabulary[i] for i in top] == answer.items
+    assert np.allclose(scores[0, top], answer.scores, atol=1e-5)
+
+
+def test_gaps_are_computed_as_the_data_pipeline_does():
+    items = torch.tensor([[0, 0, 5, 6, 7], [1, 2, 3, 4, 5]])
+    times = torch.tensor([[0, 0, 100, 160, 160], [10, 20, 40, 80, 160]])
+    expected = torch.tensor([[0, 0, 0, 60, 0], [0, 10, 20, 40, 80]])
+    assert torch.equal(seconds_since_previous(items, times), expected)
+
+
+def test_what_cannot_be_exported_is_refused_with_a_reason(runs, tmp_path):
+    with pytest.raises(ConfigError, match="count baseline"):
+        export_run(runs["pop"], "torchscript", tmp_path / "pop")
+    adaptive = tmp_path / "adaptive"
+    shutil.copytree(runs["deepm3"], adaptive)
+    config = json.loads((adaptive / "config.json").read_text())
+    config["model"]["solver"] = "dopri5"
+    (adaptive / "config.json").write_text(json.dumps(config))
+    with pytest.raises(ConfigError, match="dopri5"):
+        export_run(adaptive, "torchscript", tmp_path / "dopri5")
+    folder = export_run(adaptive, "torchscript", tmp_path / "euler", solver="euler")
+    assert json.loads((folder / "manifest.json").read_text())["solver"] == "euler"
+    with pytest.raises(ConfigError, match="no ODE solver"):
+        export_run(runs["sasrec"], "torchscript", tmp_path / "s", solver="rk4")
+    with pytest.raises(ConfigError, match="unknown export format"):
+        export_run(runs["sasrec"], "tflite", tmp_path / "s")
+
+
+def test_cli_exports_and_refuses(runs, tmp_path, capsys):
+    assert main(["export", str(runs["gru4rec"]), "--out", str(tmp_path / "g")]) == 0
+    assert "parity vs eager" in capsys.readouterr().out
+    assert main(["export", str(runs["pop"]), "--out", str(tmp_path / "p")]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("deepm3: error:") and "count baseline" in err and err.count("\n") == 1
+
+
+def test_cli_serve_passes_its_options_and_checks_them(runs, monkeypatch, capsys):
+    calls = []
+    monkeypatch.setattr(
+        "deepm3.recommend.server.serve", lambda *args, **kw: calls.append((args, kw))
+    )
+    assert main(["serve", str(runs["deepm3"]), "--port", "8123", "--max-batch", "8"]) == 0
+    ((args, options),) = calls
+    assert args[1:] == ("127.0.0.1", 8123) and options["max_batch"] == 8
+    assert options["max_wait_ms"] == 2.0 and options["unknown_items"] == "ignore"
+    assert main(["serve", str(runs["deepm3"]), "--port", "70000"]) == 2
+    assert "--port" in capsys.readouterr().err

@@ -21,10 +21,12 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+from dataclasses import fields
 from pathlib import Path
 
-from deepm3.config import load_config
-from deepm3.errors import DeepM3Error
+from deepm3.config import SECTIONS, DataConfig, did_you_mean, load_config
+from deepm3.errors import ConfigError, DeepM3Error
+from deepm3.recommend.commands import add_serving_commands
 
 
 def _table(rows: list[tuple[str, object]]) -> str:
@@ -32,9 +34,27 @@ def _table(rows: list[tuple[str, object]]) -> str:
     return "\n".join(f"{k:<{width}}  {v}" for k, v in rows)
 
 
+def _data_settings_only(overrides: list[str]) -> None:
+    """``data prepare`` reads the data section alone: refuse any other key, naming it."""
+    names = {field.name for field in fields(DataConfig)}
+    keys = [item.split("=", 1)[0].strip() for item in overrides if "=" in item]
+    refused = [key for key in keys if key.removeprefix("data.") not in names]
+    if refused:
+        first = refused[0].split(".")[-1]
+        owners = [s for s, cls in SECTIONS.items() if first in {f.name for f in fields(cls)}]
+        hint = f"; {first} is a {owners[0]} setting" if owners else did_you_mean(first)
+        raise ConfigError(
+            f"data prepare takes data settings only, not {', '.join(refused)}"
+            + hint
+            + "; data keys: "
+            + ", ".join(sorted(names))
+        )
+
+
 def cmd_data_prepare(args: argparse.Namespace) -> int:
     from deepm3.data.prepare import prepare
 
+    _data_settings_only(args.overrides)
     base = {"data": {"dataset": args.dataset}}
     if args.data_dir:
         base["data"]["data_dir"] = args.data_dir
@@ -82,10 +102,22 @@ def _print_metrics(metrics: dict, out: Path) -> None:
 
 
 def cmd_train(args: argparse.Namespace) -> int:
-    from deepm3.errors import ConfigError
     from deepm3.train.run import resume, run
+    from deepm3.train.rundir import failure
 
     if args.resume:
+        options = ("dataset", "model", "data_dir", "config", "out", "overwrite")
+        given = [
+            f"--{o.replace('_', '-')}" for o in options if getattr(args, o) not in (None, False)
+        ]
+        if given or args.overrides:
+            raise ConfigError(
+                "--resume takes no other options or key=value settings: "
+                + ", ".join([*given, *args.overrides])
+            )
+        reason = failure(Path(args.resume))
+        if reason:
+            print(f"resuming {args.resume}, which failed before: {reason}", flush=True)
         _print_metrics(resume(args.resume), Path(args.resume))
         return 0
     if not args.dataset or not args.model:
@@ -106,93 +138,6 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     return 0
 
 
-def cmd_recommend(args: argparse.Namespace) -> int:
-    """JSON lines in, JSON lines out, answered in batches of ``--batch-size`` requests."""
-    from deepm3.errors import ConfigError
-    from deepm3.recommend import Recommender, RequestError, parse_request
-
-    recommender = Recommender.from_run(
-        args.run_dir,
-        data_dir=args.data_dir,
-        device=args.device,
-        unknown_items=args.unknown_items,
-        batch_size=args.batch_size,
-    )
-    try:
-        source = sys.stdin if args.input == "-" else open(args.input, encoding="utf-8")  # noqa: SIM115
-    except OSError as exc:
-        raise ConfigError(f"{args.input}: cannot read ({exc.strerror})") from None
-    sink = sys.stdout if args.output == "-" else open(args.output, "w", encoding="utf-8")  # noqa: SIM115
-    answered = failed = 0
-
-    def flush(block: list[tuple[int, object]]) -> None:
-        nonlocal answered, failed
-        requests, slots = [], []
-        for line, parsed in block:
-            if isinstance(parsed, RequestError):
-                slots.append((line, parsed))
-            else:
-                slots.append((line, len(requests)))
-                requests.append(parsed)
-        answers = recommender.recommend_many(requests)
-        for line, slot in slots:
-            answer = answers[slot] if isinstance(slot, int) else slot
-            if isinstance(answer, RequestError):
-                failed += 1
-                record = {"line": line, "error": str(answer), "status": answer.status}
-            else:
-                answered += 1
-                record = answer.to_dict()
-            sink.write(json.dumps(record) + "\n")
-
-    with source, sink:
-        block: list[tuple[int, object]] = []
-        for line, text in enumerate(source, start=1):
-            if not text.strip():
-                continue
-            try:
-                block.append((line, parse_request(json.loads(text))))
-            except json.JSONDecodeError as exc:
-                block.append((line, RequestError(f"not JSON ({exc.msg})", 400)))
-            except RequestError as exc:
-                block.append((line, exc))
-            if len(block) == args.batch_size:
-                flush(block)
-                block = []
-        if block:
-            flush(block)
-    print(f"deepm3 recommend: {answered} answered, {failed} failed", file=sys.stderr)
-    return 1 if failed else 0
-
-
-def cmd_export(args: argparse.Namespace) -> int:
-    from deepm3.recommend.export import export_run, manifest_text
-
-    folder = export_run(
-        args.run_dir, args.format, args.out, data_dir=args.data_dir, solver=args.solver
-    )
-    print(manifest_text(folder))
-    print(f"written: {folder}/manifest.json, {folder}/items.txt")
-    return 0
-
-
-def cmd_serve(args: argparse.Namespace) -> int:
-    from deepm3.errors import ConfigError
-    from deepm3.recommend.server import serve
-
-    if not 0 <= args.port <= 65_535:
-        raise ConfigError(f"--port must be 0 to 65535, got {args.port}")
-    if args.max_batch < 1 or args.max_wait_ms < 0 or args.cache_size < 1 or args.batch_size < 1:
-        raise ConfigError("--max-batch, --batch-size and --cache-size >= 1; --max-wait-ms >= 0")
-    serve(
-        args.run_dir, args.host, args.port,
-        data_dir=args.data_dir, device=args.device, unknown_items=args.unknown_items,
-        batch_size=args.batch_size, cache_size=args.cache_size,
-        max_batch=args.max_batch, max_wait_ms=args.max_wait_ms,
-    )  # fmt: skip
-    return 0
-
-
 def cmd_models(args: argparse.Namespace) -> int:
     from deepm3.models import (
         COUNT_BASELINES,
@@ -200,6 +145,7 @@ def cmd_models(args: argparse.Namespace) -> int:
         build_model,
         describe_options,
         model_options,
+        option_ranges,
     )
     from deepm3.models.contract import count_parameters
 
@@ -222,9 +168,13 @@ def cmd_models(args: argparse.Namespace) -> int:
             f"{name:<10} {counts['total']:>12,}  (embedding {counts['embedding']:,}, "
             f"other {counts['other']:,})"
         )
+        ranges = option_ranges(name)
         print(
             "           options: "
-            + ", ".join(f"{k}={v}" for k, v in describe_options(name).items())
+            + ", ".join(
+                f"{k}={v}" + (f" ({ranges[k]})" if k in ranges else "")
+                for k, v in describe_options(name).items()
+            )
         )
     return 0
 
@@ -242,11 +192,12 @@ def cmd_report(args: argparse.Namespace) -> int:
 def cmd_suite(args: argparse.Namespace) -> int:
     import os
 
-    from deepm3.errors import ConfigError
     from deepm3.suite.budgets import SUITES
     from deepm3.suite.runner import STAGES, SuiteSettings, check_data, run_suite
     from deepm3.suite.runs import Place, default_jobs
 
+    if not 0 <= args.threads <= 1024:
+        raise ConfigError(f"--threads must be from 0 (torch's default) to 1024, got {args.threads}")
     suite = SUITES[args.suite]
     budget = suite.budget(args.budget, args.dataset)
     skip = frozenset(s for s in (args.skip or "").split(",") if s)
@@ -344,50 +295,7 @@ def build_parser() -> argparse.ArgumentParser:
     models.add_argument("--max-len", type=int, default=200)
     models.set_defaults(func=cmd_models)
 
-    recommend = sub.add_parser(
-        "recommend", help="top-k items for JSON-lines requests, from a trained run"
-    )
-    recommend.add_argument("run_dir")
-    recommend.add_argument("--input", default="-", help="JSON-lines requests (default stdin)")
-    recommend.add_argument("--output", default="-", help="JSON-lines answers (default stdout)")
-    recommend.add_argument("--data-dir", help="folder with the run's raw data files")
-    recommend.add_argument("--device", help="cpu, cuda, mps (default: the run's setting)")
-    recommend.add_argument("--batch-size", type=int, default=256, help="requests per forward")
-    recommend.add_argument(
-        "--unknown-items", default="ignore", choices=("ignore", "reject"),
-        help="ignore unknown item ids (reported in notes) or reject the request",
-    )  # fmt: skip
-    recommend.set_defaults(func=cmd_recommend)
-
-    export = sub.add_parser(
-        "export", help="the scoring path (history -> scores) as TorchScript or ONNX"
-    )
-    export.add_argument("run_dir")
-    export.add_argument("--format", default="torchscript", choices=("torchscript", "onnx"))
-    export.add_argument("--out", help="folder for the export (default RUN_DIR/export-FORMAT)")
-    export.add_argument("--data-dir", help="folder with the run's raw data files")
-    export.add_argument(
-        "--solver", choices=("euler", "rk4"), help="DeepM3: re-solve the same weights with it"
-    )
-    export.set_defaults(func=cmd_export)
-
-    serve = sub.add_parser("serve", help="an HTTP JSON API over a trained run (FastAPI)")
-    serve.add_argument("run_dir")
-    serve.add_argument("--host", default="127.0.0.1")
-    serve.add_argument("--port", type=int, default=8000)
-    serve.add_argument("--data-dir", help="folder with the run's raw data files")
-    serve.add_argument("--device", help="cpu, cuda, mps (default: the run's setting)")
-    serve.add_argument(
-        "--unknown-items", default="ignore", choices=("ignore", "reject"),
-        help="ignore unknown item ids (reported in notes) or answer 422",
-    )  # fmt: skip
-    serve.add_argument("--batch-size", type=int, default=256, help="requests per forward")
-    serve.add_argument("--cache-size", type=int, default=100_000, help="users in the state cache")
-    serve.add_argument("--max-batch", type=int, default=64, help="requests batched together")
-    serve.add_argument(
-        "--max-wait-ms", type=float, default=2.0, help="how long a batch waits to fill"
-    )
-    serve.set_defaults(func=cmd_serve)
+    add_serving_commands(sub)
 
     suite = sub.add_parser("suite", help="the experiment suite: search, seeds, analyses, report")
     suite.add_argument(

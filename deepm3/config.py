@@ -5,8 +5,12 @@ the defaults below, then an optional YAML file, then ``key=value`` overrides. A 
 ``section.key`` or, when the name is unique across sections, plain ``key`` (``epochs=3``).
 Unknown keys and values of the wrong type are errors that list what is valid.
 
+Every numeric setting declares its valid range next to its default (:func:`setting`), and one
+generic check (:func:`check_settings`, run by each dataclass's ``__post_init__``) enforces them:
+a float must also be finite, an int must fit in int64, and the error names the key.
+
 The ``model`` section is a free mapping here; each model validates its own options against its
-own frozen dataclass (see ``deepm3.models``).
+own frozen dataclass (see ``deepm3.models``), declared with the same :func:`setting`.
 """
 
 from __future__ import annotations
@@ -22,6 +26,12 @@ from typing import Any
 import yaml
 
 from deepm3.errors import ConfigError
+from deepm3.settings import (
+    check_choice,
+    check_settings,
+    setting,
+    shown,
+)
 
 # Every enumerated setting and its valid values, checked when a config is built (before any
 # data is read). The modules that act on a setting import its choices from here.
@@ -35,21 +45,12 @@ NEGATIVE_SAMPLING = ("uniform", "popularity")
 LOSSES = ("ce", "chunked_ce", "sampled_ce", "shared_ce", "inbatch_ce", "bpr")
 DEVICES = ("auto", "cpu", "cuda", "mps")
 
+# Validation NDCG@10 selects the model (best checkpoint, early stopping): eval.ks must hold 10.
+SELECTION_K = 10
+SELECTION_METRIC = f"ndcg@{SELECTION_K}"
 
-def check_choice(where: str, value: object, valid: tuple) -> None:
-    """Raise a :class:`ConfigError` naming the valid choices unless ``value`` is one of them."""
-    if value not in valid:
-        raise ConfigError(f"{where} must be one of {', '.join(map(str, valid))}, got {value!r}")
-
-
-def _check_ranges(where: str, values: dict[str, tuple[object, float, bool]]) -> None:
-    """Each entry ``name: (value, bound, strict)`` must satisfy value > bound (strict) or >=."""
-    for name, (value, bound, strict) in values.items():
-        if value is None:
-            continue
-        if (value <= bound) if strict else (value < bound):
-            relation = ">" if strict else ">="
-            raise ConfigError(f"{where}.{name} must be {relation} {bound}, got {value!r}")
+SEED_MAX = 2**32 - 1  # numpy and torch accept it, and seed * 100_003 + epoch stays in int64
+MAX_NUMBER_TEXT = 100  # characters: a longer value is not a number anyone meant to type
 
 
 @dataclass(frozen=True)
@@ -58,18 +59,19 @@ class DataConfig:
 
     dataset: str = "ml-1m"
     data_dir: str | None = None  # folder holding the raw files; None -> DEEPM3_DATA_DIR or download
-    min_rating: float | None = None  # implicit feedback: keep ratings >= this (None keeps all)
+    min_rating: float | None = setting(None)  # implicit feedback: keep ratings >= this (None: all)
     dedup: str = "none"  # repeated (user, item) pairs: none | first | last
-    kcore: int | None = None  # minimum events per user and per item (0 disables)
+    kcore: int | None = setting(None, low=0)  # minimum events per user and per item (0 disables)
     kcore_mode: str = "iterative"  # iterative (until stable) | single (one pass, as in SASRec)
     tie_order: str = "file"  # events sharing a timestamp: file (file order) | shuffle (seeded)
-    tie_seed: int = 0  # tie_order=shuffle only
+    tie_seed: int = setting(0, low=0, high=SEED_MAX)  # tie_order=shuffle only
     split: str = "leave_one_out"  # leave_one_out | temporal
-    temporal_valid: float = 0.1  # temporal split: share of the time range for validation
-    temporal_test: float = 0.1  # temporal split: share of the time range for test
-    max_len: int | None = None  # history kept per user (last events); dataset default if None
+    # temporal split: shares of the time range for validation and test (their sum < 1)
+    temporal_valid: float = setting(0.1, above=0, below=1)
+    temporal_test: float = setting(0.1, above=0, below=1)
+    max_len: int | None = setting(None, low=1)  # history kept per user (last events); None: default
     train_windows: str = "all"  # all (windows over the whole training history) | last (one)
-    window_stride: int | None = None  # events between window ends; None -> max_len
+    window_stride: int | None = setting(None, low=1)  # events between window ends; None -> max_len
     user_col: str = "user_id"  # generic CSV/TSV files: column names
     item_col: str = "item_id"
     time_col: str = "timestamp"
@@ -82,18 +84,12 @@ class DataConfig:
         check_choice("data.tie_order", self.tie_order, TIE_ORDERS)
         check_choice("data.split", self.split, SPLITS)
         check_choice("data.train_windows", self.train_windows, TRAIN_WINDOWS)
-        _check_ranges(
-            "data",
-            {
-                "kcore": (self.kcore, 0, False),
-                "max_len": (self.max_len, 1, False),
-                "window_stride": (self.window_stride, 1, False),
-                "temporal_valid": (self.temporal_valid, 0, True),
-                "temporal_test": (self.temporal_test, 0, True),
-            },
-        )
+        check_settings(self, "data")
         if self.temporal_valid + self.temporal_test >= 1:
-            raise ConfigError("data.temporal_valid + data.temporal_test must be < 1")
+            raise ConfigError(
+                "data.temporal_valid + data.temporal_test must be < 1, got "
+                f"{self.temporal_valid:g} + {self.temporal_test:g}"
+            )
 
 
 @dataclass(frozen=True)
@@ -102,79 +98,67 @@ class EvalConfig:
 
     protocol: str = "full"  # full (rank against every item) | sampled (opt-in)
     exclude_seen: bool = True  # mask items already in the user's history
-    num_negatives: int = 100  # sampled protocol only
+    num_negatives: int = setting(100, low=1)  # sampled protocol only
     negative_sampling: str = "uniform"  # uniform | popularity
-    sample_seed: int = 0
-    ks: tuple[int, ...] = (5, 10, 20)
-    eval_batch_size: int = 512  # users scored at once (fewer when max_scores requires)
+    sample_seed: int = setting(0, low=0, high=SEED_MAX)
+    # cut-offs of HR, NDCG and MRR; a run needs SELECTION_K among them (RunConfig checks)
+    ks: tuple[int, ...] = setting((5, 10, 20), low=1)
+    eval_batch_size: int = setting(512, low=1)  # users scored at once (fewer if max_scores says)
     # scores held at once: users per batch <= max_scores / items (2**22: 16 MB of float32, 1.7x
     # faster than 2**26 on a CPU at 370k items, benchmarks/eval_scale.py; a GPU may prefer more)
-    max_scores: int = 1 << 22
-    eval_users: int = 0  # 0: every user; N: a fixed-seed random sample of N users (recorded)
-    eval_users_seed: int = 0
+    max_scores: int = setting(1 << 22, low=1)
+    # 0: every user; N: a fixed-seed random sample of N users (recorded)
+    eval_users: int = setting(0, low=0)
+    eval_users_seed: int = setting(0, low=0, high=SEED_MAX)
 
     def __post_init__(self) -> None:
         check_choice("eval.protocol", self.protocol, PROTOCOLS)
         check_choice("eval.negative_sampling", self.negative_sampling, NEGATIVE_SAMPLING)
-        _check_ranges(
-            "eval",
-            {
-                "num_negatives": (self.num_negatives, 1, False),
-                "eval_batch_size": (self.eval_batch_size, 1, False),
-                "max_scores": (self.max_scores, 1, False),
-                "eval_users": (self.eval_users, 0, False),
-                "eval_users_seed": (self.eval_users_seed, 0, False),
-                **{f"ks[{i}]": (k, 1, False) for i, k in enumerate(self.ks)},
-            },
-        )
+        check_settings(self, "eval")
+
+    def check_selection(self) -> None:
+        """A run selects its model on validation :data:`SELECTION_METRIC`: ``ks`` must hold it."""
+        if SELECTION_K not in self.ks:
+            raise ConfigError(
+                f"eval.ks must include {SELECTION_K}: validation {SELECTION_METRIC} selects the "
+                f"model, got {shown(list(self.ks))}"
+            )
 
 
 @dataclass(frozen=True)
 class TrainConfig:
     """Optimisation settings shared by every trainable model."""
 
-    epochs: int = 50
-    batch_size: int = 128
-    lr: float = 1e-3
-    weight_decay: float = 0.0
-    grad_clip: float = 5.0
+    epochs: int = setting(50, low=1)
+    batch_size: int = setting(128, low=1)
+    lr: float = setting(1e-3, above=0)
+    weight_decay: float = setting(0.0, low=0)
+    grad_clip: float = setting(5.0, low=0)  # max gradient norm (0: no clipping)
     loss: str = "ce"  # ce | chunked_ce | sampled_ce | shared_ce | inbatch_ce | bpr
-    loss_negatives: int = 100  # negatives per position (shared_ce: per batch)
-    loss_chunk: int = 16384  # chunked_ce: items per chunk (memory ~ positions x loss_chunk)
+    # negatives per position (shared_ce: per batch); at most the number of items, checked when
+    # training starts (deepm3.train.losses.check_negatives)
+    loss_negatives: int = setting(100, low=1)
+    loss_chunk: int = setting(16384, low=1)  # chunked_ce: items per chunk (memory ~ P x chunk)
     logq: bool = False  # logQ correction of the sampled softmax losses (inbatch_ce: always)
-    patience: int = 5  # validations without NDCG@10 improvement before stopping
-    seed: int = 0
+    patience: int = setting(5, low=1)  # validations without NDCG@10 improvement before stopping
+    seed: int = setting(0, low=0, high=SEED_MAX)
     device: str = "auto"  # auto | cpu | cuda | mps
     amp: bool = True  # mixed precision on CUDA only
-    num_threads: int = 0  # torch CPU threads (0: leave torch's default)
-    time_budget: float | None = None  # seconds of training; stops after the epoch that crosses it
-    eval_every: int = 1  # validate every this many epochs (early stopping counts validations)
+    num_threads: int = setting(0, low=0)  # torch CPU threads (0: leave torch's default)
+    # seconds of training; stops after the epoch that crosses it (None: no budget)
+    time_budget: float | None = setting(None, above=0)
+    eval_every: int = setting(1, low=1)  # validate every this many epochs (patience counts these)
     progress: bool = True  # tqdm progress bars
 
     def __post_init__(self) -> None:
         check_choice("train.loss", self.loss, LOSSES)
         check_choice("train.device", self.device, DEVICES)
+        check_settings(self, "train")
         if self.logq and self.loss not in ("sampled_ce", "shared_ce", "inbatch_ce"):
             raise ConfigError(
                 f"train.logq corrects the sampled softmax losses (sampled_ce, shared_ce, "
                 f"inbatch_ce) only; train.loss={self.loss!r} is exact or pairwise: set logq=false"
             )
-        _check_ranges(
-            "train",
-            {
-                "epochs": (self.epochs, 1, False),
-                "batch_size": (self.batch_size, 1, False),
-                "lr": (self.lr, 0, True),
-                "weight_decay": (self.weight_decay, 0, False),
-                "grad_clip": (self.grad_clip, 0, False),
-                "loss_negatives": (self.loss_negatives, 1, False),
-                "loss_chunk": (self.loss_chunk, 1, False),
-                "patience": (self.patience, 1, False),
-                "num_threads": (self.num_threads, 0, False),
-                "time_budget": (self.time_budget, 0, True),
-                "eval_every": (self.eval_every, 1, False),
-            },
-        )
 
 
 @dataclass(frozen=True)
@@ -183,6 +167,9 @@ class RunConfig:
     eval: EvalConfig = field(default_factory=EvalConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
     model: dict[str, Any] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        self.eval.check_selection()
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -194,6 +181,30 @@ class RunConfig:
 
 
 SECTIONS: dict[str, type] = {"data": DataConfig, "eval": EvalConfig, "train": TrainConfig}
+
+
+def _number(value: Any, annotation: type, key: str) -> int | float:
+    """``value`` (a number, or text from a ``key=value`` override) as ``annotation`` (int or
+    float), or a one-line :class:`ConfigError`: never an OverflowError or a huge message."""
+    kind = annotation.__name__
+    if isinstance(value, bool) or not isinstance(value, (int, float, str)):
+        raise ConfigError(f"{key}: expected {kind}, got {shown(value)}")
+    if isinstance(value, str):
+        text = value.strip()
+        if len(text) > MAX_NUMBER_TEXT:
+            raise ConfigError(f"{key}: expected {kind}, got {shown(text)}")
+        try:
+            value = int(text) if annotation is int and text.lstrip("+-").isdigit() else float(text)
+        except ValueError:
+            raise ConfigError(f"{key}: expected {kind}, got {shown(value)}") from None
+    if annotation is float:
+        try:
+            return float(value)
+        except OverflowError:
+            raise ConfigError(f"{key}: {shown(value)} is too large for a float") from None
+    if isinstance(value, float) and not value.is_integer():  # also refuses inf and nan
+        raise ConfigError(f"{key}: expected an integer, got {shown(value)}")
+    return int(value)
 
 
 def _coerce(value: Any, annotation: Any, key: str) -> Any:
@@ -209,8 +220,10 @@ def _coerce(value: Any, annotation: Any, key: str) -> Any:
     if origin is tuple:
         if isinstance(value, str):
             value = [v for v in value.strip("()[] ").split(",") if v.strip()]
+        elif isinstance(value, (int, float)) and not isinstance(value, bool):
+            value = [value]  # ks=10: a list of one
         if not isinstance(value, (list, tuple)):
-            raise ConfigError(f"{key}: expected a list, got {value!r}")
+            raise ConfigError(f"{key}: expected a list, got {shown(value)}")
         return tuple(_coerce(v, args[0], key) for v in value)
     if annotation is bool:
         if isinstance(value, bool):
@@ -219,20 +232,12 @@ def _coerce(value: Any, annotation: Any, key: str) -> Any:
             return True
         if isinstance(value, str) and value.lower() in ("false", "0", "no", "off"):
             return False
-        raise ConfigError(f"{key}: expected true/false, got {value!r}")
+        raise ConfigError(f"{key}: expected true/false, got {shown(value)}")
     if annotation in (int, float):
-        if isinstance(value, bool):
-            raise ConfigError(f"{key}: expected {annotation.__name__}, got {value!r}")
-        try:
-            number = annotation(value) if not isinstance(value, str) else annotation(float(value))
-        except (TypeError, ValueError):
-            raise ConfigError(f"{key}: expected {annotation.__name__}, got {value!r}") from None
-        if annotation is int and float(value) != number:
-            raise ConfigError(f"{key}: expected an integer, got {value!r}")
-        return number
+        return _number(value, annotation, key)
     if annotation is str:
         if not isinstance(value, (str, int, float)):
-            raise ConfigError(f"{key}: expected a string, got {value!r}")
+            raise ConfigError(f"{key}: expected a string, got {shown(value)}")
         return str(value)
     return value
 
@@ -242,13 +247,17 @@ def _field_types(cls: type) -> dict[str, Any]:
     return {f.name: hints[f.name] for f in fields(cls)}
 
 
-def build_dataclass(cls: type, values: dict[str, Any], where: str) -> Any:
-    """Instantiate frozen dataclass ``cls`` from ``values``; unknown keys are an error."""
+def build_dataclass(cls: type, values: dict[str, Any], where: str, title: str = "") -> Any:
+    """Instantiate frozen dataclass ``cls`` from ``values``; unknown keys are an error.
+
+    Errors name each key ``where.key``; ``title`` (default ``where``) names the whole in the
+    unknown-key message (``model (sasrec)``). The dataclass checks its own ranges.
+    """
     types_by_name = _field_types(cls)
     unknown = sorted(set(values) - set(types_by_name))
     if unknown:
         raise ConfigError(
-            f"unknown key(s) {', '.join(unknown)} in {where}"
+            f"unknown key(s) {', '.join(unknown)} in {title or where}"
             # a section's own keys are among the suggestions already; a model's are not
             + did_you_mean(unknown[0], () if cls in SECTIONS.values() else tuple(types_by_name))
             + "; valid keys: "
@@ -282,7 +291,7 @@ def _parse_scalar(text: str) -> Any:
     """Parse the right-hand side of ``key=value`` with YAML rules (numbers, bools, lists)."""
     try:
         value = yaml.safe_load(text) if text != "" else ""
-    except yaml.YAMLError:
+    except (yaml.YAMLError, ValueError):  # ValueError: an integer of more than 4300 digits
         return text
     # Text that YAML reads as a mapping (``sep=::``) was meant as a plain string.
     return text if isinstance(value, dict) else value
@@ -306,6 +315,28 @@ def _route_override(key: str) -> tuple[str, str]:
     return "model", key
 
 
+def _read_file(path: Path) -> dict[str, Any]:
+    """The sections of YAML config file ``path``; any failure is one line naming the file."""
+    if not path.is_file():
+        raise ConfigError(f"config file not found: {path}")
+    try:
+        loaded = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+    except UnicodeDecodeError as exc:
+        raise ConfigError(
+            f"{path}: not UTF-8 text (byte 0x{exc.object[exc.start]:02x} at offset {exc.start})"
+        ) from None
+    except OSError as exc:
+        raise ConfigError(f"{path}: cannot read the config file ({exc.strerror})") from None
+    except yaml.YAMLError as exc:
+        detail = " ".join(str(exc).split())  # one line
+        raise ConfigError(f"{path}: not valid YAML: {detail}") from None
+    except ValueError as exc:  # an integer of more than 4300 digits
+        raise ConfigError(f"{path}: a value is too long to read ({exc})") from None
+    if not isinstance(loaded, dict):
+        raise ConfigError(f"{path}: expected a mapping of sections")
+    return loaded
+
+
 def load_config(
     path: str | Path | None = None,
     overrides: list[str] | tuple[str, ...] = (),
@@ -321,15 +352,7 @@ def load_config(
         raw[section].update(values)
     if path is not None:
         path = Path(path)
-        if not path.is_file():
-            raise ConfigError(f"config file not found: {path}")
-        try:
-            loaded = yaml.safe_load(path.read_text()) or {}
-        except yaml.YAMLError as exc:
-            raise ConfigError(f"{path}: not valid YAML: {exc}") from None
-        if not isinstance(loaded, dict):
-            raise ConfigError(f"{path}: expected a mapping of sections")
-        for section, values in loaded.items():
+        for section, values in _read_file(path).items():
             if section not in raw:
                 raise ConfigError(
                     f"{path}: unknown section {section!r}; valid: data, eval, train, model"
@@ -339,7 +362,7 @@ def load_config(
             raw[section].update(values)
     for item in overrides:
         if "=" not in item:
-            raise ConfigError(f"override {item!r} must look like key=value")
+            raise ConfigError(f"override {shown(item)} must look like key=value")
         key, text = item.split("=", 1)
         section, name = _route_override(key.strip())
         raw[section][name] = _parse_scalar(text.strip())

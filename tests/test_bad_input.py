@@ -66,21 +66,26 @@ def review(user: str = "A1", item: str = "B1", stamp: object = 1300000000) -> st
 # Sanity: the same command succeeds on good input (so each failure below is about the input).
 
 
+# GOOD_DAT plus a third event for user 1: prepare refuses data where no user can be evaluated
+# (GOOD_DAT itself stays as it is: the bad-line tests count their line numbers from it).
+EVALUABLE_DAT = GOOD_DAT + "1::914::3::978301968\n"
+
+
 def test_good_input_succeeds_and_writes_the_cache(tmp_path: Path, capsys) -> None:
-    data_dir = ml1m_dir(tmp_path, GOOD_DAT)
+    data_dir = ml1m_dir(tmp_path, EVALUABLE_DAT)
     before = cache_files()
     assert main(prepare_args("ml-1m", data_dir, "kcore=0")) == 0
     captured = capsys.readouterr()
     assert "Traceback" not in captured.err
-    assert "2 / 3 / 3" in captured.out  # raw users / items / events
+    assert "2 / 4 / 4" in captured.out  # raw users / items / events
     assert len(cache_files() - before) == 1
 
 
 def test_overrides_after_data_dir_option(tmp_path: Path, capsys) -> None:
-    data_dir = ml1m_dir(tmp_path, GOOD_DAT)
+    data_dir = ml1m_dir(tmp_path, EVALUABLE_DAT)
     code = main(["data", "prepare", "ml-1m", "--data-dir", str(data_dir), "kcore=0"])
     assert code == 0
-    assert "2 / 3 / 3" in capsys.readouterr().out
+    assert "2 / 4 / 4" in capsys.readouterr().out
 
 
 # --------------------------------------------------------------------------------------------

@@ -278,12 +278,16 @@ def test_locate_rejects_a_missing_data_dir(tmp_path: Path) -> None:
 
 @pytest.mark.parametrize("name", AMAZON_FILES)
 def test_prepare_amazon_books_end_to_end(tmp_path: Path, name: str) -> None:
-    write_amazon(tmp_path / "amazon-books", name)
+    path = write_amazon(tmp_path / "amazon-books", name)
+    rows = expected_rows(name)
+    if name.endswith(".jsonl.gz"):  # a third event for AGX1: prepare needs a user to evaluate
+        extra = {**reviews_2023()[0], "parent_asin": "P300", "timestamp": 1588687729000}
+        write_gz_lines(path, [*reviews_2023(), extra])
+        rows = [*rows, ("AGX1", "P300", 5.0, 1588687729)]
     prepared = prepare(
         DataConfig(dataset="amazon-books", data_dir=str(tmp_path), kcore=0), use_cache=False
     )
     events = prepared.events
-    rows = expected_rows(name)
     # Sorted by (user in order of first appearance, time, file line).
     order = sorted(
         range(len(rows)),

@@ -7,11 +7,14 @@ import json
 import numpy as np
 import pytest
 import torch
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 from synthetic import write_synthetic_csv
 
 from deepm3.cli import main
 from deepm3.config import load_config
 from deepm3.data.sequences import evaluation_table
+from deepm3.errors import ConfigError
 from deepm3.recommend import Recommender, RequestError, parse_request
 from deepm3.recommend.recommender import normalised_entropy
 from deepm3.train.loop import model_scorer
@@ -255,3 +258,101 @@ def test_cli_reads_and_writes_json_lines(runs, tmp_path, capsys):
     assert records[2]["line"] == 3 and "earlier than the last event" in records[2]["error"]
     assert len(records[3]["items"]) == 2 and records[3]["user"] == "u1"
     assert "2 answered, 2 failed" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize(
+    ("args", "phrase"),
+    [
+        (["--device", "foo"], "--device must be one of"),
+        (["--batch-size", "0"], "batch_size must be from 1"),
+        (["--batch-size", "-5"], "batch_size must be from 1"),
+    ],
+)
+def test_cli_refuses_bad_recommend_options_in_one_line(runs, args, phrase, capsys):
+    assert main(["recommend", str(runs["deepm3"]), *args]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("deepm3: error:") and phrase in err and err.count("\n") == 1
+
+
+def test_bad_recommender_settings_are_refused(runs):
+    with pytest.raises(ConfigError, match="auto_threshold"):
+        recommender(runs["pop"], auto_threshold=float("nan"))
+    with pytest.raises(ConfigError, match="cache_size"):
+        recommender(runs["pop"], cache_size=0)
+
+
+JSON = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.floats() | st.text(max_size=30),
+    lambda inner: st.lists(inner, max_size=4)
+    | st.dictionaries(st.text(max_size=8), inner, max_size=4),
+    max_leaves=12,
+)
+EVENT = st.tuples(st.sampled_from(["i1", "i2", "zz", 7]), st.integers(0, 2_100_000_000))
+REQUEST = st.fixed_dictionaries(
+    {},
+    optional={  # each key: a plausible value or any JSON
+        "user": st.sampled_from(["u1", "u2", "nobody", ""]) | JSON,
+        "events": st.lists(EVENT.map(list) | st.lists(JSON, max_size=3), max_size=4) | JSON,
+        "at": st.integers(0, 2_100_000_000) | JSON,
+        "k": st.integers(-1, 1100) | JSON,
+        "solver": st.sampled_from(["euler", "rk4", "auto"]) | JSON,
+        "include_history": st.booleans() | JSON,
+    },
+)
+
+VALIDISH = st.fixed_dictionaries(  # well-formed: what the model itself must check
+    {"events": st.lists(EVENT.map(list), min_size=1, max_size=4)},
+    optional={
+        "user": st.sampled_from(["u1", "u2", "nobody"]),
+        "at": st.integers(0, 2_100_000_000),
+        "k": st.integers(1, 50),
+        "solver": st.sampled_from(["euler", "rk4", "auto"]),
+        "include_history": st.booleans(),
+    },
+)
+
+
+@settings(
+    max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
+@given(payload=VALIDISH | REQUEST | JSON)
+def test_any_json_request_is_answered_or_refused_with_a_request_error(runs, payload):
+    """Generated requests: parse_request and recommend_many never raise anything else, and a
+    refusal is one line with a 4xx status."""
+    rec = RECOMMENDERS.setdefault("deepm3", recommender(runs["deepm3"]))
+    try:
+        request = parse_request(payload)
+    except RequestError as error:
+        assert 400 <= error.status < 500 and "\n" not in str(error)
+        return
+    (answer,) = rec.recommend_many([request])
+    ANSWERED.append(not isinstance(answer, RequestError))
+    if isinstance(answer, RequestError):
+        assert 400 <= answer.status < 500 and "\n" not in str(answer)
+    else:
+        assert len(answer.items) <= request.k and all(np.isfinite(answer.scores))
+
+
+RECOMMENDERS: dict = {}
+ANSWERED: list[bool] = []
+
+
+def test_generated_requests_reach_the_model(runs):
+    """The generator above is not only producing refusals (runs after it in file order)."""
+    assert sum(ANSWERED) >= 5, f"{sum(ANSWERED)} of {len(ANSWERED)} generated requests answered"
+
+
+def test_a_run_trained_on_a_gpu_is_served_on_the_cpu_with_device(runs, tmp_path):
+    """A run records train.device; --device replaces it, so a CUDA-trained run serves here."""
+    import shutil
+
+    gpu_run = tmp_path / "gpu-run"
+    shutil.copytree(runs["deepm3"], gpu_run)
+    config = json.loads((gpu_run / "config.json").read_text())
+    config["train"]["device"] = "cuda"
+    (gpu_run / "config.json").write_text(json.dumps(config))
+    if not torch.cuda.is_available():
+        with pytest.raises(ConfigError, match="cuda"):
+            recommender(gpu_run)
+    rec = recommender(gpu_run, device="cpu")
+    assert rec.device.type == "cpu" and rec.recommend([["i1", 1_000_000_000]], k=3).items

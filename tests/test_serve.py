@@ -282,3 +282,20 @@ def test_an_unexpected_failure_costs_only_its_own_request(run_dir):
         assert live.client.post("/recommend", json={"user": "u1"}).status_code == 200
     finally:
         live.stop()
+
+
+@pytest.mark.parametrize(
+    ("options", "phrase"),
+    [
+        ({"max_wait_ms": float("nan")}, "max_wait_ms"),
+        ({"max_wait_ms": float("inf")}, "max_wait_ms"),
+        ({"max_batch": 0}, "max_batch"),
+        ({"max_list": 0}, "max_list"),
+        ({"max_body_bytes": -1}, "max_body_bytes"),
+    ],
+)
+def test_bad_server_options_are_refused_before_serving(run_dir, options, phrase):
+    from deepm3.errors import ConfigError
+
+    with pytest.raises(ConfigError, match=phrase):
+        create_app(Recommender.from_run(run_dir), **options)

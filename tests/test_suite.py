@@ -378,3 +378,14 @@ def test_two_search_workers_share_one_storage_and_run_every_trial_once(place):
         assert len({t.number for t in study.trials}) == len(study.trials)
     best = best_settings(place, budget, url, models)
     assert {m: best[m]["trials_counted"] for m in models} == {m: budget.trials for m in models}
+
+
+@pytest.mark.parametrize(
+    "url", ["foo://bar", "sqlite:////nonexistent/dir/x.db", "postgresql://u@127.0.0.1:1/db", "x"]
+)
+def test_a_storage_that_cannot_be_opened_is_one_config_error(url):
+    from deepm3.errors import ConfigError
+    from deepm3.suite.search import open_storage
+
+    with pytest.raises(ConfigError, match="cannot be opened"):
+        open_storage(url)

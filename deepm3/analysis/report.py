@@ -3,12 +3,13 @@
 ``collect`` copies the small files of each run (config, provenance, metrics, log, per-user ranks;
 never checkpoints) into ``<out>/runs/<run name>/``, where they are committed beside the table;
 ``write_report`` reads only those committed records. Runs named ``<label>-s<seed>`` are seeds of
-one row, reported as mean +- standard deviation over seeds.
+one row, reported as mean +- standard deviation over seeds. Every record is checked against what
+the table needs (:data:`SCHEMA`) before anything is copied or written, so a damaged or unfinished
+run is one error that names its file.
 """
 
 from __future__ import annotations
 
-import json
 import re
 import shutil
 import statistics
@@ -19,7 +20,8 @@ import matplotlib
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 
-from deepm3.errors import ConfigError  # noqa: E402
+from deepm3.errors import ConfigError, DataError  # noqa: E402
+from deepm3.train.rundir import failure, read_record  # noqa: E402
 
 COLUMNS = ("ndcg@10", "hr@10", "mrr@10", "ndcg@20", "hr@20")
 RECORD_FILES = (
@@ -31,6 +33,73 @@ RECORD_FILES = (
     "per_user_test.csv.gz",
 )
 SEED_SUFFIX = re.compile(r"-s\d+$")
+NUMBER = (int, float)
+MISSING = object()
+# What the report reads from each record: dotted key -> allowed types.
+SCHEMA: dict[str, dict[str, tuple[type, ...]]] = {
+    "metrics": {
+        **{f"test.{column}": NUMBER for column in COLUMNS},
+        "test_untied.ndcg@10": NUMBER,
+        "parameters.total": NUMBER,
+        "seconds_per_epoch": (*NUMBER, type(None)),
+        "epochs_run": (int,),
+        "protocol.exclude_seen": (bool,),
+        "protocol.untied_users": NUMBER,
+    },
+    "provenance": {
+        "data.dataset": (str,),
+        **{f"data.filtered.{key}": NUMBER for key in ("users", "items", "interactions")},
+        "data_fingerprint": (str, type(None)),
+        "device": (str,),
+        "torch_threads": NUMBER,
+        "git_commit": (str,),
+    },
+    "config": {"model_name": (str,)},
+}
+OPTIONAL = {"test_untied.ndcg@10"}  # absent when every evaluated target is tied
+
+
+def untied_ndcg(metrics: list[dict]) -> list[float]:
+    """Each record's NDCG@10 on untied targets, where there were any."""
+    return [m["test_untied"]["ndcg@10"] for m in metrics if "ndcg@10" in m["test_untied"]]
+
+
+def read_run_record(folder: Path) -> dict[str, dict]:
+    """``folder``'s config, provenance and metrics, each checked against :data:`SCHEMA`."""
+    record = {}
+    for name, fields in SCHEMA.items():
+        path = folder / f"{name}.json"
+        record[name] = read_record(path)
+        for dotted, kinds in fields.items():
+            value: object = record[name]
+            for key in dotted.split("."):
+                value = value.get(key, MISSING) if isinstance(value, dict) else MISSING
+            if value is MISSING and dotted in OPTIONAL:
+                continue
+            if value is MISSING:
+                raise DataError(f"{path}: damaged or incomplete, no {dotted!r}")
+            if not isinstance(value, kinds) or (isinstance(value, bool) and bool not in kinds):
+                raise DataError(f"{path}: damaged, {dotted} is {value!r:.40}")
+    return record
+
+
+def _check_finished(run_dir: Path) -> None:
+    """Raise a clear error unless ``run_dir`` holds a finished run with intact records."""
+    if not run_dir.is_dir():
+        raise ConfigError(f"{run_dir}: not a run directory (no such folder)")
+    if not (run_dir / "metrics.json").exists():
+        reason = failure(run_dir)
+        state = f"the run failed: {reason}" if reason else "not a finished run"
+        raise ConfigError(
+            f"{run_dir}: no metrics.json ({state}); continue it with "
+            f"'deepm3 train --resume {run_dir}'"
+        )
+    read_run_record(run_dir)
+
+
+def _check_out(out: Path) -> None:
+    if out.exists() and not out.is_dir():
+        raise ConfigError(f"{out}: exists and is not a folder; --out needs a folder")
 
 
 def collect(run_dirs: list[Path], out: Path) -> list[Path]:
@@ -39,27 +108,34 @@ def collect(run_dirs: list[Path], out: Path) -> list[Path]:
     duplicated = sorted({n for n in names if names.count(n) > 1})
     if duplicated:
         raise ConfigError(f"run directories must have distinct names; repeated: {duplicated}")
+    _check_out(out)
+    for run_dir in map(Path, run_dirs):  # all checked before any is copied
+        _check_finished(run_dir)
     copies = []
     for run_dir in map(Path, run_dirs):
-        if not (run_dir / "metrics.json").is_file():
-            raise ConfigError(f"{run_dir}: no metrics.json (not a finished run)")
         target = out / "runs" / run_dir.name
-        target.mkdir(parents=True, exist_ok=True)
         for name in RECORD_FILES:
             if (run_dir / name).is_file():
-                shutil.copy(run_dir / name, target / name)
+                _copy(run_dir / name, target / name)
         copies.append(target)
     return copies
 
 
+def _copy(source: Path, target: Path) -> None:
+    try:
+        target.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copy(source, target)
+    except OSError as exc:
+        where = exc.filename or source
+        raise ConfigError(f"{where}: cannot copy {source} ({exc.strerror or exc})") from None
+
+
 def load_records(out: Path) -> dict[str, list[dict]]:
     """Committed records under ``out/runs``, grouped by row label (the name less ``-s<seed>``)."""
+    _check_out(out)
     groups: dict[str, list[dict]] = {}
     for folder in sorted((out / "runs").glob("*/")):
-        record = {
-            name: json.loads((folder / f"{name}.json").read_text())
-            for name in ("metrics", "provenance", "config")
-        }
+        record = read_run_record(folder)
         groups.setdefault(SEED_SUFFIX.sub("", folder.name), []).append(record)
     if not groups:
         raise ConfigError(f"{out}/runs holds no run records")
@@ -82,7 +158,7 @@ def markdown_table(groups: dict[str, list[dict]]) -> str:
         cells = [
             label,
             *(mean_std([m["test"][c] for m in metrics]) for c in COLUMNS),
-            mean_std([m["test_untied"]["ndcg@10"] for m in metrics]),
+            mean_std(untied_ndcg(metrics)) if untied_ndcg(metrics) else "- (all tied)",
             str(len(records)),
             f"{metrics[0]['parameters']['total']:,}",
             f"{statistics.mean(epoch_seconds):.1f}" if epoch_seconds else "-",

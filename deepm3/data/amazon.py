@@ -20,6 +20,7 @@ from __future__ import annotations
 import io
 import json
 import re
+import sys
 import zlib
 from contextlib import closing
 from pathlib import Path
@@ -27,7 +28,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from deepm3.data.delimited import check_not_empty, read_delimited
+from deepm3.data.delimited import check_not_empty, excerpt, not_utf8, read_delimited
 from deepm3.data.jsonlines import COUNT, NUMBER, PLAIN_CHARS, STRING, scan_block, text_blocks
 from deepm3.data.tabular import frame_from_columns, interactions_frame
 from deepm3.errors import DataError
@@ -67,15 +68,26 @@ def _identifier(value: object) -> str | None:
     return text or None
 
 
+def _unicode(text: str) -> bool:
+    """False for a string with a lone surrogate (a JSON escape such as ``\\ud800``): no UTF-8
+    form, and pandas' hash tables take all such strings for one (two users would merge)."""
+    if text.isascii():
+        return True
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
 def _rating(value: object) -> float:
-    if isinstance(value, (int, float)) and not isinstance(value, bool):
+    """A rating as float; NaN when it is not a number or a number too large for a float."""
+    if isinstance(value, bool) or not isinstance(value, (int, float, str)):
+        return np.nan
+    try:
         return float(value)
-    if isinstance(value, str):
-        try:
-            return float(value)
-        except ValueError:
-            return np.nan
-    return np.nan
+    except (ValueError, OverflowError):
+        return np.nan
 
 
 def _number(token: str) -> float:
@@ -91,6 +103,13 @@ def _record(line: str, path: Path, number: int) -> dict:
         record = json.loads(line)
     except json.JSONDecodeError as exc:
         raise DataError(f"{path}: line {number}: not valid JSON ({exc.msg})") from None
+    except RecursionError:
+        raise DataError(f"{path}: line {number}: JSON nested too deeply to read") from None
+    except ValueError:  # an integer over Python's limit on digits converted to int
+        raise DataError(
+            f"{path}: line {number}: JSON number too long to read (over "
+            f"{sys.get_int_max_str_digits():,} digits)"
+        ) from None
     if not isinstance(record, dict):
         raise DataError(f"{path}: line {number}: expected a JSON object")
     return record
@@ -104,7 +123,7 @@ def _values(record: dict, fields: tuple, path: Path, number: int) -> tuple[str, 
     # The usual review, in a few type checks; anything else takes the checks below.
     if type(stamp) is int and 0 <= stamp < 2**53 and type(user) is str and type(item) is str:
         user, item = user.strip(), item.strip()
-        if user and item:
+        if user and item and _unicode(user) and _unicode(item):
             rating = _rating(record.get("overall", record.get("rating")))
             return user, item, stamp // 1000 if millis else stamp, rating
     item_key = next((k for k in item_keys if k in record), None)
@@ -114,7 +133,7 @@ def _values(record: dict, fields: tuple, path: Path, number: int) -> tuple[str, 
     if not _whole_number(stamp):
         raise DataError(
             f"{path}: line {number}: field {time_key!r}: expected a non-negative whole "
-            f"number of {'milliseconds' if millis else 'seconds'}, got {stamp!r}"
+            f"number of {'milliseconds' if millis else 'seconds'}, got {excerpt(stamp)}"
         )
     ids = []
     for key in (user_key, item_key):
@@ -122,7 +141,12 @@ def _values(record: dict, fields: tuple, path: Path, number: int) -> tuple[str, 
         if value is None:
             raise DataError(
                 f"{path}: line {number}: field {key!r}: expected a non-empty id, "
-                f"got {record[key]!r}"
+                f"got {excerpt(record[key])}"
+            )
+        if not _unicode(value):
+            raise DataError(
+                f"{path}: line {number}: field {key!r}: id {excerpt(value)} is not valid "
+                "Unicode (a lone surrogate escape)"
             )
         ids.append(value)
     stamp = int(stamp)
@@ -243,9 +267,10 @@ def read_amazon_json(path: Path, schema: str | None = None) -> pd.DataFrame:
                 fields, number = _read_lines(text, events, fields, path, number)
     except (OSError, EOFError, zlib.error) as exc:
         what = "compressed file" if path.suffix == ".gz" else "file"
-        raise DataError(f"{path}: cannot read {what} ({exc})") from None
-    except UnicodeDecodeError as exc:
-        raise DataError(f"{path}: not valid UTF-8 text ({exc.reason})") from None
+        detail = exc.strerror if isinstance(exc, OSError) and exc.strerror else exc
+        raise DataError(f"{path}: cannot read {what} ({detail})") from None
+    except UnicodeDecodeError as exc:  # raised at the start of the line that holds the byte
+        raise not_utf8(path, exc, number) from None
     return events.frame(path)
 
 

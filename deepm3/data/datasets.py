@@ -122,6 +122,8 @@ def resolve_data_dir(data_dir: str | None) -> Path | None:
 def locate(spec: DatasetSpec, data_dir: Path | None) -> Path:
     """The raw file for ``spec``: in ``data_dir`` (or a named subfolder), else downloaded."""
     if data_dir is not None:
+        if data_dir.exists() and not data_dir.is_dir():
+            raise DataError(f"{data_dir}: is a file; the data directory must be a folder")
         if not data_dir.is_dir():
             raise DataError(f"data directory not found: {data_dir}")
         for folder in (data_dir, *(data_dir / sub for sub in spec.folders)):

@@ -25,6 +25,28 @@ def cache_dir() -> Path:
     return Path(os.environ.get("DEEPM3_CACHE", Path.home() / ".cache" / "deepm3"))
 
 
+def make_cache_folder(folder: Path) -> Path:
+    """Create ``folder`` (inside the cache) with its parents; a file in the way or a folder
+    that cannot be written is a DataError naming it."""
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        if os.access(folder, os.W_OK | os.X_OK):
+            return folder
+        raise PermissionError(13, "Permission denied", str(folder))
+    except (FileExistsError, NotADirectoryError):
+        places = (folder, *folder.parents)
+        blocking = next((p for p in places if p.exists() and not p.is_dir()), folder)
+        raise DataError(
+            f"{blocking}: is a file, but the cache (DEEPM3_CACHE, default ~/.cache/deepm3) "
+            f"needs a folder there; cache: {cache_dir()}"
+        ) from None
+    except OSError as exc:
+        raise DataError(
+            f"{exc.filename or folder}: cannot create or write the cache folder "
+            f"({exc.strerror or exc}); set DEEPM3_CACHE to a writable folder"
+        ) from None
+
+
 def file_digest(path: Path, algorithm: str = "sha256", chunk: int = 1 << 20) -> str:
     digest = hashlib.new(algorithm)
     with open(path, "rb") as handle:
@@ -48,7 +70,7 @@ def download(url: str, target: Path, md5: str | None = None, sha256: str | None 
                 f"{target}: sha256 {mismatch[2]} differs from {mismatch[1]} recorded in {record} "
                 "at its download; delete both files to download it again"
             )
-    target.parent.mkdir(parents=True, exist_ok=True)
+    make_cache_folder(target.parent)
     partial = target.with_name(target.name + ".part")
     try:
         try:

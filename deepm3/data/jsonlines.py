@@ -159,7 +159,8 @@ def byte_blocks(path: Path, size: int | None = None) -> Iterator[bytes]:
 def text_blocks(path: Path, size: int | None = None) -> Iterator[str]:
     """The file as UTF-8 text in blocks of whole lines (a leading byte-order mark dropped).
 
-    Invalid UTF-8 raises ``UnicodeDecodeError``, after the whole lines before the bad byte.
+    Invalid UTF-8 raises ``UnicodeDecodeError``, after the whole lines before the bad byte; its
+    ``object`` is the line that holds it (from its start), ``start`` the byte's offset there.
     """
     pending: list[bytes] = []  # the start of a line that goes on in the next block
     first = True
@@ -180,11 +181,17 @@ def text_blocks(path: Path, size: int | None = None) -> Iterator[str]:
 
 
 def _decoded(data: bytes) -> Iterator[str]:
+    """``data`` decoded; on an invalid byte, the whole lines before its line, then the error,
+    its offsets made relative to the start of that line (the caller knows the line number)."""
     try:
         text = data.decode("utf-8")
     except UnicodeDecodeError as exc:
         cut = data.rfind(b"\n", 0, exc.start) + 1
         if cut:
             yield data[:cut].decode("utf-8")
-        raise
+        end = data.find(b"\n", exc.start)
+        rest = data[cut : len(data) if end < 0 else end]
+        raise UnicodeDecodeError(
+            exc.encoding, rest, exc.start - cut, exc.end - cut, exc.reason
+        ) from None
     yield text

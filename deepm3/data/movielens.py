@@ -4,35 +4,60 @@
   ``ml-1m.zip`` or its unpacked folder.
 * ML-100K: ``u.data`` (tab-separated, no header) inside ``ml-100k.zip`` or its folder, or the
   RecBole atomic form ``ml-100k.inter``.
+
+A UTF-8 byte-order mark at the start of a file (an editor may add one) is dropped, as the CSV
+and JSON readers drop it; decoded as latin-1 it would become part of the first user id. An
+archive member that zipfile cannot read (encrypted, compressed by a method it lacks, damaged)
+is an error naming the member: unpack it and pass the folder.
 """
 
 from __future__ import annotations
 
+import lzma
 import zipfile
 import zlib
 from pathlib import Path
 
 import pandas as pd
 
-from deepm3.data.delimited import check_not_empty, read_delimited
+from deepm3.data.delimited import BOM, cannot_read, check_not_empty, read_bytes, read_delimited
 from deepm3.data.tabular import frame_from_columns, read_atomic
 from deepm3.errors import DataError
 
 RATING_FIELDS = ["user", "item", "rating", "timestamp"]
 
 
+def _latin1(data: bytes) -> str:
+    return data.removeprefix(BOM).decode("latin-1")
+
+
 def _read_member(path: Path, member: str) -> tuple[str, Path]:
     """Text of ``member`` from a zip archive, and a display path for errors."""
     check_not_empty(path)
     try:
-        with zipfile.ZipFile(path) as archive:
-            names = [n for n in archive.namelist() if n.endswith("/" + member) or n == member]
-            if not names:
-                raise DataError(f"{path}: archive has no {member}")
-            data = archive.read(names[0])
-    except (zipfile.BadZipFile, zlib.error, EOFError, OSError) as exc:
+        archive = zipfile.ZipFile(path)
+    except PermissionError as exc:
+        raise cannot_read(path, exc) from None
+    except (zipfile.BadZipFile, OSError, EOFError, ValueError) as exc:
         raise DataError(f"{path}: not a valid zip archive ({exc})") from None
-    return data.decode("latin-1"), path / names[0]
+    with archive:
+        names = [n for n in archive.namelist() if n.endswith("/" + member) or n == member]
+        if not names:
+            raise DataError(f"{path}: archive has no {member}")
+        shown = path / names[0]
+        info = archive.getinfo(names[0])
+        if info.flag_bits & 0x1:
+            raise DataError(f"{shown}: the member is encrypted; unpack it and pass its folder")
+        try:
+            data = archive.read(info)
+        except NotImplementedError:  # a method zipfile lacks (deflate64, implode, ...)
+            raise DataError(
+                f"{shown}: compression method {info.compress_type} is not supported (only "
+                "stored, deflate, bzip2 and lzma are); unpack it and pass its folder"
+            ) from None
+        except (zipfile.BadZipFile, zlib.error, lzma.LZMAError, EOFError, OSError) as exc:
+            raise DataError(f"{shown}: damaged archive member ({exc})") from None
+    return _latin1(data), shown
 
 
 def _frame(fields: pd.DataFrame, shown: Path) -> pd.DataFrame:
@@ -45,8 +70,7 @@ def read_ml1m(path: Path) -> pd.DataFrame:
     if path.suffix == ".zip":
         text, shown = _read_member(path, "ratings.dat")
     else:
-        check_not_empty(path)
-        text, shown = path.read_bytes().decode("latin-1"), path
+        text, shown = _latin1(read_bytes(path)), path
     if not text.strip():
         raise DataError(f"{shown}: file is empty")
     # '::' is a two-character separator; the C parser needs one character, and '\t' never

@@ -2,7 +2,9 @@
 
 The cache key is the raw file's sha256 plus every preprocessing setting and the format version,
 so a changed file or setting never reuses a stale cache. The cache file is written to a
-temporary name and renamed at the end: a failure leaves no partial cache.
+temporary name and renamed at the end: a failure leaves no partial cache. A cache file that
+cannot be read back (truncated, overwritten, its arrays not matching their fingerprint) is
+rebuilt from the raw file, with a one-line notice on stderr.
 """
 
 from __future__ import annotations
@@ -10,23 +12,24 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
-import os
-import tempfile
+import sys
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
 from deepm3.config import DataConfig
+from deepm3.data.cache import DAMAGED, fingerprint, load_cache, save_cache
 from deepm3.data.datasets import get_spec, is_generic, locate, resolve_data_dir
+from deepm3.data.delimited import cannot_read
 from deepm3.data.download import cache_dir, file_digest
 from deepm3.data.formats import reader_for
 from deepm3.data.preprocess import Events, preprocess, zero_gap_share
-from deepm3.data.split import Split, make_split
+from deepm3.data.split import Split, check_evaluable, make_split
 from deepm3.data.tabular import read_table
 from deepm3.errors import DataError
 
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2  # 2: ids stored as UTF-8 bytes and offsets (see deepm3.data.cache)
 GENERIC_MAX_LEN = 50
 
 
@@ -94,14 +97,6 @@ def _read(config: DataConfig, path: Path):
     )
 
 
-def fingerprint(events: Events, split: Split) -> str:
-    """First 16 hex digits of the sha256 of the prepared arrays."""
-    digest = hashlib.sha256()
-    for array in (events.items, events.timestamps, events.offsets, *dataclasses.astuple(split)):
-        digest.update(np.ascontiguousarray(array, dtype=np.int64).tobytes())
-    return digest.hexdigest()[:16]
-
-
 def _statistics(events: Events, split: Split, stats: dict) -> dict:
     lengths = events.lengths()[1:]
     return {
@@ -142,8 +137,11 @@ def _settings(config: DataConfig) -> dict:
 def prepare(config: DataConfig, use_cache: bool = True) -> Prepared:
     """Read, preprocess and split the data set that ``config`` names (cached)."""
     config = resolved(config)
-    path = _raw_path(config)
-    raw_sha = file_digest(path)
+    try:
+        path = _raw_path(config)
+        raw_sha = file_digest(path)
+    except OSError as exc:  # a file or folder that exists but cannot be read
+        raise cannot_read(Path(config.dataset), exc) from None
     settings = _settings(config)
     key = hashlib.sha256(
         json.dumps([FORMAT_VERSION, raw_sha, settings], sort_keys=True).encode()
@@ -152,18 +150,50 @@ def prepare(config: DataConfig, use_cache: bool = True) -> Prepared:
         Path(config.dataset).stem if is_generic(config.dataset) else get_spec(config.dataset).name
     )
     cache_file = cache_dir() / "prepared" / f"{name}-{key}.npz"
-    if use_cache and cache_file.is_file():
-        return _load(cache_file, config.max_len)
-    events, stats = preprocess(
-        _read(config, path),
-        config.min_rating,
-        config.dedup,
-        config.kcore,
-        config.kcore_mode,
-        config.tie_order,
-        config.tie_seed,
-    )
-    split = make_split(events, config.split, config.temporal_valid, config.temporal_test)
+    if use_cache and _exists(cache_file):
+        try:
+            name, events, split, stats = load_cache(cache_file)
+            return Prepared(name, events, split, config.max_len, stats, stats["fingerprint"])
+        except DAMAGED as exc:
+            reason = str(exc).splitlines()[0].split(". ")[0][:100] if str(exc) else ""
+            print(
+                f"deepm3: note: {cache_file}: cached data unreadable "
+                f"({type(exc).__name__}: {reason}); rebuilding it from {path}",
+                file=sys.stderr,
+            )
+    prepared = _build(config, path, name, raw_sha, settings)
+    if use_cache:
+        save_cache(cache_file, prepared.name, prepared.events, prepared.split, prepared.stats)
+    return prepared
+
+
+def _exists(path: Path) -> bool:
+    try:
+        return path.is_file()
+    except OSError:  # a cache folder that cannot be listed: rebuilt; save_cache says why
+        return False
+
+
+def _build(config: DataConfig, path: Path, name: str, raw_sha: str, settings: dict) -> Prepared:
+    """Read, preprocess and split; errors about the data (not a line) name the file."""
+    try:
+        frame = _read(config, path)
+    except OSError as exc:
+        raise cannot_read(path, exc) from None
+    try:
+        events, stats = preprocess(
+            frame,
+            config.min_rating,
+            config.dedup,
+            config.kcore,
+            config.kcore_mode,
+            config.tie_order,
+            config.tie_seed,
+        )
+        split = make_split(events, config.split, config.temporal_valid, config.temporal_test)
+        check_evaluable(events, split, config.split)
+    except DataError as exc:
+        raise DataError(f"{path}: {exc}") from None
     stats = _statistics(events, split, stats)
     stats.update(
         {
@@ -174,39 +204,4 @@ def prepare(config: DataConfig, use_cache: bool = True) -> Prepared:
             "fingerprint": fingerprint(events, split),
         }
     )
-    prepared = Prepared(name, events, split, config.max_len, stats, stats["fingerprint"])
-    if use_cache:
-        _save(cache_file, prepared)
-    return prepared
-
-
-def _save(path: Path, prepared: Prepared) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    handle, temporary = tempfile.mkstemp(dir=path.parent, suffix=".tmp")
-    os.close(handle)
-    try:
-        with open(temporary, "wb") as out:
-            np.savez(
-                out,
-                **{
-                    f"events_{f.name}": getattr(prepared.events, f.name)
-                    for f in dataclasses.fields(Events)
-                },
-                **{
-                    f"split_{f.name}": getattr(prepared.split, f.name)
-                    for f in dataclasses.fields(Split)
-                },
-                meta=np.array(json.dumps({"name": prepared.name, "stats": prepared.stats})),
-            )
-        os.replace(temporary, path)
-    finally:
-        Path(temporary).unlink(missing_ok=True)
-
-
-def _load(path: Path, max_len: int) -> Prepared:
-    with np.load(path, allow_pickle=False) as data:
-        events = Events(**{f.name: data[f"events_{f.name}"] for f in dataclasses.fields(Events)})
-        split = Split(**{f.name: data[f"split_{f.name}"] for f in dataclasses.fields(Split)})
-        meta = json.loads(str(data["meta"]))
-    stats = meta["stats"]
-    return Prepared(meta["name"], events, split, max_len, stats, stats["fingerprint"])
+    return Prepared(name, events, split, config.max_len, stats, stats["fingerprint"])

@@ -37,8 +37,8 @@ class Events:
     items: np.ndarray
     timestamps: np.ndarray
     offsets: np.ndarray
-    user_ids: np.ndarray  # (num_users + 1,) raw ids, index 0 = ""
-    item_ids: np.ndarray  # (num_items + 1,) raw ids, index 0 = ""
+    user_ids: np.ndarray  # (num_users + 1,) raw ids (object array of str), index 0 = ""
+    item_ids: np.ndarray  # (num_items + 1,) raw ids (object array of str), index 0 = ""
 
     @property
     def num_users(self) -> int:
@@ -130,9 +130,19 @@ def _reindex(frame: pd.DataFrame) -> Events:
         items=(item_codes + 1).astype(np.int64),
         timestamps=frame["timestamp"].to_numpy(dtype=np.int64),
         offsets=offsets,
-        user_ids=np.concatenate([[""], np.asarray(user_ids, dtype=str)]),
-        item_ids=np.concatenate([[""], np.asarray(item_ids, dtype=str)]),
+        user_ids=id_array(user_ids),
+        item_ids=id_array(item_ids),
     )
+
+
+def id_array(ids: np.ndarray | pd.Index | list[str]) -> np.ndarray:
+    """(len(ids) + 1,) object array of ``str``: "" (padding), then ``ids``. Not a fixed-width
+    ``<U`` array: there every entry takes 4 bytes per character of the longest id, so one 1 MB
+    id among 1,500 would take 6 GB."""
+    array = np.empty(len(ids) + 1, dtype=object)
+    array[0] = ""
+    array[1:] = [str(value) for value in ids]
+    return array
 
 
 def zero_gap_share(events: Events) -> float:

@@ -70,3 +70,26 @@ def make_split(events: Events, kind: str, valid_share: float, test_share: float)
     if kind == "temporal":
         return temporal(events, valid_share, test_share)
     return leave_one_out(events)
+
+
+def check_evaluable(events: Events, split: Split, kind: str) -> None:
+    """Refuse a split that leaves no user a validation or no user a test target: training
+    selects on the one and reports the other, so it could only fail later, and for a reason
+    that is hard to see from there. The message gives the counts that explain why."""
+    has_valid = int((split.valid_pos[1:] >= 0).sum())
+    has_test = int((split.test_pos[1:] >= 0).sum())
+    if has_valid and has_test:
+        return
+    size = f"{events.num_users:,} users and {len(events.items):,} events after filtering"
+    if kind != "temporal":
+        long_enough = int((events.lengths()[1:] >= 3).sum())
+        raise DataError(
+            f"no user can be evaluated: {size}, {long_enough} users with >= 3 events "
+            "(leave-one-out needs a training, a validation and a test event per user)"
+        )
+    first, last = int(events.timestamps.min()), int(events.timestamps.max())
+    times = "all share one timestamp" if first == last else f"span {first}..{last} s"
+    raise DataError(
+        f"no user can be evaluated: {size} ({times}); the temporal split gives {has_valid} "
+        f"users a validation event and {has_test} a test event (each after an earlier event)"
+    )

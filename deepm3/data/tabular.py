@@ -17,7 +17,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from deepm3.data.delimited import read_delimited
+from deepm3.data.delimited import excerpt, read_delimited, unique_names
 from deepm3.errors import DataError
 
 
@@ -78,7 +78,7 @@ def parse_timestamps(
         raise DataError(
             f"{path}: line {_line_of(values, row, first_line)}: column {column!r}: expected a "
             f"non-negative whole number of {'milliseconds' if divisor == 1000 else 'seconds'}, "
-            f"got {str(values.iloc[row]).strip()!r}"
+            f"got {excerpt(str(values.iloc[row]).strip())}"
         )
     # Whole numbers below 2**53 are exact in float64, so this conversion loses nothing.
     seconds = numeric.astype(np.int64)
@@ -92,18 +92,31 @@ def parse_ratings(values: pd.Series, path: Path, column: str, first_line: int) -
         row = int(np.flatnonzero(bad)[0])
         raise DataError(
             f"{path}: line {_line_of(values, row, first_line)}: column {column!r}: expected a "
-            f"number, got {str(values.iloc[row]).strip()!r}"
+            f"number, got {excerpt(str(values.iloc[row]).strip())}"
         )
     return numeric
 
 
-def _require_columns(frame: pd.DataFrame, path: Path, wanted: dict[str, str | None]) -> None:
-    missing = [col for col in wanted.values() if col is not None and col not in frame.columns]
+def _check_header(frame: pd.DataFrame, path: Path, wanted: dict[str, str | None]) -> None:
+    """Every wanted column present exactly once (a repeated one is ambiguous), then the names
+    made unique like pandas (``a``, ``a.1``) so that each column is selected alone."""
+    names = [str(c) for c in frame.columns]
+    wanted_names = [col for col in wanted.values() if col is not None]
+    missing = [col for col in wanted_names if col not in names]
     if missing:
         raise DataError(
             f"{path}: line 1 (header): missing column(s) {', '.join(repr(m) for m in missing)}; "
-            f"found: {', '.join(repr(str(c)) for c in frame.columns)}"
+            f"found: {', '.join(excerpt(c) for c in names[:20])}"
+            + (f" and {len(names) - 20} more" if len(names) > 20 else "")
         )
+    for col in wanted_names:
+        places = [str(i + 1) for i, name in enumerate(names) if name == col]
+        if len(places) > 1:
+            raise DataError(
+                f"{path}: line 1 (header): column {col!r} appears {len(places)} times "
+                f"(columns {', '.join(places)}); which one to read is ambiguous"
+            )
+    frame.columns = unique_names(names)
 
 
 def frame_from_columns(
@@ -147,16 +160,17 @@ def read_table(
     sep = {"\\t": "\t", "tab": "\t", "TAB": "\t"}.get(sep, sep)
     if len(sep) != 1:
         raise DataError(f"{path}: sep must be a single character (or \\t), got {sep!r}")
-    frame = read_delimited(path, sep, None)
-    _require_columns(frame, path, {"u": user_col, "i": item_col, "t": time_col, "r": rating_col})
+    frame = read_delimited(path, sep, None, unique=False)
+    _check_header(frame, path, {"u": user_col, "i": item_col, "t": time_col, "r": rating_col})
     return frame_from_columns(frame, path, user_col, item_col, time_col, rating_col, 2)
 
 
 def read_atomic(path: Path) -> pd.DataFrame:
     """A RecBole atomic ``.inter`` file: tab-separated, header ``name:type`` per column."""
     path = Path(path)
-    frame = read_delimited(path, "\t", None)
+    frame = read_delimited(path, "\t", None, unique=False)
     frame.columns = [str(c).split(":", 1)[0].strip() for c in frame.columns]
     rating = "rating" if "rating" in frame.columns else None
-    _require_columns(frame, path, {"u": "user_id", "i": "item_id", "t": "timestamp"})
+    wanted = {"u": "user_id", "i": "item_id", "t": "timestamp", "r": rating}
+    _check_header(frame, path, wanted)
     return frame_from_columns(frame, path, "user_id", "item_id", "timestamp", rating, 2)

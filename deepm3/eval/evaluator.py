@@ -30,8 +30,8 @@ from deepm3.data.sequences import (
     history_items,
     training_item_counts,
 )
-from deepm3.errors import ConfigError
-from deepm3.eval.metrics import metrics_from_ranks, pessimistic_ranks
+from deepm3.errors import ConfigError, DataError
+from deepm3.eval.metrics import check_metrics, metrics_from_ranks, pessimistic_ranks
 
 Scorer = Callable[[Batch], torch.Tensor]
 
@@ -40,12 +40,18 @@ Scorer = Callable[[Batch], torch.Tensor]
 class EvalResult:
     """Metrics over all evaluated users, and over the users whose target is *untied*: its
     timestamp differs from the last history event's (tied targets are ordered by the data's tie
-    rule, which an order-reading model can exploit)."""
+    rule, which an order-reading model can exploit). ``untied_metrics`` is empty when every
+    evaluated target is tied. Every metric is checked to be a finite number in [0, 1]."""
 
     metrics: dict[str, float]
     untied_metrics: dict[str, float]
     per_user: pd.DataFrame  # columns: user, target, rank, tied
     protocol: dict
+
+    def __post_init__(self) -> None:
+        role = self.protocol.get("role", "evaluation")
+        check_metrics(self.metrics, f"{role} metrics")
+        check_metrics(self.untied_metrics, f"{role} untied metrics")
 
 
 def sample_negatives(
@@ -125,6 +131,11 @@ def evaluate(
     """
     table = evaluation_table(data, role) if table is None else table
     total_users = len(table)
+    if total_users == 0:
+        raise DataError(
+            f"no user can be evaluated on the {role} split: no user has a {role} target "
+            "(too few events per user after filtering?)"
+        )
     if config.eval_users:
         table = table.take(evaluated_rows(total_users, config))
     seen_rows, seen_items = history_items(data, table.users, role)
@@ -177,9 +188,12 @@ def evaluate(
         "untied_users": int((~tied).sum()),
         "targets_seen_before": int(repeats.sum()),
     }
+    untied = ranks[~tied]
     return EvalResult(
         metrics=metrics_from_ranks(torch.from_numpy(ranks), config.ks),
-        untied_metrics=metrics_from_ranks(torch.from_numpy(ranks[~tied]), config.ks),
+        untied_metrics=metrics_from_ranks(torch.from_numpy(untied), config.ks)
+        if len(untied)
+        else {},
         per_user=pd.DataFrame(
             {"user": table.users, "target": targets, "rank": ranks, "tied": tied}
         ),

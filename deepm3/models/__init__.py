@@ -19,6 +19,7 @@ from deepm3.models.deepm3 import DeepM3, DeepM3Options
 from deepm3.models.gru4rec import GRU4Rec, GRU4RecOptions
 from deepm3.models.sasrec import SASRec, SASRecOptions
 from deepm3.models.tisasrec import TiSASRec, TiSASRecOptions
+from deepm3.settings import RANGE
 
 # name -> (options dataclass, constructor(num_items, options, max_len))
 MODELS: dict[str, tuple[type, Callable[..., nn.Module]]] = {
@@ -50,10 +51,8 @@ def model_options(name: str, values: dict[str, Any]) -> Any:
                 + did_you_mean(unknown[0])
             )
         return None
-    try:
-        return build_dataclass(MODELS[name][0], values, f"model ({name})")
-    except ValueError as exc:
-        raise ConfigError(f"model ({name}): {exc}") from None
+    # each options dataclass checks its declared ranges: errors name the key (model.dropout)
+    return build_dataclass(MODELS[name][0], values, "model", title=f"model ({name})")
 
 
 def build_model(name: str, num_items: int, options: Any, max_len: int) -> nn.Module:
@@ -65,3 +64,14 @@ def describe_options(name: str) -> dict[str, Any]:
     if name in COUNT_BASELINES:
         return {}
     return dataclasses.asdict(MODELS[name][0]())
+
+
+def option_ranges(name: str) -> dict[str, str]:
+    """Each numeric option's declared valid range, as text (``>= 1``, ``in [0, 1)``)."""
+    if name in COUNT_BASELINES:
+        return {}
+    return {
+        item.name: item.metadata[RANGE].describe()
+        for item in dataclasses.fields(MODELS[name][0])
+        if RANGE in item.metadata
+    }

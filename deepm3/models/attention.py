@@ -19,7 +19,17 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
+from deepm3.errors import ConfigError
 from deepm3.models.contract import real_positions
+
+
+def check_heads(hidden_size: int, num_heads: int) -> None:
+    """Attention splits the width into equal heads: refuse a width the heads do not divide."""
+    if hidden_size % num_heads:
+        raise ConfigError(
+            f"model.hidden_size ({hidden_size}) must be a multiple of model.num_heads "
+            f"({num_heads}): attention splits the width into equal heads"
+        )
 
 
 def attention_mask(items: torch.Tensor) -> torch.Tensor:

@@ -20,6 +20,7 @@ from deepm3.models.contract import absolute_time_feature, real_positions
 from deepm3.models.recurrence import ode_rnn
 from deepm3.ode.field import LIPSCHITZ_MODES, FieldWeights, VectorField, apply_field
 from deepm3.ode.solvers import METHODS, Drift, evolve
+from deepm3.settings import check_choice, check_settings, setting
 
 PREDICT_AT = ("last_event", "target_time")
 
@@ -34,32 +35,28 @@ def previous_event_time(timestamps: torch.Tensor, real: torch.Tensor) -> torch.T
 
 @dataclass(frozen=True)
 class DeepM3Options:
-    hidden_size: int = 128
-    field_width: int = 128  # hidden units of the vector field's MLP
+    hidden_size: int = setting(128, low=1)
+    field_width: int = setting(128, low=1)  # hidden units of the vector field's MLP
     ode: str = "ode"  # ode | none (ablation: a plain GRU of the same sizes)
     solver: str = "euler"  # a name in deepm3.ode.solvers.METHODS: euler | rk4 | dopri5 (adaptive)
-    steps: int = 1  # fixed steps per gap (euler, rk4)
+    steps: int = setting(1, low=1)  # fixed steps per gap (euler, rk4)
     # spectral: f is L-Lipschitz in h | bounded: |f_i| < L, bounds the drift's size, not its
     # Lipschitz constant | none
     lipschitz: str = "spectral"
-    lipschitz_constant: float = 1.0
+    lipschitz_constant: float = setting(1.0, above=0)
     predict_at: str = "last_event"  # last_event | target_time
-    dropout: float = 0.2
-    rtol: float = 1e-5  # dopri5 only
-    atol: float = 1e-6
+    dropout: float = setting(0.2, low=0, below=1)
+    rtol: float = setting(1e-5, above=0)  # dopri5 only
+    atol: float = setting(1e-6, above=0)
     implementation: str = "fast"  # fast (fused recurrence, any solver) | eager (the reference)
 
     def __post_init__(self) -> None:
-        checks = {
-            "ode": ("ode", "none"),
-            "solver": METHODS,
-            "lipschitz": LIPSCHITZ_MODES,
-            "predict_at": PREDICT_AT,
-            "implementation": ("fast", "eager"),
-        }
-        for name, valid in checks.items():
-            if getattr(self, name) not in valid:
-                raise ValueError(f"{name} must be one of {', '.join(valid)}")
+        check_choice("model.ode", self.ode, ("ode", "none"))
+        check_choice("model.solver", self.solver, tuple(METHODS))
+        check_choice("model.lipschitz", self.lipschitz, tuple(LIPSCHITZ_MODES))
+        check_choice("model.predict_at", self.predict_at, PREDICT_AT)
+        check_choice("model.implementation", self.implementation, ("fast", "eager"))
+        check_settings(self, "model")
 
 
 class DeepM3(nn.Module):

@@ -13,13 +13,17 @@ import torch
 from torch import nn
 
 from deepm3.models.contract import real_positions
+from deepm3.settings import check_settings, setting
 
 
 @dataclass(frozen=True)
 class GRU4RecOptions:
-    hidden_size: int = 128
-    num_layers: int = 1
-    dropout: float = 0.2
+    hidden_size: int = setting(128, low=1)
+    num_layers: int = setting(1, low=1)
+    dropout: float = setting(0.2, low=0, below=1)
+
+    def __post_init__(self) -> None:
+        check_settings(self, "model")
 
 
 def shift_left_padding(x: torch.Tensor, lengths: torch.Tensor, to_front: bool) -> torch.Tensor:

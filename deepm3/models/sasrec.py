@@ -20,20 +20,21 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-from deepm3.models.attention import Block, attention_mask
+from deepm3.models.attention import Block, attention_mask, check_heads
 from deepm3.models.contract import positions_from_first_event, real_positions
+from deepm3.settings import check_settings, setting
 
 
 @dataclass(frozen=True)
 class SASRecOptions:
-    hidden_size: int = 128
-    num_layers: int = 2
-    num_heads: int = 2
-    dropout: float = 0.2
+    hidden_size: int = setting(128, low=1)
+    num_layers: int = setting(2, low=1)
+    num_heads: int = setting(2, low=1)
+    dropout: float = setting(0.2, low=0, below=1)
 
     def __post_init__(self) -> None:
-        if self.hidden_size % self.num_heads:
-            raise ValueError("hidden_size must be a multiple of num_heads")
+        check_settings(self, "model")
+        check_heads(self.hidden_size, self.num_heads)
 
 
 class SASRec(nn.Module):

@@ -27,21 +27,22 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-from deepm3.models.attention import Block, TimeTerms, attention_mask
+from deepm3.models.attention import Block, TimeTerms, attention_mask, check_heads
 from deepm3.models.contract import positions_from_first_event, real_positions
+from deepm3.settings import check_settings, setting
 
 
 @dataclass(frozen=True)
 class TiSASRecOptions:
-    hidden_size: int = 128
-    num_layers: int = 2
-    num_heads: int = 2
-    dropout: float = 0.2
-    time_span: int = 256  # k: intervals are clipped at this many personal units
+    hidden_size: int = setting(128, low=1)
+    num_layers: int = setting(2, low=1)
+    num_heads: int = setting(2, low=1)
+    dropout: float = setting(0.2, low=0, below=1)
+    time_span: int = setting(256, low=1)  # k: intervals are clipped at this many personal units
 
     def __post_init__(self) -> None:
-        if self.hidden_size % self.num_heads:
-            raise ValueError("hidden_size must be a multiple of num_heads")
+        check_settings(self, "model")
+        check_heads(self.hidden_size, self.num_heads)
 
 
 def interval_matrix(

@@ -56,8 +56,11 @@ class MicroBatcher(Generic[Item, Answer]):
         max_queue: int = 10_000,
         on_batch: Callable[[int, float], None] | None = None,
     ) -> None:
-        if max_batch < 1 or max_wait_ms < 0 or max_queue < 1:
-            raise ValueError("max_batch >= 1, max_wait_ms >= 0 and max_queue >= 1")
+        if max_batch < 1 or not 0 <= max_wait_ms <= 60_000 or max_queue < 1:  # NaN fails too
+            raise ValueError(
+                f"max_batch >= 1 (got {max_batch}), max_wait_ms from 0 to 60000 (got "
+                f"{max_wait_ms}) and max_queue >= 1 (got {max_queue})"
+            )
         self.answer_many, self.on_batch = answer_many, on_batch
         self.max_batch, self.max_wait, self.max_queue = max_batch, max_wait_ms / 1000, max_queue
         self._queue: asyncio.Queue[tuple[Item, asyncio.Future]] | None = None

@@ -44,8 +44,9 @@ from deepm3.models.contract import item_scores
 from deepm3.recommend.histories import UNKNOWN_ITEMS, Histories, History
 from deepm3.recommend.requests import Recommendation, Request, RequestError, parse_request
 from deepm3.recommend.state import StateCache, UserState
+from deepm3.train.device import select_device
 from deepm3.train.run import RunPlan, load_plan, load_trained
-from deepm3.train.rundir import read_json
+from deepm3.train.rundir import read_record
 
 
 def normalised_entropy(scores: torch.Tensor) -> torch.Tensor:
@@ -90,8 +91,15 @@ class Recommender:
     ) -> None:
         if unknown_items not in UNKNOWN_ITEMS:
             raise ConfigError(f"unknown_items must be one of {', '.join(UNKNOWN_ITEMS)}")
-        if batch_size < 1 or not 0.0 <= auto_threshold <= 1.0 or auto_budget_ms < 0:
-            raise ConfigError("batch_size >= 1, 0 <= auto_threshold <= 1, auto_budget_ms >= 0")
+        checks = {
+            "batch_size": (batch_size, 1 <= batch_size <= 1 << 20, "from 1 to 1048576"),
+            "cache_size": (cache_size, 1 <= cache_size <= 1 << 32, "from 1 to 2**32"),
+            "auto_threshold": (auto_threshold, 0.0 <= auto_threshold <= 1.0, "in [0, 1]"),
+            "auto_budget_ms": (auto_budget_ms, 0.0 <= auto_budget_ms < math.inf, ">= 0, finite"),
+        }
+        for name, (value, valid, expected) in checks.items():
+            if not valid:  # NaN fails every comparison, so it lands here too
+                raise ConfigError(f"{name} must be {expected}, got {value!r:.40}")
         self.plan, self.data, self.scorer, self.model = plan, data, scorer, model
         self.name, self.max_len = plan.name, data.max_len
         self.unknown_items, self.batch_size = unknown_items, batch_size
@@ -118,22 +126,21 @@ class Recommender:
     ) -> Recommender:
         """The run's best model and its data (``data_dir`` overrides where the raw files are)."""
         run_dir = Path(run_dir)
-        plan = load_plan(run_dir)
+        if device is not None:
+            select_device(device, option="--device")  # an unknown or absent device: one line
+        plan = load_plan(run_dir, device)
         data_config = plan.config.data
         if data_dir is not None:
             data_config = dataclasses.replace(data_config, data_dir=data_dir)
         data = prepare(data_config)
-        recorded = (run_dir / "provenance.json").is_file() and read_json(
-            run_dir / "provenance.json"
-        ).get("data_fingerprint")
+        provenance = run_dir / "provenance.json"
+        recorded = provenance.exists() and read_record(provenance).get("data_fingerprint")
         if recorded and recorded != data.fingerprint:
             raise ConfigError(
                 f"{run_dir}: the data now prepared (fingerprint {data.fingerprint}) is not the "
                 f"data this run was trained on ({recorded}); point --data-dir at the run's data"
             )
-        plan, data, scorer, model = load_trained(run_dir, data)
-        if model is not None and device is not None:
-            model.to(torch.device(device))
+        plan, data, scorer, model = load_trained(run_dir, data, device)
         return cls(plan, data, scorer, model, **kw)
 
     # ----------------------------------------------------------------- requests -> histories

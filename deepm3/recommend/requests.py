@@ -17,6 +17,7 @@ one-line reason and an HTTP status (422 for a well-formed request the model cann
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -33,7 +34,8 @@ class RequestError(DeepM3Error):
     """A request that cannot be answered; ``status`` is the HTTP status to answer with."""
 
     def __init__(self, reason: str, status: int = 422) -> None:
-        super().__init__(reason)
+        # one line, whatever a request echoed into it (ids and keys may hold newlines)
+        super().__init__(" ".join(reason.split())[:300])
         self.status = status
 
 
@@ -71,6 +73,28 @@ class Recommendation:
         return out
 
 
+def _not_json(name: str) -> float:
+    raise ValueError(f"{name} is not JSON")
+
+
+def _finite(text: str) -> float:
+    value = float(text)
+    if value in (float("inf"), float("-inf")):
+        raise ValueError(f"number {text[:20]} is out of range")
+    return value
+
+
+def decode_json(text: str | bytes) -> Any:
+    """Strict JSON (no NaN or Infinity, numbers in range) -> a Python value, or RequestError
+    (400) with one line for anything else: malformed text, absurd nesting, a 5,000-digit
+    integer."""
+    try:
+        return json.loads(text, parse_constant=_not_json, parse_float=_finite)
+    except (ValueError, RecursionError) as error:  # RecursionError: absurdly deep nesting
+        reason = " ".join(str(error).split())[:120] or type(error).__name__
+        raise RequestError(f"malformed JSON: {type(error).__name__}: {reason}", 400) from None
+
+
 def _time(value: Any, where: str) -> int:
     if isinstance(value, bool) or not isinstance(value, (int, float)):
         raise RequestError(f"{where} must be unix seconds (a number), got {value!r:.40}")
@@ -106,7 +130,8 @@ def parse_request(payload: Any) -> Request:
         raise RequestError(f"a request must be a JSON object, got {type(payload).__name__}")
     unknown = sorted(set(payload) - set(KEYS))
     if unknown:
-        raise RequestError(f"unknown request key(s) {', '.join(unknown)}; valid: {', '.join(KEYS)}")
+        named = ", ".join(f"{key!r:.40}" for key in unknown[:5])
+        raise RequestError(f"unknown request key(s) {named}; valid: {', '.join(KEYS)}")
     user = payload.get("user")
     if user is not None:
         user = _item(user, "user")

@@ -27,7 +27,6 @@ its own request (500, logged with its traceback); the server keeps serving.
 
 from __future__ import annotations
 
-import json
 import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -42,10 +41,11 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from starlette.exceptions import HTTPException
 from starlette.requests import Request as HTTPRequest
 
+from deepm3.errors import ConfigError
 from deepm3.recommend.batching import InternalError, MicroBatcher, QueueFullError, one_line
 from deepm3.recommend.monitoring import CountResponses, Metrics
 from deepm3.recommend.recommender import Recommender
-from deepm3.recommend.requests import Request, RequestError, parse_request
+from deepm3.recommend.requests import Request, RequestError, decode_json, parse_request
 
 MAX_BODY_BYTES = 1_000_000
 MAX_LIST = 1_000
@@ -67,21 +67,7 @@ async def read_json(request: HTTPRequest, limit: int) -> Any:
     body = b"".join(chunks)
     if not body.strip():
         raise RequestError("empty body: send a JSON object (or, for /recommend, a list)", 400)
-    try:
-        return json.loads(body, parse_constant=_not_json, parse_float=_finite)
-    except (ValueError, RecursionError) as error:  # RecursionError: absurdly deep nesting
-        raise RequestError(f"malformed JSON: {one_line(error)}", 400) from None
-
-
-def _not_json(name: str) -> float:
-    raise ValueError(f"{name} is not JSON")
-
-
-def _finite(text: str) -> float:
-    value = float(text)
-    if value in (float("inf"), float("-inf")):
-        raise ValueError(f"number {text[:20]} is out of range")
-    return value
+    return decode_json(body)
 
 
 def _item_error(error: RequestError | InternalError, payload: Any) -> dict[str, Any]:
@@ -109,11 +95,19 @@ def create_app(
     max_queue: int = 10_000,
 ) -> FastAPI:
     """An app serving ``recommender`` (which only its one worker thread may call from now on)."""
+    if not (1 <= max_body_bytes <= 1 << 30 and 1 <= max_list <= 1_000_000):
+        raise ConfigError(
+            f"max_body_bytes from 1 to 2**30 (got {max_body_bytes}) and max_list from 1 to "
+            f"1000000 (got {max_list})"
+        )
     metrics = Metrics()
-    batcher = MicroBatcher(
-        recommender.recommend_many, max_batch=max_batch, max_wait_ms=max_wait_ms,
-        max_queue=max_queue, on_batch=metrics.observe_batch,
-    )  # fmt: skip
+    try:
+        batcher = MicroBatcher(
+            recommender.recommend_many, max_batch=max_batch, max_wait_ms=max_wait_ms,
+            max_queue=max_queue, on_batch=metrics.observe_batch,
+        )  # fmt: skip
+    except ValueError as error:
+        raise ConfigError(str(error)) from None
     own_solver = recommender.model.options.solver if recommender.solvers else "none"
     started = time.monotonic()
 

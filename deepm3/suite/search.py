@@ -19,7 +19,9 @@ from typing import Any
 
 import optuna
 import pandas as pd
+from sqlalchemy.exc import SQLAlchemyError
 
+from deepm3.errors import ConfigError
 from deepm3.suite.budgets import Budget
 from deepm3.suite.runs import Place, RunSpec, merge, resolved_config
 from deepm3.suite.spaces import SEARCHED_MODELS, sections_from_params, suggest
@@ -43,12 +45,16 @@ def storage_url(place: Place, url: str | None) -> str:
 def open_storage(url: str) -> optuna.storages.BaseStorage:
     """The RDB storage, with heartbeats so that a killed worker's trial is failed and redone."""
     warnings.filterwarnings("ignore", category=optuna.exceptions.ExperimentalWarning)
-    return optuna.storages.RDBStorage(
-        url,
-        heartbeat_interval=20,
-        grace_period=60,
-        engine_kwargs={"connect_args": {"timeout": 60}} if url.startswith("sqlite") else {},
-    )
+    try:
+        return optuna.storages.RDBStorage(
+            url,
+            heartbeat_interval=20,
+            grace_period=60,
+            engine_kwargs={"connect_args": {"timeout": 60}} if url.startswith("sqlite") else {},
+        )
+    except (SQLAlchemyError, ImportError, ValueError) as error:  # bad URL, driver, database
+        reason = " ".join(str(error).split("\n")[0].split())[:160]
+        raise ConfigError(f"storage {url[:120]!r} cannot be opened: {reason}") from None
 
 
 def study_name(place: Place, budget: Budget, model: str) -> str:

@@ -11,6 +11,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from deepm3.analysis.report import untied_ndcg
 from deepm3.suite import plots, tables
 from deepm3.suite.claims import ci, p_text, pct
 from deepm3.suite.runner import CORE_ROWS, COUNT_ROWS
@@ -140,9 +141,9 @@ def core(core_records: dict, out: Path) -> tuple[str, dict[str, pd.Series]]:
                 "95% CI": "n/a" if math.isnan(half) else f"[{mean - half:.4f}, {mean + half:.4f}]",
                 "HR@10": fmt(float(np.mean([m["test"]["hr@10"] for m in metrics]))),
                 "MRR@10": fmt(float(np.mean([m["test"]["mrr@10"] for m in metrics]))),
-                "NDCG@10 untied": fmt(
-                    float(np.mean([m["test_untied"]["ndcg@10"] for m in metrics]))
-                ),
+                "NDCG@10 untied": fmt(float(np.mean(untied_ndcg(metrics))))
+                if untied_ndcg(metrics)
+                else "- (all tied)",
                 "epochs (best)": "-"
                 if row in COUNT_ROWS
                 else ", ".join(f"{m['epochs_run']} ({m['best_epoch']})" for m in metrics),

@@ -12,14 +12,16 @@ from deepm3.errors import ConfigError
 from deepm3.train import distributed
 
 
-def select_device(name: str = "auto") -> torch.device:
-    check_choice("train.device", name, DEVICES)
+def select_device(name: str = "auto", option: str = "train.device") -> torch.device:
+    """The device ``name`` asks for (``option`` names the setting in messages); ConfigError when
+    it is unknown or not available here."""
+    check_choice(option, name, DEVICES)
     cuda = torch.cuda.is_available()
     mps = getattr(torch.backends, "mps", None) is not None and torch.backends.mps.is_available()
     if name == "auto":
         name = "cuda" if cuda else "mps" if mps else "cpu"
     if (name == "cuda" and not cuda) or (name == "mps" and not mps):
-        raise ConfigError(f"device {name!r} requested but not available")
+        raise ConfigError(f"{option} {name!r} requested but not available on this machine")
     if name == "cuda" and distributed.launched():
         return _local_gpu(distributed.launch().local_rank)
     return torch.device(name)

@@ -31,16 +31,15 @@ import torch
 from torch import nn
 from tqdm.auto import tqdm
 
-from deepm3.config import RunConfig
+from deepm3.config import SELECTION_METRIC, RunConfig
 from deepm3.data.prepare import Prepared
 from deepm3.data.sequences import Batch, SequenceTable, training_table
-from deepm3.errors import DeepM3Error
+from deepm3.errors import DataError, DeepM3Error
 from deepm3.eval.evaluator import EvalResult, evaluate
 from deepm3.models.contract import item_scores, run_model
 from deepm3.train import checkpoint, distributed
-from deepm3.train.losses import sequence_loss, target_log_q
-
-SELECTION_METRIC = "ndcg@10"
+from deepm3.train.losses import check_negatives, sequence_loss, target_log_q
+from deepm3.train.rundir import read_log
 
 
 class TrainingError(DeepM3Error):
@@ -162,7 +161,9 @@ def _run_epoch(
 
 
 def _checkpoint_payload(model, optimizer, state: TrainState, config: RunConfig) -> dict:
+    """``last.pt``: everything a resume needs (tensors and plain values: weights_only loads it)."""
     return {
+        "model_name": checkpoint.model_name(model),
         "model": model.state_dict(),
         "optimizer": optimizer.state_dict(),
         "state": state.__dict__.copy(),
@@ -179,9 +180,8 @@ def _truncate_log(path: Path, epochs_kept: int) -> None:
     """After a resume, drop log lines of epochs that the checkpoint does not contain."""
     if not path.exists():
         return
-    lines = [line for line in path.read_text().splitlines() if line.strip()]
-    kept = [line for line in lines if json.loads(line)["epoch"] <= epochs_kept]
-    path.write_text("".join(line + "\n" for line in kept))
+    kept = [record for record in read_log(path) if record["epoch"] <= epochs_kept]
+    path.write_text("".join(json.dumps(record) + "\n" for record in kept))
 
 
 def _summary(record: dict, state: TrainState) -> str:
@@ -216,7 +216,12 @@ def _validate(model, scorer, data, config: RunConfig, device, state: TrainState,
         state.best_metric, state.best_epoch, state.bad_validations = metric, state.epoch, 0
         checkpoint.save(
             out / "best.pt",
-            {"model": model.state_dict(), "epoch": state.epoch, "config": config.to_dict()},
+            {
+                "model_name": checkpoint.model_name(model),
+                "model": model.state_dict(),
+                "epoch": state.epoch,
+                "config": config.to_dict(),
+            },
         )
     else:
         state.bad_validations += 1
@@ -241,15 +246,13 @@ def fit(
     other than 0 return None for both results (rank 0 alone evaluates and writes).
     """
     train = config.train
+    check_negatives(train.loss, train.loss_negatives, data.num_items)
     main = distributed.is_main()
     optimizer = torch.optim.AdamW(model.parameters(), lr=train.lr, weight_decay=train.weight_decay)
     state = TrainState()
     last_path, best_path, log_path = out / "last.pt", out / "best.pt", out / "log.jsonl"
     if resume and distributed.from_main(last_path.exists()):
-        payload = _load_last(last_path, device)
-        model.load_state_dict(payload["model"])
-        optimizer.load_state_dict(payload["optimizer"])
-        state = TrainState(**payload["state"])
+        state = _load_last(last_path, model, optimizer, device)
     elif main and log_path.exists():
         log_path.unlink()
     if main:
@@ -293,7 +296,7 @@ def fit(
         return state, None, None
     if not best_path.exists():
         raise TrainingError("no epoch was validated; raise epochs or time_budget")
-    model.load_state_dict(checkpoint.load(best_path, device)["model"])
+    checkpoint.load_model(best_path, model, device)
     model.eval()
     valid = evaluate(scorer, data, "valid", config.eval, device)
     test = None
@@ -302,11 +305,31 @@ def fit(
     return state, valid, test
 
 
-def _load_last(path: Path, device: torch.device) -> dict:
-    """``last.pt`` for a resume; every rank reads it, so all must see the run directory."""
+def _load_last(path: Path, model: nn.Module, optimizer, device: torch.device) -> TrainState:
+    """Load ``last.pt`` into ``model`` and ``optimizer``, checked first; every rank reads it,
+    so all must see the run directory."""
     if not path.exists():
         raise TrainingError(
             f"rank {distributed.rank()} cannot see {path}, which rank 0 resumes from: resuming "
             "under torchrun needs the run directory on a file system every node shares"
         )
-    return checkpoint.load(path, device)
+    payload = checkpoint.load_model(path, model, device, keys=("model", "optimizer", "state"))
+    state = _stored_state(payload["state"], path)
+    try:
+        optimizer.load_state_dict(payload["optimizer"])
+    except (KeyError, TypeError, ValueError, RuntimeError) as exc:
+        raise DataError(f"{path}: optimizer state does not fit the run's model ({exc})") from None
+    return state
+
+
+def _stored_state(stored: object, path: Path) -> TrainState:
+    """The :class:`TrainState` saved in ``path``, with its fields and their types checked."""
+    defaults = TrainState().__dict__
+    if not isinstance(stored, dict) or set(stored) != set(defaults):
+        raise DataError(f"{path}: damaged, its training state lacks or adds fields")
+    for name, default in defaults.items():
+        # an int field holds an int, a float field a number, stopped_by a string or None
+        allowed = {int: (int,), float: (int, float)}.get(type(default), (str, type(None)))
+        if not isinstance(stored[name], allowed):
+            raise DataError(f"{path}: damaged, training state {name}={stored[name]!r:.40}")
+    return TrainState(**stored)

@@ -25,11 +25,17 @@ loss of a position with target ``t`` and score ``s_t`` is then::
 
 where the sum, ``sum_k exp(s_{j_k}) / (K Q(j_k))``, is an unbiased estimate of
 ``sum_{j != t} exp(s_j)``: the positive keeps its exact logit, only negatives are corrected.
+
+**How many negatives.** A training run refuses ``K > N`` when it starts (:func:`check_negatives`:
+more draws than items only repeat items); :func:`sequence_loss` itself accepts any ``K`` (a
+logQ estimate may use ``K > N``) but refuses one whose tensors could not fit in the device's
+memory, with the estimate, instead of trying to allocate them.
 """
 
 from __future__ import annotations
 
 import math
+import os
 from collections.abc import Iterator
 
 import numpy as np
@@ -37,6 +43,59 @@ import torch
 from torch import nn
 
 from deepm3.config import LOSSES
+from deepm3.errors import ConfigError
+
+SAMPLED_LOSSES = ("sampled_ce", "shared_ce", "bpr")  # the losses that draw train.loss_negatives
+
+
+def check_negatives(loss: str, num_negatives: int, num_items: int) -> None:
+    """Refuse, when training starts, more sampled negatives than the data set has items: the
+    extra draws only repeat items, at a memory cost that grows with ``num_negatives``."""
+    if loss in SAMPLED_LOSSES and num_negatives > num_items:
+        raise ConfigError(
+            f"train.loss_negatives={num_negatives} exceeds the {num_items:,} items of the data "
+            f"set (loss={loss} draws its negatives among them): use at most {num_items}"
+        )
+
+
+def negatives_bytes(
+    loss: str, positions: int, num_negatives: int, width: int, element_size: int
+) -> int:
+    """An estimate of the bytes a sampled loss holds for its negatives: the int64 draws (on the
+    CPU and the device), their gathered embeddings and their scores."""
+    if loss == "shared_ce":  # (K,) draws, (K, d) embeddings, (P, K) scores and mask
+        return num_negatives * (16 + width * element_size) + positions * num_negatives * 12
+    # (P, K) draws, (P, K, d) embeddings, (P, K) scores and mask
+    return positions * num_negatives * (28 + width * element_size)
+
+
+def _device_memory(device: torch.device) -> int | None:
+    """Total memory of ``device`` in bytes (None where it cannot be read)."""
+    if device.type == "cuda":
+        return torch.cuda.get_device_properties(device).total_memory
+    if device.type == "cpu":
+        try:
+            return os.sysconf("SC_PHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
+        except (AttributeError, OSError, ValueError):  # not a POSIX system
+            return None
+    return None
+
+
+def _check_negatives_fit(
+    loss: str, states: torch.Tensor, item_table: torch.Tensor, num_negatives: int
+) -> None:
+    """Refuse ``num_negatives`` whose tensors could not fit in the device's whole memory."""
+    positions, width = states.shape
+    need = negatives_bytes(loss, positions, num_negatives, width, item_table.element_size())
+    have = _device_memory(item_table.device)
+    if have is not None and need > have:
+        num_items = item_table.shape[0] - 1
+        raise ConfigError(
+            f"train.loss_negatives={num_negatives} needs about {need / 2**30:,.0f} GiB for "
+            f"loss={loss} on a batch of {positions:,} positions, more than the "
+            f"{have / 2**30:,.0f} GiB of the {item_table.device.type} device; the data set has "
+            f"{num_items:,} items: use loss_negatives <= {num_items}"
+        )
 
 
 def full_softmax_ce(
@@ -264,6 +323,7 @@ def sequence_loss(
     if name == "inbatch_ce":
         return inbatch_ce(states, item_table, targets, item_log_q)
     num_items = item_table.shape[0] - 1
+    _check_negatives_fit(name, states, item_table, num_negatives)
     shape = (num_negatives,) if name == "shared_ce" else (len(targets), num_negatives)
     negatives = torch.randint(1, num_items + 1, shape, generator=generator, device="cpu").to(
         targets.device

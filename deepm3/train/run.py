@@ -12,6 +12,7 @@ writes the run directory and returns the metrics.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import time
 from dataclasses import dataclass
@@ -22,10 +23,10 @@ import numpy as np
 import torch
 from torch import nn
 
-from deepm3.config import RunConfig, config_from_dict
+from deepm3.config import SECTIONS, RunConfig, config_from_dict
 from deepm3.data.prepare import Prepared, prepare, resolved
 from deepm3.data.sequences import evaluation_table
-from deepm3.errors import ConfigError
+from deepm3.errors import ConfigError, DeepM3Error
 from deepm3.eval.evaluator import EvalResult, Scorer, evaluate
 from deepm3.models import COUNT_BASELINES, build_model, model_options
 from deepm3.models.contract import count_parameters
@@ -33,7 +34,15 @@ from deepm3.ode.field import lipschitz_upper_bound, measured_lipschitz
 from deepm3.train import checkpoint, distributed
 from deepm3.train.device import device_name, select_device
 from deepm3.train.loop import TrainState, fit, model_scorer
-from deepm3.train.rundir import RUN_FILES, provenance, read_json, write_json
+from deepm3.train.rundir import (
+    FAILED,
+    RUN_FILES,
+    after_failure,
+    failure,
+    provenance,
+    read_record,
+    write_json,
+)
 
 
 @dataclass(frozen=True)
@@ -53,29 +62,60 @@ class RunPlan:
 def plan_run(name: str, config: RunConfig) -> RunPlan:
     """Validate and resolve ``config`` for model ``name`` without reading any data."""
     options = model_options(name, config.model)
-    if options is not None and 10 not in config.eval.ks:
-        raise ConfigError("eval.ks must include 10: validation NDCG@10 selects the model")
     model_section = {} if options is None else dataclasses.asdict(options)
     config = dataclasses.replace(config, data=resolved(config.data), model=model_section)
     device = select_device(config.train.device) if options is not None else torch.device("cpu")
     return RunPlan(name, config, options, device)
 
 
-def load_plan(run_dir: str | Path) -> RunPlan:
-    """The plan a run directory recorded; a stored key that no longer exists is an error."""
-    path = Path(run_dir) / "config.json"
-    if not path.is_file():
+def load_plan(run_dir: str | Path, device: str | None = None) -> RunPlan:
+    """The plan a run directory recorded, checked strictly: a damaged ``config.json``, a stored
+    key that no longer exists or a damaged ``provenance.json`` is an error naming the file.
+    ``device`` replaces the recorded ``train.device`` (use a GPU-trained run on a CPU)."""
+    run_dir = Path(run_dir)
+    path = run_dir / "config.json"
+    if not path.exists():
         raise ConfigError(f"{run_dir}: not a run directory (no config.json)")
-    saved = read_json(path)
-    if not isinstance(saved, dict) or "model_name" not in saved:
-        raise ConfigError(f"{path}: not a deepm3 run config (no model_name)")
+    saved = read_record(path, ("model_name",))
     name = saved.pop("model_name")
+    if not isinstance(name, str):
+        raise ConfigError(f"{path}: damaged, model_name is {name!r:.40}, expected a model name")
+    if (run_dir / "provenance.json").exists():
+        read_record(run_dir / "provenance.json")
     try:
-        return plan_run(name, config_from_dict(saved, str(path)))
+        config = config_from_dict(saved, str(path))
+        _check_complete(saved, model_options(name, config.model), path)
     except ConfigError as exc:
         raise ConfigError(
-            f"{exc} (the run was recorded by another deepm3 version; start a new run)"
+            f"{_naming(path, exc)} (the file is damaged or was written by another deepm3 "
+            "version; start a new run)"
         ) from None
+    if device is not None:
+        config = dataclasses.replace(config, train=dataclasses.replace(config.train, device=device))
+    try:
+        return plan_run(name, config)
+    except ConfigError as exc:  # e.g. the recorded device is not available here
+        raise ConfigError(_naming(path, exc)) from None
+
+
+def _check_complete(saved: dict, options: Any | None, path: Path) -> None:
+    """A stored config is fully resolved: a key it lacks would silently take today's default."""
+    expected = dict(SECTIONS)
+    if options is not None:
+        expected["model"] = type(options)
+    missing = [
+        f"{section}.{field.name}"
+        for section, cls in expected.items()
+        for field in dataclasses.fields(cls)
+        if field.name not in saved[section]
+    ]
+    if missing:
+        raise ConfigError(f"{path}: missing key(s) {', '.join(missing)}")
+
+
+def _naming(path: Path, error: Exception) -> str:
+    """``error``'s message, led by ``path`` unless it names it already."""
+    return str(error) if str(path) in str(error) else f"{path}: {error}"
 
 
 def build_scorer(plan: RunPlan, data: Prepared) -> tuple[Scorer, nn.Module | None]:
@@ -149,7 +189,12 @@ def metrics_record(
 
 def _claim_run_dir(out: Path, resume: bool, overwrite: bool) -> None:
     """Refuse to start a new run over an old one (its best.pt would be reused), unless asked."""
-    out.mkdir(parents=True, exist_ok=True)
+    if out.exists() and not out.is_dir():
+        raise ConfigError(f"{out}: exists and is not a folder; a run needs a folder of its own")
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise ConfigError(f"{out}: cannot create the run folder ({exc.strerror or exc})") from None
     existing = [name for name in RUN_FILES if (out / name).exists()]
     if resume or not existing:
         return
@@ -158,8 +203,8 @@ def _claim_run_dir(out: Path, resume: bool, overwrite: bool) -> None:
             f"{out} already holds a run ({', '.join(existing)}); continue it with "
             f"'deepm3 train --resume {out}', or pass --overwrite to start it again"
         )
-    for name in existing:
-        (out / name).unlink()
+    for name in (*existing, FAILED):
+        (out / name).unlink(missing_ok=True)
 
 
 def run(
@@ -180,8 +225,23 @@ def run(
 
 def _run(plan: RunPlan, out: Path, resume: bool, overwrite: bool) -> dict:
     main = distributed.is_main()
+    created = not out.exists()
     if main:
         _claim_run_dir(out, resume, overwrite)
+    try:
+        metrics = _train_and_record(plan, out, resume)
+    except BaseException as error:
+        if main:
+            with contextlib.suppress(OSError, DeepM3Error):  # the first error is the one to show
+                after_failure(out, error, created, resume)
+        raise
+    if main:
+        (out / FAILED).unlink(missing_ok=True)
+    return metrics
+
+
+def _train_and_record(plan: RunPlan, out: Path, resume: bool) -> dict:
+    main = distributed.is_main()
     if plan.config.train.num_threads > 0:
         torch.set_num_threads(plan.config.train.num_threads)
     data = distributed.leader_first(lambda: prepare(plan.config.data))
@@ -220,15 +280,19 @@ def resume(run_dir: str | Path) -> dict:
 
 
 def load_trained(
-    run_dir: str | Path, data: Prepared | None = None, **option_changes: Any
+    run_dir: str | Path,
+    data: Prepared | None = None,
+    device: str | None = None,
+    **option_changes: Any,
 ) -> tuple[RunPlan, Prepared, Scorer, nn.Module | None]:
     """A finished run's scorer with its best weights, in eval mode (count baselines refitted).
 
     ``option_changes`` replace model options that hold no weights (e.g. ``solver="rk4"``).
-    ``data`` reuses an already prepared data set (it must be the run's).
+    ``data`` reuses an already prepared data set (it must be the run's); ``device`` replaces
+    the recorded one.
     """
     run_dir = Path(run_dir)
-    plan = load_plan(run_dir)
+    plan = load_plan(run_dir, device)
     if option_changes:
         plan = dataclasses.replace(
             plan, options=dataclasses.replace(plan.options, **option_changes)
@@ -237,9 +301,13 @@ def load_trained(
     scorer, model = build_scorer(plan, data)
     if model is not None:
         best = run_dir / "best.pt"
-        if not best.is_file():
-            raise ConfigError(f"{run_dir}: no best.pt; the run has not validated any epoch")
-        model.load_state_dict(checkpoint.load(best, plan.device)["model"])
+        if not best.exists():
+            reason = failure(run_dir)
+            raise ConfigError(
+                f"{run_dir}: no best.pt; the run has not validated any epoch"
+                + (f" (it failed: {reason})" if reason else "")
+            )
+        checkpoint.load_model(best, model, plan.device)
         model.eval()
     return plan, data, scorer, model
 

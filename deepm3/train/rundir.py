@@ -3,8 +3,10 @@
 Files: ``config.json`` (resolved config), ``provenance.json`` (command, git commit, seed, data
 fingerprint and statistics, library versions), ``metrics.json`` and per-user ranks
 ``per_user_<role>.csv.gz`` (user, target, rank, tied), the training log ``log.jsonl`` and the
-checkpoints ``last.pt`` and ``best.pt``. JSON is written to a temporary file and renamed, so a
-crash never leaves a half-written file.
+checkpoints ``last.pt`` and ``best.pt``; ``failed.json`` (the reason) marks a run whose training
+failed after its first checkpoint. JSON is written to a temporary file and renamed, so a crash
+never leaves a half-written file; files read back are checked, and a damaged one is a
+:class:`~deepm3.errors.DataError` that names it and says what is wrong.
 """
 
 from __future__ import annotations
@@ -12,15 +14,15 @@ from __future__ import annotations
 import json
 import os
 import platform
+import shutil
 import subprocess
 import sys
 import tempfile
 from pathlib import Path
 from typing import Any
 
-import torch
-
 import deepm3
+from deepm3.errors import ConfigError, DataError, DeepM3Error
 
 # Files a run writes into its directory; a new run refuses a directory that holds any of them.
 RUN_FILES = (
@@ -33,6 +35,7 @@ RUN_FILES = (
     "per_user_valid.csv.gz",
     "per_user_test.csv.gz",
 )
+FAILED = "failed.json"  # {"error": ...}: training failed after a checkpoint was written
 
 
 def git_commit() -> str:
@@ -60,21 +63,106 @@ def git_commit() -> str:
 
 
 def write_json(path: Path, payload: Any) -> None:
+    """Write ``payload`` to ``path`` atomically; a ConfigError naming it when that fails."""
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    handle, temporary = tempfile.mkstemp(dir=path.parent, suffix=".tmp")
-    with os.fdopen(handle, "w") as out:
-        json.dump(payload, out, indent=2, sort_keys=False, default=str)
-        out.write("\n")
-    os.replace(temporary, path)
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        handle, temporary = tempfile.mkstemp(dir=path.parent, suffix=".tmp")
+        with os.fdopen(handle, "w") as out:
+            json.dump(payload, out, indent=2, sort_keys=False, default=str)
+            out.write("\n")
+        os.replace(temporary, path)
+    except OSError as exc:
+        raise ConfigError(f"{path}: cannot write ({exc.strerror or exc})") from None
+
+
+def read_bytes(path: Path) -> bytes:
+    """The contents of ``path``; a DataError naming it when it cannot be read."""
+    path = Path(path)
+    try:
+        return path.read_bytes()
+    except FileNotFoundError:
+        raise DataError(f"{path}: missing") from None
+    except IsADirectoryError:
+        raise DataError(f"{path}: is a folder, expected a file") from None
+    except OSError as exc:
+        raise DataError(f"{path}: cannot read ({exc.strerror or exc})") from None
+
+
+def decode(data: bytes, where: str) -> str:
+    """``data`` as UTF-8 text; a DataError naming ``where`` when it is not."""
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError:
+        raise DataError(f"{where}: damaged (not UTF-8 text)") from None
+
+
+def parse_json(text: str, where: str) -> Any:
+    """``text`` parsed as JSON; a DataError naming ``where`` (a file, or a file and line)."""
+    if not text.strip():
+        raise DataError(f"{where}: empty, expected JSON")
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise DataError(
+            f"{where}: damaged, not valid JSON (line {exc.lineno}, column {exc.colno}: {exc.msg})"
+        ) from None
+    except RecursionError:
+        raise DataError(f"{where}: damaged, JSON nested too deeply") from None
 
 
 def read_json(path: Path) -> Any:
-    return json.loads(Path(path).read_text())
+    """The JSON value stored in ``path``; a DataError naming it when it is unreadable."""
+    return parse_json(decode(read_bytes(path), str(path)), str(path))
+
+
+def read_record(path: Path, required: tuple[str, ...] = ()) -> dict[str, Any]:
+    """A JSON object stored in ``path`` that holds every key in ``required``."""
+    value = read_json(path)
+    if not isinstance(value, dict):
+        raise DataError(f"{path}: damaged, expected a JSON object, found {_kind(value)}")
+    missing = [key for key in required if key not in value]
+    if missing:
+        raise DataError(f"{path}: damaged, no {', '.join(map(repr, missing))} key")
+    return value
+
+
+def read_log(path: Path) -> list[dict[str, Any]]:
+    """The records of ``log.jsonl``, each with an integer ``epoch``.
+
+    A final line without its newline that does not parse was cut off when a process died while
+    writing it; it is dropped (its epoch never reached a checkpoint: the log line comes first).
+    """
+    lines = read_bytes(path).split(b"\n")
+    records = []
+    for number, raw in enumerate(lines, start=1):
+        where = f"{path}, line {number}"
+        try:
+            line = decode(raw, where)
+            if not line.strip():
+                continue
+            record = parse_json(line, where)
+        except DataError:
+            if number == len(lines):  # unterminated last line: cut off mid-write
+                break
+            raise
+        epoch = record.get("epoch") if isinstance(record, dict) else None
+        if type(epoch) is not int:
+            raise DataError(f"{path}, line {number}: damaged, no integer 'epoch' in {line[:60]!r}")
+        records.append(record)
+    return records
+
+
+def _kind(value: Any) -> str:
+    """``value``'s JSON type in words, for messages."""
+    names = {list: "an array", str: "a string", bool: "a boolean", type(None): "null"}
+    return names.get(type(value), "a number")
 
 
 def provenance(data_stats: dict, seed: int | None, device: str, processes: int = 1) -> dict:
     """What produced a run; ``processes`` counts the torchrun processes that trained it."""
+    import torch  # here: reading run records (reports, plots) must not need torch
+
     return {
         "command": " ".join([Path(sys.argv[0]).name, *sys.argv[1:]]),
         "git_commit": git_commit(),
@@ -91,3 +179,35 @@ def provenance(data_stats: dict, seed: int | None, device: str, processes: int =
         },
         "host": {"platform": platform.platform(), "cpus": os.cpu_count()},
     }
+
+
+def failure(run_dir: Path) -> str | None:
+    """Why the run in ``run_dir`` failed (from ``failed.json``), or None when it did not."""
+    path = Path(run_dir) / FAILED
+    if not path.exists():
+        return None
+    return str(read_record(path, ("error",))["error"])
+
+
+def after_failure(run_dir: Path, error: BaseException, created: bool, resumed: bool) -> None:
+    """Leave ``run_dir`` clear after ``error`` stopped a run.
+
+    Without a checkpoint, a new run leaves nothing behind: the folder goes when this command
+    created it, else the files it wrote. With one (or on a resume), the run stays resumable and
+    ``failed.json`` records the reason for ``report`` and ``--resume``; an interruption
+    (Ctrl-C) is not a failure and leaves no mark.
+    """
+    run_dir = Path(run_dir)
+    checkpoints = any((run_dir / name).exists() for name in ("last.pt", "best.pt"))
+    if not checkpoints and not resumed:
+        if created:
+            shutil.rmtree(run_dir, ignore_errors=True)
+        else:
+            for name in RUN_FILES:
+                (run_dir / name).unlink(missing_ok=True)
+        return
+    if isinstance(error, Exception) and run_dir.is_dir():
+        reason = str(error)
+        if not isinstance(error, DeepM3Error):  # an unexpected error: its type says what it was
+            reason = f"{type(error).__name__}: {reason}"
+        write_json(run_dir / FAILED, {"error": " ".join(reason.split())[:500]})

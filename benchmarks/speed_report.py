@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from variants import ACCELERATED
 
+# DeepM3-Euler: the fused recurrence and every accelerated one
 EULER = ["deepm3-euler", *(name for name, (base, _) in ACCELERATED.items() if "euler" in base)]
 # The targets of the GPU path: (what, row key, batch, length (None: any), goal "max" or
 # "min", threshold, models it applies to)
@@ -43,21 +44,21 @@ def target_ratios(rows: list[dict]) -> list[dict]:
     found = []
     for what, key, batch, length, goal, threshold, models in TARGETS:
         for row in rows:
-            if row["model"] in models and key in row and row["batch"] == batch:
-                if length in (None, row["length"]):
-                    value = row[key]
-                    met = value <= threshold if goal == "max" else value >= threshold
-                    found.append(
-                        {
-                            "target": what,
-                            "model": row["model"],
-                            "batch": batch,
-                            "length": row["length"],
-                            "value": round(value, 3),
-                            "goal": f"{'<=' if goal == 'max' else '>='} {threshold}",
-                            "met": met,
-                        }
-                    )
+            applies = row["model"] in models and key in row and row["batch"] == batch
+            if not applies or length not in (None, row["length"]):
+                continue
+            value = row[key]
+            found.append(
+                {
+                    "target": what,
+                    "model": row["model"],
+                    "batch": batch,
+                    "length": row["length"],
+                    "value": round(value, 3),
+                    "goal": f"{'<=' if goal == 'max' else '>='} {threshold}",
+                    "met": value <= threshold if goal == "max" else value >= threshold,
+                }
+            )
     return found
 
 

@@ -44,6 +44,11 @@ PROTOCOLS = ("full", "sampled")
 NEGATIVE_SAMPLING = ("uniform", "popularity")
 LOSSES = ("ce", "chunked_ce", "sampled_ce", "shared_ce", "inbatch_ce", "bpr")
 DEVICES = ("auto", "cpu", "cuda", "mps")
+# DeepM3's per-event loop without launch overhead (deepm3/train/accelerate.py; GPUs)
+ACCELERATE_MODES = ("none", "compile", "cuda_graph", "compiled_cuda_graph")
+# Settings added after runs were already recorded without them: their default is exactly what
+# those runs did, so a stored config that lacks one is complete (any other missing key is damage).
+ADDED_LATER = frozenset({"train.accelerate"})
 
 # Validation NDCG@10 selects the model (best checkpoint, early stopping): eval.ks must hold 10.
 SELECTION_K = 10
@@ -149,10 +154,14 @@ class TrainConfig:
     time_budget: float | None = setting(None, above=0)
     eval_every: int = setting(1, low=1)  # validate every this many epochs (patience counts these)
     progress: bool = True  # tqdm progress bars
+    # DeepM3 only: none | compile (torch.compile of the per-event step) | cuda_graph (the loop
+    # captured per bucketed shape) | compiled_cuda_graph; benchmarks/gpu.sh measures which wins
+    accelerate: str = "none"
 
     def __post_init__(self) -> None:
         check_choice("train.loss", self.loss, LOSSES)
         check_choice("train.device", self.device, DEVICES)
+        check_choice("train.accelerate", self.accelerate, ACCELERATE_MODES)
         check_settings(self, "train")
         if self.logq and self.loss not in ("sampled_ce", "shared_ce", "inbatch_ce"):
             raise ConfigError(

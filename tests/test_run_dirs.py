@@ -24,7 +24,7 @@ from hypothesis import strategies as st
 from synthetic import write_synthetic_csv
 
 from deepm3.cli import main
-from deepm3.config import load_config
+from deepm3.config import ADDED_LATER, load_config
 from deepm3.errors import DataError
 from deepm3.train import loop
 from deepm3.train.run import run
@@ -277,8 +277,8 @@ def damaged_config(draw: st.DrawFn, good: bytes) -> bytes:
         return json.dumps(value).encode()
     config = json.loads(good)
     section = draw(st.sampled_from(["data", "eval", "train", "model"]))
-    key = draw(st.sampled_from(sorted(config[section])))
-    del config[section][key]
+    keys = [k for k in sorted(config[section]) if f"{section}.{k}" not in ADDED_LATER]
+    del config[section][draw(st.sampled_from(keys))]
     return json.dumps(config).encode()
 
 
@@ -476,3 +476,15 @@ def test_report_says_so_when_every_target_is_tied(runs, tmp_path):
     assert code == 0, err
     table = (tmp_path / "report" / "table.md").read_text()
     assert "- (all tied)" in table and "nan" not in table.lower()
+
+
+def test_a_config_without_a_setting_added_later_still_loads(runs, tmp_path):
+    """Runs recorded before a setting existed lack it; its default is what they did."""
+    run_dir = copy_run(runs, tmp_path)
+    config = json.loads((run_dir / "config.json").read_text())
+    for dotted in ADDED_LATER:
+        section, key = dotted.split(".")
+        del config[section][key]
+    (run_dir / "config.json").write_text(json.dumps(config))
+    code, _, err = cli(["evaluate", str(run_dir)])
+    assert code == 0, err

@@ -30,6 +30,18 @@ def is_onnx_exporting() -> bool:
     return bool(getattr(torch.onnx, "is_in_onnx_export", lambda: False)())
 
 
+def _building_a_graph(time_gaps: torch.Tensor) -> bool:
+    """True while the recurrence is traced, compiled, exported to ONNX or captured in a CUDA
+    graph: what runs then must not depend on the data (nor read it back to the host)."""
+    return (
+        torch.jit.is_tracing()
+        or torch.compiler.is_compiling()
+        or is_onnx_exporting()
+        # checked on CUDA tensors only: a CPU-only build has no capture to ask about
+        or (time_gaps.is_cuda and torch.cuda.is_current_stream_capturing())
+    )
+
+
 # flow(drift, h (B, d), gaps (B,)) -> (h (B, d), evaluations): evolve with the model's solver
 Flow = Callable[[Drift, torch.Tensor, torch.Tensor], tuple[torch.Tensor, int]]
 
@@ -90,7 +102,7 @@ def ode_rnn(
         w_h, w_elapsed, w_context = first_layer_columns(field)
         # time-major and contiguous: each step then reads one dense (B, W) block
         constants = torch.addcmul(field.b_in, context.T[..., None], w_context).unbind(0)
-        if torch.jit.is_tracing() or torch.compiler.is_compiling() or is_onnx_exporting():
+        if _building_a_graph(time_gaps):
             any_gap = [True] * length  # a graph for any data: a zero gap then changes nothing
         else:
             any_gap = (time_gaps != 0).any(dim=0).tolist()  # one sync, not one per step

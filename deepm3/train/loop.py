@@ -38,6 +38,7 @@ from deepm3.errors import DataError, DeepM3Error
 from deepm3.eval.evaluator import EvalResult, evaluate
 from deepm3.models.contract import item_scores, run_model
 from deepm3.train import checkpoint, distributed
+from deepm3.train.accelerate import accelerate
 from deepm3.train.losses import check_negatives, sequence_loss, target_log_q
 from deepm3.train.rundir import read_log
 
@@ -257,7 +258,8 @@ def fit(
         log_path.unlink()
     if main:
         _truncate_log(log_path, state.epoch)
-    trainer = distributed.wrap(model, device)
+    fast = accelerate(model, train.accelerate)  # the model itself unless train.accelerate
+    trainer = distributed.wrap(fast, device)
     if main and distributed.active():
         tqdm.write(f"training on {distributed.describe()}; global batch {train.batch_size} rows")
     table = training_table(data, config.data.train_windows, config.data.window_stride)
@@ -265,7 +267,7 @@ def fit(
     if train.loss == "inbatch_ce":
         counts = np.bincount(table.targets.ravel(), minlength=data.num_items + 1)
         item_log_q = target_log_q(counts).to(device)
-    scorer = model_scorer(model)
+    scorer = model_scorer(fast)
     while (reason := _stop_reason(state, train)) is None:
         epoch = state.epoch + 1
         started = time.perf_counter()

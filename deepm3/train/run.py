@@ -23,7 +23,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from deepm3.config import SECTIONS, RunConfig, config_from_dict
+from deepm3.config import ADDED_LATER, SECTIONS, RunConfig, config_from_dict
 from deepm3.data.prepare import Prepared, prepare, resolved
 from deepm3.data.sequences import evaluation_table
 from deepm3.errors import ConfigError, DeepM3Error
@@ -65,7 +65,24 @@ def plan_run(name: str, config: RunConfig) -> RunPlan:
     model_section = {} if options is None else dataclasses.asdict(options)
     config = dataclasses.replace(config, data=resolved(config.data), model=model_section)
     device = select_device(config.train.device) if options is not None else torch.device("cpu")
+    _check_accelerate(name, config, device)
     return RunPlan(name, config, options, device)
+
+
+def _check_accelerate(name: str, config: RunConfig, device: torch.device) -> None:
+    """train.accelerate applies to DeepM3 with a fixed-step solver; CUDA graphs need CUDA."""
+    mode = config.train.accelerate
+    if mode == "none":
+        return
+    if name != "deepm3":
+        raise ConfigError(f"train.accelerate={mode} speeds up DeepM3's loop; {name} has none")
+    if config.model.get("solver") == "dopri5":
+        raise ConfigError(
+            f"train.accelerate={mode} cannot run the adaptive solver dopri5 (its steps depend on "
+            "the data): use solver=euler or rk4, or accelerate=none"
+        )
+    if "cuda_graph" in mode and device.type != "cuda":
+        raise ConfigError(f"train.accelerate={mode} needs a CUDA device, not {device.type}")
 
 
 def load_plan(run_dir: str | Path, device: str | None = None) -> RunPlan:
@@ -107,7 +124,7 @@ def _check_complete(saved: dict, options: Any | None, path: Path) -> None:
         f"{section}.{field.name}"
         for section, cls in expected.items()
         for field in dataclasses.fields(cls)
-        if field.name not in saved[section]
+        if field.name not in saved[section] and f"{section}.{field.name}" not in ADDED_LATER
     ]
     if missing:
         raise ConfigError(f"{path}: missing key(s) {', '.join(missing)}")

@@ -1,0 +1,317 @@
+"""DeepM3's recurrence without the launch overhead of its per-event loop, for GPUs.
+
+On a GPU the ODE-RNN is launch-bound: every event runs a GRU cell and, per solver stage, one
+evaluation of the field, a dozen small kernels each, so one (B=256, T=200) step issues thousands
+of launches whose CPU cost dwarfs the arithmetic. :func:`accelerate` wraps a DeepM3 so that its
+loop over events runs one of these ways (``mode``):
+
+* ``cuda_graph``: the whole loop is captured once per static shape (the batch and the length
+  padded up to buckets) as CUDA graphs, forward and backward for training
+  (:func:`torch.cuda.make_graphed_callables`), forward only for inference; a call copies its
+  inputs into the graph's buffers and replays it.
+* ``compile``: the per-event step (the flow over the gap, then the GRU update) is compiled with
+  :func:`torch.compile` at the same bucketed shapes (its pointwise work fused), and Python loops
+  over it. It runs on CPUs too, which is how the tests check it without a GPU.
+* ``compiled_cuda_graph``: the compiled step captured in CUDA graphs: fewer kernels per event,
+  and one replay for all of them.
+* ``none``: the model itself.
+
+Which mode is fastest is a measurement of ``benchmarks/gpu.sh`` on the GPU at hand.
+
+Every mode steps through :func:`deepm3.ode.solvers.evolve` with the fused pieces of
+:mod:`deepm3.models.recurrence`, the loop of its ``ode_rnn`` without the skip of all-zero gaps (a
+graph cannot depend on the data, and a zero gap changes nothing: ``h + 0 * f = h``), so every
+field evaluation is made and counted. The recurrence runs in float32, autocast off. The rest of
+the model (embedding, the field's spectral normalisation, whose SVDs synchronise with the host),
+the loss and the optimiser stay eager: a few launches per step, not per event. An adaptive
+solver (dopri5) chooses its steps from the data, so no mode can run it: it is refused.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+
+import torch
+from torch import nn
+
+from deepm3.config import ACCELERATE_MODES
+from deepm3.models.contract import absolute_time_feature, real_positions
+from deepm3.models.deepm3 import DeepM3, previous_event_time
+from deepm3.models.recurrence import _fused_drift, _gru_update
+from deepm3.ode.field import FieldWeights, first_layer_columns
+from deepm3.ode.solvers import METHODS, evolve
+
+MODES = ACCELERATE_MODES
+# The default batch buckets: powers of two up to 64, then multiples of 128 up to 8192 (padding
+# wastes less than half a small batch, and at most 127 rows of a large one)
+BATCH_BUCKETS = (1, 2, 4, 8, 16, 32, 64, *range(128, 8193, 128))
+
+
+def bucket(size: int, buckets: Sequence[int]) -> int:
+    """The smallest bucket >= ``size``; ``size`` itself above every bucket (or without any)."""
+    return min((value for value in buckets if value >= size), default=size)
+
+
+def event_step(
+    h: torch.Tensor,
+    gates_x: torch.Tensor,
+    gap: torch.Tensor,
+    constant: torch.Tensor | None,
+    keep: torch.Tensor,
+    w_hh: torch.Tensor,
+    b_hh: torch.Tensor,
+    drift: tuple[FieldWeights, torch.Tensor, torch.Tensor] | None,
+    solver: str,
+    steps: int,
+) -> torch.Tensor:
+    """One event: flow h (B, d) over gap (B,) under the field, then the GRU update (gates_x
+    (B, 3d)) where keep (B, 1) -> (B, d). ``drift``: the field and its first layer's h and
+    elapsed columns (:func:`first_layer_columns`); ``constant`` (B, W): its context term and bias.
+    """
+    if drift is not None:
+        h, _ = evolve(_fused_drift(*drift, constant), h, gap, solver, steps)
+    return torch.where(keep, _gru_update(gates_x, h, w_hh, b_hh), h)
+
+
+Step = Callable[..., torch.Tensor]  # event_step, or its compiled form
+
+
+def static_recurrence(
+    step: Step,
+    solver: str,
+    steps: int,
+    gate_inputs: torch.Tensor,
+    time_gaps: torch.Tensor,
+    context: torch.Tensor,
+    present: torch.Tensor,
+    w_hh: torch.Tensor,
+    b_hh: torch.Tensor,
+    field: FieldWeights | None,
+) -> torch.Tensor:
+    """``ode_rnn``'s loop, one ``step`` per event and none skipped: the same work for any data.
+
+    gate_inputs (B, T, 3d); time_gaps, context (B, T) float; present (B, T) bool -> (B, T, d).
+    """
+    batch, length, three_d = gate_inputs.shape
+    # requiring grad like every later state, so that a compiled step is compiled once, not twice
+    h = gate_inputs.new_zeros(batch, three_d // 3).requires_grad_(gate_inputs.requires_grad)
+    constants: Sequence[torch.Tensor | None] = [None] * length
+    drift = None
+    if field is not None:
+        w_h, w_elapsed, w_context = first_layer_columns(field)
+        drift = field, w_h, w_elapsed
+        constants = torch.addcmul(field.b_in, context.T[..., None], w_context).unbind(0)
+    states = []
+    for gates_x, gap, keep, constant in zip(
+        gate_inputs.transpose(0, 1).contiguous().unbind(0),  # time-major, as in ode_rnn
+        time_gaps.T.contiguous().unbind(0),
+        present.T[..., None].contiguous().unbind(0),
+        constants,
+        strict=True,
+    ):
+        h = step(h, gates_x, gap, constant, keep, w_hh, b_hh, drift, solver, steps)
+        states.append(h)
+    return torch.stack(states, dim=1)
+
+
+def _pad(tensor: torch.Tensor, batch: int, length: int) -> torch.Tensor:
+    """(B, T, ...) -> (batch, length, ...): zero rows after the batch, zero steps before the
+    history (sequences are left-padded, so padding in front leaves every state as it was)."""
+    rows, steps = tensor.shape[:2]
+    if (rows, steps) == (batch, length):
+        return tensor
+    out = tensor.new_zeros(batch, length, *tensor.shape[2:])
+    out[:rows, length - steps :] = tensor
+    return out
+
+
+def _capture_inference(function: Callable, args: tuple[torch.Tensor, ...]) -> Callable:
+    """A forward-only CUDA graph of ``function`` at the shapes of ``args``; call it with new
+    tensors of those shapes (copied into its buffers) -> its output buffer."""
+    buffers = tuple(arg.detach().clone() for arg in args)
+    side = torch.cuda.Stream()
+    side.wait_stream(torch.cuda.current_stream())
+    with torch.cuda.stream(side):
+        function(*buffers)  # lazy initialisation (and compilation) outside the capture
+    torch.cuda.current_stream().wait_stream(side)
+    graph = torch.cuda.CUDAGraph()
+    with torch.cuda.graph(graph):
+        output = function(*buffers)
+
+    def replay(*inputs: torch.Tensor) -> torch.Tensor:
+        for buffer, value in zip(buffers, inputs, strict=True):
+            buffer.copy_(value)
+        graph.replay()
+        return output
+
+    return replay
+
+
+class BucketedRecurrence:
+    """:func:`static_recurrence` at static shapes: the batch and the length padded up to
+    buckets, the states sliced back. With ``graphs`` each (batch bucket, length bucket, grad
+    mode) is captured once as CUDA graphs and replayed; a training graph holds its activations
+    until its backward, so run the backward of one call before the next training call of the
+    same shape (as a training step does)."""
+
+    def __init__(
+        self,
+        step: Step,
+        solver: str,
+        steps: int,
+        graphs: bool,
+        batch_buckets: Sequence[int] = BATCH_BUCKETS,
+        length_buckets: Sequence[int] = (),
+    ) -> None:
+        self.step, self.solver, self.steps = step, solver, steps
+        self.batch_buckets, self.length_buckets = tuple(batch_buckets), tuple(length_buckets)
+        self.graphs: dict[tuple, Callable] | None = {} if graphs else None
+
+    def _function(self, field: FieldWeights | None) -> Callable:
+        """The recurrence over tensors only (what a graph's inputs must be)."""
+
+        def run(*tensors: torch.Tensor) -> torch.Tensor:
+            weights = (
+                None if field is None else FieldWeights(*tensors[6:], field.mode, field.constant)
+            )
+            return static_recurrence(self.step, self.solver, self.steps, *tensors[:6], weights)
+
+        return run
+
+    def _graph(self, field: FieldWeights | None, args: tuple[torch.Tensor, ...]) -> Callable:
+        """The graphed recurrence for the shapes and grad mode of ``args``, captured once."""
+        if not args[0].is_cuda:
+            raise ValueError(f"accelerate=cuda_graph needs a CUDA device, not {args[0].device}")
+        training = torch.is_grad_enabled()
+        key = (args[0].device, args[0].shape, training, tuple(a.requires_grad for a in args))
+        if key not in self.graphs:
+            if training:
+                sample = tuple(
+                    arg.detach().clone().requires_grad_(arg.requires_grad) for arg in args
+                )
+                graph = torch.cuda.make_graphed_callables(self._function(field), sample)
+            else:
+                graph = _capture_inference(self._function(field), args)
+            self.graphs[key] = graph
+        return self.graphs[key]
+
+    def __call__(
+        self,
+        gate_inputs: torch.Tensor,
+        time_gaps: torch.Tensor,
+        context: torch.Tensor,
+        present: torch.Tensor,
+        w_hh: torch.Tensor,
+        b_hh: torch.Tensor,
+        field: FieldWeights | None,
+    ) -> tuple[torch.Tensor, int]:
+        """As :func:`static_recurrence` -> states (B, T, d) and the number of field evaluations
+        per row, as ``ode_rnn`` returns them (every step of the padded length is taken)."""
+        rows, steps = time_gaps.shape
+        batch, length = bucket(rows, self.batch_buckets), bucket(steps, self.length_buckets)
+        padded = (_pad(tensor, batch, length) for tensor in (gate_inputs, time_gaps, context))
+        args = (*padded, _pad(present, batch, length), w_hh, b_hh)
+        if field is not None:
+            args += (field.w_in, field.b_in, field.w_out, field.b_out)
+        per_step = 0 if field is None else METHODS[self.solver].evaluations_per_step * self.steps
+        if self.graphs is None:
+            states = self._function(field)(*args)[:rows, length - steps :]
+        else:  # a copy: the next replay overwrites the graph's output buffer
+            states = self._graph(field, args)(*args)[:rows, length - steps :].clone()
+        return states, length * per_step
+
+
+# (gate_inputs, time_gaps, context, present, w_hh, b_hh, field) -> (states (B, T, d), NFE)
+Recurrence = Callable[..., tuple[torch.Tensor, int]]
+
+
+class Accelerated(nn.Module):
+    """A DeepM3 whose recurrence runs as ``recurrence``; the model contract of
+    :class:`~deepm3.models.deepm3.DeepM3` (``forward``, ``item_embedding``) and its parameters.
+    ``options.implementation`` no longer matters. Save and evaluate ``self.model``."""
+
+    def __init__(self, model: DeepM3, recurrence: Recurrence) -> None:
+        super().__init__()
+        self.model = model
+        self.recurrence = recurrence
+
+    @property
+    def item_embedding(self) -> nn.Embedding:
+        return self.model.item_embedding
+
+    def forward(
+        self,
+        items: torch.Tensor,
+        timestamps: torch.Tensor,
+        time_gaps: torch.Tensor,
+        next_gaps: torch.Tensor | None = None,
+        time_scale: torch.Tensor | None = None,
+    ) -> tuple[torch.Tensor, dict]:
+        """As :meth:`DeepM3.forward`: items, timestamps (B, T) int64; gaps (B, T) -> (B, T, d)."""
+        model = self.model
+        batch, length = items.shape
+        real = real_positions(items)  # (B, T)
+        embedded = model.dropout(model.item_embedding(items))
+        inputs = torch.cat([embedded, time_gaps[..., None].to(embedded.dtype)], -1)
+        previous_time = previous_event_time(timestamps, real)
+        weights = model.field.weights() if model.field is not None else None
+        gate_inputs = nn.functional.linear(inputs, model.cell.weight_ih, model.cell.bias_ih)
+        with torch.autocast(items.device.type, enabled=False):  # a float32 recurrence
+            out, evaluations = self.recurrence(
+                gate_inputs.float(),
+                time_gaps.float(),
+                previous_time,
+                real,
+                model.cell.weight_hh,
+                model.cell.bias_hh,
+                weights,
+            )
+        if (
+            model.options.predict_at == "target_time"
+            and next_gaps is not None
+            and weights is not None
+        ):
+            flat, calls = model._flow_field(
+                weights,
+                out.reshape(batch * length, -1),
+                next_gaps.reshape(-1),
+                absolute_time_feature(timestamps).reshape(-1),
+            )
+            out, evaluations = flat.reshape(batch, length, -1), evaluations + calls
+        return out, {"nfe": evaluations}
+
+
+def accelerate(
+    model: nn.Module,
+    mode: str = "none",
+    batch_buckets: Sequence[int] = BATCH_BUCKETS,
+    length_buckets: Sequence[int] = (),
+) -> nn.Module:
+    """``model`` with its recurrence run as ``mode`` (one of :data:`MODES`), or ``model`` itself
+    for ``none``. The CUDA graph modes pad batches and lengths up to the smallest bucket that
+    holds them (beyond the largest, to their own size): each bucket is one capture, so few
+    buckets bound the captures and their memory; training batches all have the same length.
+    """
+    if mode not in MODES:
+        raise ValueError(f"unknown accelerate mode {mode!r}; valid: {', '.join(MODES)}")
+    if mode == "none":
+        return model
+    if not isinstance(model, DeepM3):
+        raise ValueError(
+            f"accelerate={mode} speeds up DeepM3's per-event loop; "
+            f"{type(model).__name__} has none (use accelerate=none)"
+        )
+    solver, steps = model.options.solver, model.options.steps
+    if METHODS[solver].step is None:
+        raise ValueError(
+            f"accelerate={mode} cannot run the adaptive solver {solver}: its steps depend on "
+            "the data; use a fixed-step solver (euler, rk4) or accelerate=none"
+        )
+    step = event_step
+    if mode in ("compile", "compiled_cuda_graph"):
+        # Static shapes (the buckets): one compilation per bucket, grad mode and solver setting.
+        # Beyond Dynamo's recompile_limit (default 8) the step runs uncompiled, with a warning.
+        step = torch.compile(event_step, dynamic=False)
+    graphs = mode in ("cuda_graph", "compiled_cuda_graph")
+    recurrence = BucketedRecurrence(step, solver, steps, graphs, batch_buckets, length_buckets)
+    return Accelerated(model, recurrence)

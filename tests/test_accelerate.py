@@ -1,0 +1,249 @@
+"""The accelerated DeepM3 recurrence (``deepm3.train.accelerate``) equals the eager loop, in outputs
+and every parameter gradient. The bucket padding and the compiled step run on the CPU (1e-5);
+the CUDA graphs need a GPU (1e-4 in float32) and skip without one."""
+
+import pytest
+import torch
+
+from deepm3.models import build_model, model_options
+from deepm3.ode.field import first_layer_columns
+from deepm3.ode.solvers import METHODS
+from deepm3.train.accelerate import (
+    Accelerated,
+    BucketedRecurrence,
+    accelerate,
+    bucket,
+    event_step,
+)
+
+NUM_ITEMS = 40
+needs_cuda = pytest.mark.skipif(
+    not torch.cuda.is_available(), reason="CUDA graphs need a CUDA GPU; none is available"
+)
+
+
+def batch(size: int, length: int, seed: int = 0, device: str = "cpu"):
+    """Left-padded histories with ties (zero gaps) and one step at which every gap is zero."""
+    generator = torch.Generator().manual_seed(seed)
+    items = torch.randint(1, NUM_ITEMS + 1, (size, length), generator=generator)
+    seconds = torch.randint(0, 3 * 86_400, (size, length), generator=generator)
+    seconds[torch.rand(size, length, generator=generator) < 0.5] = 0
+    seconds[:, length // 2] = 0
+    timestamps = 10**9 + seconds.cumsum(1)
+    lengths = torch.randint(1, length + 1, (size,), generator=generator)
+    pad = torch.arange(length)[None] < (length - lengths)[:, None]
+    items[pad], timestamps[pad], seconds[pad] = 0, 0, 0
+    gaps = torch.log1p(seconds.double() / 3600).float()
+    next_gaps = torch.rand(size, length, generator=generator)
+    return [tensor.to(device) for tensor in (items, timestamps, gaps, next_gaps)]
+
+
+def deepm3(size: int = 16, width: int = 12, **overrides):
+    """A seeded DeepM3 (the same parameters at every call with the same sizes)."""
+    torch.manual_seed(0)
+    values = {"hidden_size": size, "field_width": width, "dropout": 0.0, "steps": 2, **overrides}
+    return build_model("deepm3", NUM_ITEMS, model_options("deepm3", values), 8)
+
+
+def run(model, inputs):
+    """States, every parameter gradient (of a fixed random projection of the states) and NFE."""
+    states, aux = model(*inputs)
+    weights = torch.randn(states.shape, generator=torch.Generator().manual_seed(1))
+    model.zero_grad(set_to_none=True)
+    (states * weights.to(states.device)).sum().backward()
+    # an accelerated model holds the DeepM3 as .model: the same parameter names without it
+    parameters = getattr(model, "model", model).named_parameters()
+    gradients = {name: p.grad.clone() for name, p in parameters}
+    return states.detach(), gradients, aux["nfe"]
+
+
+def assert_close(reference, result, tolerance: float) -> None:
+    """Relative (to the largest entry) error of the states and of every gradient."""
+    scale = reference[0].abs().max()
+    assert float((result[0] - reference[0]).abs().max() / scale) < tolerance
+    for name, gradient in reference[1].items():
+        error = (result[1][name] - gradient).abs().max() / gradient.abs().max().clamp_min(1e-12)
+        assert float(error) < tolerance, (name, float(error))
+
+
+def test_bucket_is_the_smallest_that_holds_the_size():
+    assert [bucket(size, (1, 2, 4, 8)) for size in (1, 3, 4, 5, 8)] == [1, 4, 4, 8, 8]
+    assert bucket(9, (1, 2, 4, 8)) == 9  # beyond the largest: its own size
+    assert bucket(7, ()) == 7
+
+
+@pytest.mark.parametrize("solver", ["euler", "rk4"])
+@pytest.mark.parametrize("lipschitz", ["spectral", "bounded"])
+@pytest.mark.parametrize("predict_at", ["last_event", "target_time"])
+def test_padding_to_buckets_changes_nothing(solver, lipschitz, predict_at):
+    # what a CUDA graph runs, without the capture: 5 rows padded to 8, 7 steps to 12, every
+    # step taken (the zero-gap skip off), against the eager reference loop
+    options = {"solver": solver, "lipschitz": lipschitz, "predict_at": predict_at}
+    inputs = batch(5, 7)
+    eager = run(deepm3(implementation="eager", **options), inputs)
+    model = deepm3(**options)
+    recurrence = BucketedRecurrence(event_step, solver, 2, False, (8,), (12,))
+    padded = run(Accelerated(model, recurrence), inputs)
+    assert_close(eager, padded, 1e-5)
+    per_step = 2 * METHODS[solver].evaluations_per_step
+    assert padded[2] == 12 * per_step + (per_step if predict_at == "target_time" else 0)
+
+
+def test_a_plain_gru_pads_too():
+    inputs = batch(3, 6)
+    eager = run(deepm3(ode="none", implementation="eager"), inputs)
+    recurrence = BucketedRecurrence(event_step, "euler", 1, False, (4,), (8,))
+    assert_close(eager, run(Accelerated(deepm3(ode="none"), recurrence), inputs), 1e-5)
+
+
+def test_compiled_step_equals_the_eager_loop():
+    # tiny sizes: one compilation of the step (forward and backward), seconds on a CPU
+    inputs = batch(5, 6)
+    eager = run(deepm3(implementation="eager"), inputs)
+    compiled = accelerate(deepm3(), "compile", batch_buckets=(8,))
+    assert_close(eager, run(compiled, inputs), 1e-5)
+    assert_close(eager, run(compiled, inputs), 1e-5)  # the compiled step reused
+
+
+@pytest.mark.parametrize("solver", ["euler", "rk4"])
+def test_the_step_compiles_as_one_graph(solver):
+    # a graph break would leave part of every step uncompiled (accelerate does not insist on
+    # one graph, so that too many recompilations fall back to eager instead of failing)
+    field = deepm3().field.weights()
+    w_h, w_elapsed, _ = first_layer_columns(field)
+    size, width = w_h.shape[1], w_h.shape[0]
+    args = (torch.randn(4, size), torch.randn(4, 3 * size), torch.rand(4), torch.randn(4, width))
+    keep = torch.tensor([[True], [False], [True], [True]])
+    weights = torch.randn(3 * size, size), torch.randn(3 * size)
+    explanation = torch._dynamo.explain(event_step)(
+        *args, keep, *weights, (field, w_h, w_elapsed), solver, 2
+    )
+    assert explanation.graph_break_count == 0 and explanation.graph_count == 1
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("predict_at", ["last_event", "target_time"])
+def test_compiled_rk4_step_equals_the_eager_loop_in_training_and_inference(predict_at):
+    inputs = batch(5, 8, seed=1)
+    options = {"solver": "rk4", "predict_at": predict_at, "lipschitz": "none"}
+    eager_model = deepm3(implementation="eager", **options)
+    compiled = accelerate(deepm3(**options), "compile", batch_buckets=(8,))
+    assert_close(run(eager_model, inputs), run(compiled, inputs), 1e-5)
+    with torch.no_grad():
+        expected, _ = eager_model.eval()(*inputs)
+        states, _ = compiled.eval()(*inputs)
+    assert float((states - expected).abs().max() / expected.abs().max()) < 1e-5
+
+
+def test_adaptive_solvers_are_refused():
+    with pytest.raises(ValueError, match="adaptive solver dopri5.*euler, rk4"):
+        accelerate(deepm3(solver="dopri5"), "cuda_graph")
+
+
+def test_unknown_modes_and_models_without_a_recurrence_are_refused():
+    with pytest.raises(ValueError, match="none, compile, cuda_graph, compiled_cuda_graph"):
+        accelerate(deepm3(), "graphs")
+    sasrec = build_model("sasrec", NUM_ITEMS, model_options("sasrec", {"hidden_size": 8}), 8)
+    with pytest.raises(ValueError, match="SASRec has none"):
+        accelerate(sasrec, "compile")
+    assert accelerate(sasrec, "none") is sasrec
+
+
+def test_cuda_graphs_need_a_cuda_device():
+    with pytest.raises(ValueError, match="needs a CUDA device, not cpu"):
+        accelerate(deepm3(), "cuda_graph")(*batch(2, 4))
+
+
+@needs_cuda
+@pytest.mark.parametrize(
+    ("mode", "solver", "predict_at"),
+    [
+        ("cuda_graph", "euler", "last_event"),
+        ("cuda_graph", "euler", "target_time"),
+        ("cuda_graph", "rk4", "last_event"),
+        ("cuda_graph", "rk4", "target_time"),
+        ("compiled_cuda_graph", "euler", "last_event"),  # two compilations each
+        ("compiled_cuda_graph", "rk4", "target_time"),
+    ],
+)
+def test_cuda_graphs_equal_the_eager_loop(mode, solver, predict_at):
+    # a training step and a replay after the parameters moved, then inference; 5 rows padded
+    # to a bucket of 8
+    options = {"solver": solver, "predict_at": predict_at}
+    eager_model = deepm3(implementation="eager", **options).cuda()
+    graphed = accelerate(deepm3(**options).cuda(), mode)
+    for seed in (0, 1):
+        inputs = batch(5, 30, seed=seed, device="cuda")
+        assert_close(run(eager_model, inputs), run(graphed, inputs), 1e-4)
+        with torch.no_grad():  # the same update of both models' parameters
+            for mine, theirs in zip(eager_model.parameters(), graphed.parameters(), strict=True):
+                mine.sub_(0.1 * mine.grad)
+                theirs.sub_(0.1 * theirs.grad)
+    with torch.no_grad():
+        expected, _ = eager_model.eval()(*inputs)
+        states, _ = graphed.eval()(*inputs)
+        assert float((states - expected).abs().max() / expected.abs().max()) < 1e-4
+        graphed(*batch(5, 30, seed=2, device="cuda"))  # a replay must not change what was returned
+        assert float((states - expected).abs().max() / expected.abs().max()) < 1e-4
+
+
+@needs_cuda
+def test_the_fused_recurrence_can_be_captured_in_a_cuda_graph():
+    # the data-dependent skip of ode_rnn is off under capture: a replay on new data is exact
+    model = deepm3().cuda().eval()
+    first, second = batch(4, 20, device="cuda"), batch(4, 20, seed=1, device="cuda")
+    static = [tensor.clone() for tensor in first]
+    with torch.no_grad():
+        side = torch.cuda.Stream()  # warm-up (and the cached spectral normalisation) outside
+        side.wait_stream(torch.cuda.current_stream())
+        with torch.cuda.stream(side):
+            model(*static)
+        torch.cuda.current_stream().wait_stream(side)
+        graph = torch.cuda.CUDAGraph()
+        with torch.cuda.graph(graph):
+            captured, _ = model(*static)
+        for buffer, value in zip(static, second, strict=True):
+            buffer.copy_(value)
+        graph.replay()
+        expected, _ = model(*second)
+    assert float((captured - expected).abs().max() / expected.abs().max()) < 1e-5
+
+
+# --------------------------------------------------------------------------------------------
+# train.accelerate: the option that puts a mode into the training loop
+
+
+@pytest.mark.parametrize(
+    ("model", "settings", "phrase"),
+    [
+        ("sasrec", ["accelerate=compile"], "sasrec has none"),
+        ("deepm3", ["accelerate=compile", "solver=dopri5"], "adaptive solver dopri5"),
+        ("deepm3", ["accelerate=cuda_graph", "device=cpu"], "needs a CUDA device"),
+        ("deepm3", ["accelerate=graphs"], "train.accelerate must be one of"),
+    ],
+)
+def test_train_accelerate_is_checked_before_any_data_is_read(model, settings, phrase):
+    from deepm3.config import load_config
+    from deepm3.errors import ConfigError
+    from deepm3.train.run import plan_run
+
+    with pytest.raises(ConfigError, match=phrase):
+        plan_run(model, load_config(None, settings))
+
+
+@pytest.mark.slow
+def test_training_with_the_compiled_step_matches_the_eager_loop(tmp_path):
+    """One epoch with train.accelerate=compile: the same loss and validation as without."""
+    from synthetic import write_synthetic_csv
+
+    from deepm3.config import load_config
+    from deepm3.train.run import run
+
+    csv = write_synthetic_csv(tmp_path / "events.csv", num_users=20)
+    small = ["hidden_size=8", "max_len=8", "batch_size=8", "progress=false", "num_threads=1"]
+    results = {}
+    for mode in ("none", "compile"):
+        settings = [*small, "epochs=1", "dropout=0", f"accelerate={mode}"]
+        config = load_config(None, settings, base={"data": {"dataset": str(csv)}})
+        results[mode] = run("deepm3", config, tmp_path / mode)["test"]["ndcg@10"]
+    assert results["compile"] == pytest.approx(results["none"], abs=1e-5)

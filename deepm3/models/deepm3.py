@@ -17,7 +17,7 @@ import torch
 from torch import nn
 
 from deepm3.models.contract import absolute_time_feature, real_positions
-from deepm3.models.recurrence import ode_rnn
+from deepm3.models.recurrence import Recurrence, ode_rnn
 from deepm3.ode.field import LIPSCHITZ_MODES, FieldWeights, VectorField, apply_field
 from deepm3.ode.solvers import METHODS, Drift, evolve
 from deepm3.settings import check_choice, check_settings, setting
@@ -136,6 +136,23 @@ class DeepM3(nn.Module):
             self._flow,
         )
 
+    def _given(
+        self,
+        recurrence: Recurrence,
+        inputs: torch.Tensor,
+        time_gaps: torch.Tensor,
+        previous_time: torch.Tensor,
+        real: torch.Tensor,
+        weights: FieldWeights | None,
+    ) -> tuple[torch.Tensor, int]:
+        """A caller's recurrence on the GRU's input projections, in float32 (autocast off)."""
+        gate_inputs = nn.functional.linear(inputs, self.cell.weight_ih, self.cell.bias_ih)
+        with torch.autocast(inputs.device.type, enabled=False):
+            return recurrence(
+                gate_inputs.float(), time_gaps.float(), previous_time, real,
+                self.cell.weight_hh, self.cell.bias_hh, weights,
+            )  # fmt: skip
+
     def forward(
         self,
         items: torch.Tensor,
@@ -143,19 +160,26 @@ class DeepM3(nn.Module):
         time_gaps: torch.Tensor,
         next_gaps: torch.Tensor | None = None,
         time_scale: torch.Tensor | None = None,
+        recurrence: Recurrence | None = None,
     ) -> tuple[torch.Tensor, dict]:
         """items, timestamps (B, T) int64; time_gaps, next_gaps (B, T) float -> (B, T, d).
 
         ``time_scale`` (B,) int64, a per-user time unit of the model contract, is ignored:
-        DeepM3 reads the gaps themselves.
+        DeepM3 reads the gaps themselves. ``recurrence`` replaces the loop over events (the
+        accelerated paths of :mod:`deepm3.train.accelerate`); None: ``options.implementation``.
         """
         batch, length = items.shape
         real = real_positions(items)  # (B, T)
         inputs = torch.cat([self.dropout(self.item_embedding(items)), time_gaps[..., None]], -1)
         previous_time = previous_event_time(timestamps, real)  # the context of the gap before t
         weights = self.field.weights() if self.field is not None else None
-        recurrence = self._fast if self.options.implementation == "fast" else self._eager
-        out, evaluations = recurrence(inputs, time_gaps, previous_time, real, weights)
+        if recurrence is not None:
+            out, evaluations = self._given(
+                recurrence, inputs, time_gaps, previous_time, real, weights
+            )
+        else:
+            loop = self._fast if self.options.implementation == "fast" else self._eager
+            out, evaluations = loop(inputs, time_gaps, previous_time, real, weights)
         if (
             self.options.predict_at == "target_time"
             and next_gaps is not None

@@ -42,6 +42,10 @@ def _building_a_graph(time_gaps: torch.Tensor) -> bool:
     )
 
 
+# (gate_inputs, time_gaps, context, present, w_hh, b_hh, field) -> (states (B, T, d), NFE): a
+# loop over events that DeepM3.forward may be given instead of its own (deepm3.train.accelerate)
+Recurrence = Callable[..., tuple[torch.Tensor, int]]
+
 # flow(drift, h (B, d), gaps (B,)) -> (h (B, d), evaluations): evolve with the model's solver
 Flow = Callable[[Drift, torch.Tensor, torch.Tensor], tuple[torch.Tensor, int]]
 

@@ -35,9 +35,8 @@ import torch
 from torch import nn
 
 from deepm3.config import ACCELERATE_MODES
-from deepm3.models.contract import absolute_time_feature, real_positions
-from deepm3.models.deepm3 import DeepM3, previous_event_time
-from deepm3.models.recurrence import _fused_drift, _gru_update
+from deepm3.models.deepm3 import DeepM3
+from deepm3.models.recurrence import Recurrence, _fused_drift, _gru_update
 from deepm3.ode.field import FieldWeights, first_layer_columns
 from deepm3.ode.solvers import METHODS, evolve
 
@@ -221,10 +220,6 @@ class BucketedRecurrence:
         return states, length * per_step
 
 
-# (gate_inputs, time_gaps, context, present, w_hh, b_hh, field) -> (states (B, T, d), NFE)
-Recurrence = Callable[..., tuple[torch.Tensor, int]]
-
-
 class Accelerated(nn.Module):
     """A DeepM3 whose recurrence runs as ``recurrence``; the model contract of
     :class:`~deepm3.models.deepm3.DeepM3` (``forward``, ``item_embedding``) and its parameters.
@@ -248,37 +243,7 @@ class Accelerated(nn.Module):
         time_scale: torch.Tensor | None = None,
     ) -> tuple[torch.Tensor, dict]:
         """As :meth:`DeepM3.forward`: items, timestamps (B, T) int64; gaps (B, T) -> (B, T, d)."""
-        model = self.model
-        batch, length = items.shape
-        real = real_positions(items)  # (B, T)
-        embedded = model.dropout(model.item_embedding(items))
-        inputs = torch.cat([embedded, time_gaps[..., None].to(embedded.dtype)], -1)
-        previous_time = previous_event_time(timestamps, real)
-        weights = model.field.weights() if model.field is not None else None
-        gate_inputs = nn.functional.linear(inputs, model.cell.weight_ih, model.cell.bias_ih)
-        with torch.autocast(items.device.type, enabled=False):  # a float32 recurrence
-            out, evaluations = self.recurrence(
-                gate_inputs.float(),
-                time_gaps.float(),
-                previous_time,
-                real,
-                model.cell.weight_hh,
-                model.cell.bias_hh,
-                weights,
-            )
-        if (
-            model.options.predict_at == "target_time"
-            and next_gaps is not None
-            and weights is not None
-        ):
-            flat, calls = model._flow_field(
-                weights,
-                out.reshape(batch * length, -1),
-                next_gaps.reshape(-1),
-                absolute_time_feature(timestamps).reshape(-1),
-            )
-            out, evaluations = flat.reshape(batch, length, -1), evaluations + calls
-        return out, {"nfe": evaluations}
+        return self.model(items, timestamps, time_gaps, next_gaps, time_scale, self.recurrence)
 
 
 def accelerate(

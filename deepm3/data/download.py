@@ -12,7 +12,6 @@ import hashlib
 import http.client
 import os
 import urllib.request
-import zipfile
 from pathlib import Path
 
 from tqdm.auto import tqdm
@@ -123,16 +122,3 @@ def verify(path: Path, md5: str | None) -> None:
             f"{path}: checksum mismatch: expected md5 {md5}, got {mismatch[2]}; this is not the "
             "official file (download it again, or pass the folder it unpacks to)"
         )
-
-
-def extract(archive: Path, folder: Path) -> Path:
-    """Unpack a zip archive next to itself (once)."""
-    marker = folder / ".extracted"
-    if not marker.exists():
-        try:
-            with zipfile.ZipFile(archive) as handle:
-                handle.extractall(folder)
-        except zipfile.BadZipFile:
-            raise DataError(f"{archive}: not a valid zip archive") from None
-        marker.touch()
-    return folder

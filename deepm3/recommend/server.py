@@ -27,6 +27,7 @@ its own request (500, logged with its traceback); the server keeps serving.
 
 from __future__ import annotations
 
+import gc
 import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -240,4 +241,6 @@ def serve(
     ``device``, ``unknown_items``, ``cache_size``, ...)."""
     app_options = {key: options.pop(key) for key in APP_OPTIONS if key in options}
     app = create_app(Recommender.from_run(run_dir, **options), **app_options)
+    gc.collect()
+    gc.freeze()  # the model and the data live as long as the server: keep them out of GC passes
     uvicorn.run(app, host=host, port=port, log_level=log_level, access_log=access_log)

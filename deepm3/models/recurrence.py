@@ -17,7 +17,7 @@ reference, so every ODE method works here too. What it saves, measured by
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterator, Sequence
 
 import torch
 
@@ -81,6 +81,33 @@ def _gru_update(
     return torch.lerp(candidate, h, update)
 
 
+def time_major(
+    gate_inputs: torch.Tensor,
+    time_gaps: torch.Tensor,
+    context: torch.Tensor,
+    present: torch.Tensor,
+    field: FieldWeights | None,
+) -> tuple[Iterator[tuple], tuple[torch.Tensor, torch.Tensor] | None]:
+    """What each event's step reads, in time order: (gates_x (B, 3d), gap (B,), keep (B, 1),
+    constant (B, W) the field's context term and first-layer bias, or None without a field),
+    each a dense time-major block; and the field's h and elapsed columns (None without one).
+    Shared by :func:`ode_rnn` and the accelerated loops of :mod:`deepm3.train.accelerate`."""
+    constants: Sequence[torch.Tensor | None] = [None] * gate_inputs.shape[1]
+    columns = None
+    if field is not None:
+        w_h, w_elapsed, w_context = first_layer_columns(field)
+        columns = (w_h, w_elapsed)
+        constants = torch.addcmul(field.b_in, context.T[..., None], w_context).unbind(0)
+    events = zip(
+        gate_inputs.transpose(0, 1).contiguous().unbind(0),  # (B, 3d) per event
+        time_gaps.T.contiguous().unbind(0),
+        present.T[..., None].contiguous().unbind(0),
+        constants,
+        strict=True,
+    )
+    return events, columns
+
+
 def ode_rnn(
     gate_inputs: torch.Tensor,
     time_gaps: torch.Tensor,
@@ -102,25 +129,15 @@ def ode_rnn(
     batch, length, three_d = gate_inputs.shape
     h = gate_inputs.new_zeros(batch, three_d // 3)
     evaluations, states = 0, []
+    events, columns = time_major(gate_inputs, time_gaps, context, present, field)
     if field is not None:
-        w_h, w_elapsed, w_context = first_layer_columns(field)
-        # time-major and contiguous: each step then reads one dense (B, W) block
-        constants = torch.addcmul(field.b_in, context.T[..., None], w_context).unbind(0)
         if _building_a_graph(time_gaps):
             any_gap = [True] * length  # a graph for any data: a zero gap then changes nothing
         else:
             any_gap = (time_gaps != 0).any(dim=0).tolist()  # one sync, not one per step
-    gate_inputs = gate_inputs.transpose(0, 1).contiguous()  # (T, B, 3d)
-    for t, (gates_x, gap, keep) in enumerate(
-        zip(
-            gate_inputs.unbind(0),
-            time_gaps.T.contiguous().unbind(0),
-            present.T[..., None].contiguous().unbind(0),
-            strict=True,
-        )
-    ):
+    for t, (gates_x, gap, keep, constant) in enumerate(events):
         if field is not None and any_gap[t]:
-            h, calls = flow(_fused_drift(field, w_h, w_elapsed, constants[t]), h, gap)
+            h, calls = flow(_fused_drift(field, *columns, constant), h, gap)
             evaluations += calls
         h = torch.where(keep, _gru_update(gates_x, h, w_hh, b_hh), h)
         states.append(h)

@@ -36,8 +36,8 @@ from torch import nn
 
 from deepm3.config import ACCELERATE_MODES
 from deepm3.models.deepm3 import DeepM3
-from deepm3.models.recurrence import Recurrence, _fused_drift, _gru_update
-from deepm3.ode.field import FieldWeights, first_layer_columns
+from deepm3.models.recurrence import Recurrence, _fused_drift, _gru_update, time_major
+from deepm3.ode.field import FieldWeights
 from deepm3.ode.solvers import METHODS, evolve
 
 MODES = ACCELERATE_MODES
@@ -91,23 +91,13 @@ def static_recurrence(
 
     gate_inputs (B, T, 3d); time_gaps, context (B, T) float; present (B, T) bool -> (B, T, d).
     """
-    batch, length, three_d = gate_inputs.shape
+    batch, _, three_d = gate_inputs.shape
     # requiring grad like every later state, so that a compiled step is compiled once, not twice
     h = gate_inputs.new_zeros(batch, three_d // 3).requires_grad_(gate_inputs.requires_grad)
-    constants: Sequence[torch.Tensor | None] = [None] * length
-    drift = None
-    if field is not None:
-        w_h, w_elapsed, w_context = first_layer_columns(field)
-        drift = field, w_h, w_elapsed
-        constants = torch.addcmul(field.b_in, context.T[..., None], w_context).unbind(0)
+    events, columns = time_major(gate_inputs, time_gaps, context, present, field)
+    drift = None if field is None else (field, *columns)
     states = []
-    for gates_x, gap, keep, constant in zip(
-        gate_inputs.transpose(0, 1).contiguous().unbind(0),  # time-major, as in ode_rnn
-        time_gaps.T.contiguous().unbind(0),
-        present.T[..., None].contiguous().unbind(0),
-        constants,
-        strict=True,
-    ):
+    for gates_x, gap, keep, constant in events:
         h = step(h, gates_x, gap, constant, keep, w_hh, b_hh, drift, solver, steps)
         states.append(h)
     return torch.stack(states, dim=1)

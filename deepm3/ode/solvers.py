@@ -41,6 +41,11 @@ class Method:
     step: StepFunction | None
     evaluations_per_step: int = 0
 
+    @property
+    def adaptive(self) -> bool:
+        """True for a method whose steps depend on the data (no fixed grid to unroll)."""
+        return self.step is None
+
 
 def _elapsed(dt: torch.Tensor, s: float) -> torch.Tensor | None:
     """Elapsed time (B,) at fraction ``s`` of each gap; None at the start of the gaps."""
@@ -70,6 +75,18 @@ METHODS: dict[str, Method] = {
     "rk4": Method(_rk4_step, evaluations_per_step=4),
     "dopri5": Method(None),  # the adaptive reference
 }
+
+
+def fixed_step_methods() -> tuple[str, ...]:
+    """Names of the fixed-grid methods, in table order (``euler``, ``rk4``)."""
+    return tuple(name for name, method in METHODS.items() if not method.adaptive)
+
+
+def is_adaptive(method: str) -> bool:
+    """Whether ``method`` (a name in :data:`METHODS`) chooses its steps from the data."""
+    if method not in METHODS:
+        raise ValueError(f"unknown ODE method {method!r}; valid: {', '.join(METHODS)}")
+    return METHODS[method].adaptive
 
 
 def _fixed_grid(
@@ -118,6 +135,6 @@ def evolve(
     if method not in METHODS:
         raise ValueError(f"unknown ODE method {method!r}; valid: {', '.join(METHODS)}")
     chosen = METHODS[method]
-    if chosen.step is None:
+    if chosen.adaptive:
         return _adaptive(drift, h, dt, method, rtol, atol)
     return _fixed_grid(drift, h, dt, chosen, steps)

@@ -20,13 +20,34 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 from dataclasses import fields
 from pathlib import Path
 
 from deepm3.config import SECTIONS, DataConfig, did_you_mean, load_config
+from deepm3.data.prepare import prepare
+from deepm3.defaults import run_config
 from deepm3.errors import ConfigError, DeepM3Error
+from deepm3.models import (
+    COUNT_BASELINES,
+    MODELS,
+    build_model,
+    describe_options,
+    model_options,
+    option_ranges,
+)
+from deepm3.models.contract import count_parameters
 from deepm3.recommend.commands import add_serving_commands
+from deepm3.reporting.comparison import write_report
+from deepm3.reporting.records import collect
+from deepm3.suite import runner
+from deepm3.suite.budgets import SUITES
+from deepm3.suite.layout import Layout
+from deepm3.suite.pool import DEVICES, Execution, default_jobs
+from deepm3.suite.runs import Source
+from deepm3.train.run import evaluate_run, resume, run
+from deepm3.train.rundir import failure
 
 
 def _table(rows: list[tuple[str, object]]) -> str:
@@ -52,8 +73,6 @@ def _data_settings_only(overrides: list[str]) -> None:
 
 
 def cmd_data_prepare(args: argparse.Namespace) -> int:
-    from deepm3.data.prepare import prepare
-
     _data_settings_only(args.overrides)
     base = {"data": {"dataset": args.dataset}}
     if args.data_dir:
@@ -102,9 +121,6 @@ def _print_metrics(metrics: dict, out: Path) -> None:
 
 
 def cmd_train(args: argparse.Namespace) -> int:
-    from deepm3.train.run import resume, run
-    from deepm3.train.rundir import failure
-
     if args.resume:
         options = ("dataset", "model", "data_dir", "config", "out", "overwrite")
         given = [
@@ -122,8 +138,6 @@ def cmd_train(args: argparse.Namespace) -> int:
         return 0
     if not args.dataset or not args.model:
         raise ConfigError("train needs --dataset and --model (or --resume RUN_DIR)")
-    from deepm3.defaults import run_config
-
     config = run_config(args.dataset, args.model, args.config, args.overrides, args.data_dir)
     out = Path(args.out or f"runs/{args.dataset}-{args.model}")
     _print_metrics(run(args.model, config, out, overwrite=args.overwrite), out)
@@ -131,28 +145,14 @@ def cmd_train(args: argparse.Namespace) -> int:
 
 
 def cmd_evaluate(args: argparse.Namespace) -> int:
-    from deepm3.train.run import evaluate_run
-
     payload = evaluate_run(args.run_dir, args.protocol)
     print(_table([(key, f"{value:.4f}") for key, value in payload["test"].items()]))
     return 0
 
 
 def cmd_models(args: argparse.Namespace) -> int:
-    from deepm3.models import (
-        COUNT_BASELINES,
-        MODELS,
-        build_model,
-        describe_options,
-        model_options,
-        option_ranges,
-    )
-    from deepm3.models.contract import count_parameters
-
     num_items, max_len = args.num_items, args.max_len
     if args.dataset:
-        from deepm3.data.prepare import prepare
-
         base = {"data": {"dataset": args.dataset}}
         if args.data_dir:
             base["data"]["data_dir"] = args.data_dir
@@ -180,8 +180,6 @@ def cmd_models(args: argparse.Namespace) -> int:
 
 
 def cmd_report(args: argparse.Namespace) -> int:
-    from deepm3.analysis.report import collect, write_report
-
     out = Path(args.out)
     collect([Path(d) for d in args.run_dirs], out)
     print(write_report(out, args.title))
@@ -190,22 +188,18 @@ def cmd_report(args: argparse.Namespace) -> int:
 
 
 def cmd_suite(args: argparse.Namespace) -> int:
-    import os
-
-    from deepm3.suite.budgets import SUITES
-    from deepm3.suite.runner import STAGES, SuiteSettings, check_data, run_suite
-    from deepm3.suite.runs import Place, default_jobs
-
     if not 0 <= args.threads <= 1024:
         raise ConfigError(f"--threads must be from 0 (torch's default) to 1024, got {args.threads}")
     suite = SUITES[args.suite]
     budget = suite.budget(args.budget, args.dataset)
     skip = frozenset(s for s in (args.skip or "").split(",") if s)
-    unknown = sorted(skip - set(STAGES))
+    unknown = sorted(skip - set(runner.STAGES))
     if unknown:
-        raise ConfigError(f"unknown stage(s) {', '.join(unknown)}; stages: {', '.join(STAGES)}")
-    if args.device not in ("auto", "cpu", "cuda", "mps"):
-        raise ConfigError(f"unknown device {args.device!r}; valid: auto, cpu, cuda, mps")
+        raise ConfigError(
+            f"unknown stage(s) {', '.join(unknown)}; stages: {', '.join(runner.STAGES)}"
+        )
+    if args.device not in DEVICES:
+        raise ConfigError(f"unknown device {args.device!r}; valid: {', '.join(DEVICES)}")
     if args.jobs == "auto":
         jobs = default_jobs(args.device)
     elif args.jobs.isdigit() and int(args.jobs) > 0:
@@ -214,29 +208,22 @@ def cmd_suite(args: argparse.Namespace) -> int:
         raise ConfigError(f"--jobs must be a positive integer or auto, got {args.jobs!r}")
     out = Path(args.out) if args.out else suite.out(budget)
     stem = Path(budget.dataset).stem
-    place = Place(
-        dataset=budget.dataset,
-        data_dir=args.data_dir or os.environ.get("DEEPM3_DATA_DIR") or None,
-        runs=Path(args.runs or f"runs/{args.suite}-{stem}-{budget.name}"),
-        out=out,
-        device=args.device,
-        threads=args.threads,
-    )
+    source = Source(budget.dataset, args.data_dir or os.environ.get("DEEPM3_DATA_DIR") or None)
+    layout = Layout(runs=Path(args.runs or f"runs/{args.suite}-{stem}-{budget.name}"), out=out)
+    execution = Execution(device=args.device, threads=args.threads, jobs=jobs)
     print(
         f"suite {args.suite}, budget {budget.name} ({budget.note}); data {budget.dataset}; "
         f"device {args.device}, {jobs} parallel job(s); results in {out}",
         flush=True,
     )
-    settings = SuiteSettings(
-        budget, place, jobs, args.storage, skip, title=suite.title, headline=suite.headline
+    settings = runner.SuiteSettings(
+        suite, budget, suite.design(budget.name), source, layout, execution, args.storage, skip
     )
     if args.plan:
-        from deepm3.suite.runner import plan_lines
-
-        print("\n".join(plan_lines(settings)))
+        print("\n".join(runner.plan_lines(settings)))
         return 0
-    check_data(settings)
-    run_suite(settings)
+    runner.check_data(source)
+    runner.run_suite(settings)
     return 0
 
 
@@ -305,13 +292,12 @@ def build_parser() -> argparse.ArgumentParser:
         "--dataset", help="data set (amazon: amazon-books by default, amazon-beauty, a .csv, ...)"
     )
     suite.add_argument("--budget", default="quick", help="smoke | quick | full")
-    suite.add_argument("--device", default="auto", help="auto | cpu | cuda | mps")
+    suite.add_argument("--device", default="auto", help=" | ".join(DEVICES))
     suite.add_argument("--jobs", default="auto", help="parallel runs (auto: one per core or 4/GPU)")
     suite.add_argument("--threads", type=int, default=1, help="torch threads per run")
     suite.add_argument(
         "--skip",
-        help="comma-separated stages to skip: "
-        + ", ".join(("search", "core", "lipschitz", "paper", "analyses", "report")),
+        help="comma-separated stages to skip: " + ", ".join(runner.STAGES),
     )
     suite.add_argument("--storage", help="Optuna storage URL shared by workers (default SQLite)")
     suite.add_argument("--data-dir", help="folder with the raw files (default: $DEEPM3_DATA_DIR)")

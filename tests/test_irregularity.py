@@ -3,7 +3,7 @@ import math
 import numpy as np
 import pytest
 
-from deepm3.analysis.irregularity import coefficient_of_variation, quantile_groups
+from deepm3.stats.irregularity import coefficient_of_variation, quantile_groups
 from deepm3.data.sequences import evaluation_table
 
 BASE = 1_000_000_000  # real times are far from the padding's 0: a padding gap would dominate

@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 import torch
 
-from deepm3.analysis.perturb import (
+from deepm3.stats.perturb import (
     drop_events,
     jitter_timestamps,
     mean_gaps,

@@ -5,7 +5,7 @@ import pytest
 import torch
 from scipy import stats
 
-from deepm3.analysis.significance import (
+from deepm3.stats.significance import (
     bootstrap_relative_ci,
     holm,
     paired_tests,

@@ -16,13 +16,17 @@ import torch
 from scipy import stats
 from synthetic import REPO
 
-from deepm3.analysis.significance import per_user_ndcg
 from deepm3.config import EvalConfig
 from deepm3.data.sequences import evaluation_table, with_history
 from deepm3.eval.evaluator import evaluate
 from deepm3.models import build_model, model_options
-from deepm3.suite import perturbations, tables
-from deepm3.suite.runs import Place, RunSpec, config_hash, execute, is_done, publish, run_dir
+from deepm3.stats import effects as tables
+from deepm3.stats import perturbation_grid as perturbations
+from deepm3.stats.significance import per_user_ndcg
+from deepm3.suite.design import RunSpec
+from deepm3.suite.layout import Layout
+from deepm3.suite.pool import Execution
+from deepm3.suite.runs import RunJob, Source, execute, is_done, plan, publish
 from deepm3.train import loop
 from deepm3.train.loop import model_scorer
 from deepm3.train.rundir import read_json
@@ -82,7 +86,8 @@ def test_zero_noise_levels_give_the_clean_ranks_exactly(synthetic):
 
 def test_zeroed_time_reaches_the_target_time_too():
     history = (np.array([[0, 3, 4]]), np.array([[0, 100, 200]]), np.array([300]))
-    items, times, target = perturbations._zeroed(history, np.random.default_rng(0))
+    zeroed = next(p for p in GRID if p.key == "time_zeroed")
+    items, times, target = zeroed.apply(history, np.random.default_rng(0))
     assert (
         items.tolist() == [[0, 3, 4]] and times.tolist() == [[0, 0, 0]] and target.tolist() == [0]
     )
@@ -142,11 +147,24 @@ def test_mean_user_ndcg_averages_seeds_by_user():
 # --- run identity, skipping and resuming
 
 
+@dataclasses.dataclass(frozen=True)
+class Place:
+    """Where and how the tests run suite runs (the suite passes these three separately)."""
+
+    source: Source
+    layout: Layout
+    execution: Execution = Execution()
+
+    def job(self, spec: RunSpec) -> RunJob:
+        return RunJob(plan(spec, self.source, self.execution), self.layout)
+
+    def folder(self, spec: RunSpec):
+        return self.layout.run_dir(spec.stage, spec.name)
+
+
 @pytest.fixture()
 def place(tmp_path, synthetic_csv):
-    return Place(
-        dataset=str(synthetic_csv), data_dir=None, runs=tmp_path / "runs", out=tmp_path / "out"
-    )
+    return Place(Source(str(synthetic_csv), None), Layout(tmp_path / "runs", tmp_path / "out"))
 
 
 @pytest.fixture(scope="module")
@@ -176,37 +194,40 @@ def test_a_killed_run_resumes_and_a_finished_run_is_skipped(place, monkeypatch):
 
     monkeypatch.setattr(loop, "_run_epoch", dies_in_epoch_two)
     with pytest.raises(KeyboardInterrupt):
-        execute(spec, place)
-    folder = run_dir(spec, place)
+        execute(place.job(spec))
+    folder = place.folder(spec)
     first_line = (folder / "log.jsonl").read_text().splitlines()[0]
     assert not (folder / "metrics.json").exists() and (folder / "last.pt").is_file()
-    assert not is_done(spec, place)
+    assert not is_done(place.job(spec).planned, place.layout)
 
     monkeypatch.setattr(loop, "_run_epoch", original)
-    metrics = execute(spec, place)
+    metrics = execute(place.job(spec))
     log = (folder / "log.jsonl").read_text().splitlines()
     assert metrics["epochs_run"] == 3 and len(log) == 3 and log[0] == first_line  # resumed
-    assert is_done(spec, place)
+    assert is_done(place.job(spec).planned, place.layout)
 
     stamp = (folder / "metrics.json").stat().st_mtime_ns
     monkeypatch.setattr(loop, "_run_epoch", lambda *a: pytest.fail("a finished run was redone"))
-    assert execute(spec, place) == read_json(folder / "metrics.json")
+    assert execute(place.job(spec)) == read_json(folder / "metrics.json")
     assert (folder / "metrics.json").stat().st_mtime_ns == stamp
 
 
 def test_changed_settings_change_the_identity_and_records_count_as_done(place, tmp_path):
     spec, other = _spec(), _spec(lr=0.01)
-    assert config_hash(spec, place) != config_hash(other, place)
-    moved = Place(place.dataset, "/elsewhere", place.runs, place.out, device="cpu", threads=2)
-    assert config_hash(spec, place) == config_hash(spec, moved)  # machine settings left out
-    execute(spec, place)
-    publish([spec], place)
-    record = place.out / "core" / "runs" / spec.name
-    assert read_json(record / "suite.json")["hash"] == config_hash(spec, place)
+    job, other_job = place.job(spec), place.job(other)
+    assert job.planned.digest != other_job.planned.digest
+    moved = Place(
+        Source(place.source.dataset, "/elsewhere"), place.layout, Execution("cpu", threads=2)
+    )
+    assert moved.job(spec).planned.digest == job.planned.digest  # machine settings left out
+    execute(job)
+    publish([job.planned], place.layout)
+    record = place.layout.record_dir(spec.stage, spec.name)
+    assert read_json(record / "suite.json")["hash"] == job.planned.digest
     assert not any(p.suffix == ".pt" for p in record.iterdir())  # never checkpoints
-    fresh = Place(place.dataset, None, tmp_path / "fresh-runs", place.out)
-    assert is_done(spec, fresh)  # a fresh machine continues from the committed records
-    assert not is_done(other, fresh)
+    fresh = Layout(tmp_path / "fresh-runs", place.layout.out)
+    assert is_done(job.planned, fresh)  # a fresh machine continues from the committed records
+    assert not is_done(other_job.planned, fresh)
 
 
 def test_suite_cli_rejects_bad_settings():
@@ -307,10 +328,10 @@ def test_robustness_and_latency_verdicts():
     assert claims.robust(focus([-0.001, -0.002], [0.001, 0.0]))["verdict"] == "confirmed"
     assert claims.robust(focus([-0.001, -0.05], [0.001, -0.01]))["verdict"] == "refuted"
     assert claims.robust(focus([-0.001, -0.05], [0.001, 0.01]))["verdict"] == "inconclusive"
-    assert claims.euler(0.45, 0.7)["verdict"] == "confirmed"
-    assert claims.euler(0.8, 0.9)["verdict"] == "refuted"
-    assert claims.parameters(1.0, 1.3)["verdict"].startswith("refuted")
-    assert claims.parameters(3.0, 3.4)["verdict"] == "confirmed"
+    assert claims.euler(claims.LatencyFact(0.45, 0.7))["verdict"] == "confirmed"
+    assert claims.euler(claims.LatencyFact(0.8, 0.9))["verdict"] == "refuted"
+    assert claims.parameters(claims.ParameterFact(1.0, 1.3))["verdict"].startswith("refuted")
+    assert claims.parameters(claims.ParameterFact(3.0, 3.4))["verdict"] == "confirmed"
 
 
 @pytest.mark.parametrize(
@@ -320,15 +341,22 @@ def test_every_budget_plans_valid_runs_without_data(suite, name, tmp_path):
     """Every run of every budget resolves to a valid config (no data is read), with distinct
     identities, and the same trial budget and shared settings for every trainable model."""
     from deepm3.suite.budgets import SUITES
-    from deepm3.suite.runner import SuiteSettings, core_specs, plan_lines
+    from deepm3.suite.runner import SuiteSettings, plan_lines, planned_runs
 
-    budget = SUITES[suite].budget(name)
-    place = Place(budget.dataset, str(tmp_path / "no-data"), tmp_path / "runs", tmp_path / "out")
-    settings = SuiteSettings(budget, place, jobs=1)
+    chosen = SUITES[suite]
+    budget = chosen.budget(name)
+    settings = SuiteSettings(
+        chosen,
+        budget,
+        chosen.design(name),
+        Source(budget.dataset, str(tmp_path / "no-data")),
+        Layout(tmp_path / "runs", tmp_path / "out"),
+        Execution(),
+    )
     lines = plan_lines(settings)
     hashes = [line.split()[2] for line in lines]
     assert len(set(hashes)) == len(hashes) and all(line.endswith("to train") for line in lines)
-    trained = [s for s in core_specs(settings) if s.model not in ("pop", "last_item")]
+    trained = [p.spec for p in planned_runs(settings)["core"] if not p.spec.counted]
     assert {len(budget.seeds)} == {
         sum(s.row == r for s in trained) for r in {s.row for s in trained}
     }
@@ -343,9 +371,11 @@ def test_two_search_workers_share_one_storage_and_run_every_trial_once(place):
     import optuna
 
     from deepm3.suite.budgets import BUDGETS
-    from deepm3.suite.runs import parallel
+    from deepm3.suite.pool import parallel
     from deepm3.suite.search import (
         COUNTED,
+        Search,
+        SearchJob,
         best_settings,
         create_studies,
         search_worker,
@@ -355,7 +385,7 @@ def test_two_search_workers_share_one_storage_and_run_every_trial_once(place):
 
     budget = dataclasses.replace(
         BUDGETS["smoke"],
-        dataset=place.dataset,
+        dataset=place.source.dataset,
         data={"max_len": 10},
         train={"epochs": 1, "patience": 1, "batch_size": 64},
         trials=3,
@@ -363,12 +393,13 @@ def test_two_search_workers_share_one_storage_and_run_every_trial_once(place):
         widths=(8,),
     )
     models = ("gru4rec", "sasrec")
-    url = storage_url(place, None)
-    create_studies(place, budget, url, models)
-    items = [(worker, budget, place, url, models) for worker in (0, 1)]
-    assert parallel(search_worker, items, 2, lambda item: f"worker {item[0]}") == [0, 1]
+    url = storage_url(place.layout, None)
+    search = Search(budget, place.source, place.layout, Execution(jobs=2), url, models)
+    create_studies(search)
+    jobs = [SearchJob(search, worker) for worker in (0, 1)]
+    assert parallel(search_worker, jobs, search.execution, lambda job: job.name) == [0, 1]
     for model in models:
-        study = optuna.load_study(study_name=study_name(place, budget, model), storage=url)
+        study = optuna.load_study(study_name=study_name(search, model), storage=url)
         counted = [t for t in study.trials if t.state in COUNTED]
         assert len(counted) == budget.trials
         assert all(t.user_attrs["epochs_run"] == 1 for t in counted)
@@ -376,7 +407,7 @@ def test_two_search_workers_share_one_storage_and_run_every_trial_once(place):
         others = [t for t in study.trials if t.state not in COUNTED]
         assert all(t.state == optuna.trial.TrialState.FAIL for t in others)  # budget reached
         assert len({t.number for t in study.trials}) == len(study.trials)
-    best = best_settings(place, budget, url, models)
+    best = best_settings(search)
     assert {m: best[m]["trials_counted"] for m in models} == {m: budget.trials for m in models}
 
 

@@ -125,7 +125,7 @@ def evaluate(
     other than the target.
 
     ``table`` replaces the model's input rows (default ``evaluation_table(data, role)``), e.g.
-    with perturbed histories (:mod:`deepm3.analysis.perturb`); it must hold the same users in
+    with perturbed histories (:mod:`deepm3.stats.perturb`); it must hold the same users in
     the same order. Targets, masking and negatives stay those of the data, so a clean and a
     perturbed evaluation are paired user by user.
     """

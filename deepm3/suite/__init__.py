@@ -1,8 +1,12 @@
 """The experiment suite: one command from a raw data set to every table, plot and verdict.
 
-Stages (each resumable, each writing small committed files under the output folder):
-search (:mod:`.search`), core seeds (:mod:`.runs`), then analyses of the trained runs
-(:mod:`.analyses`: significance, irregularity, time sensitivity, robustness, solver and Lipschitz
-ablations, efficiency) and the report (:mod:`.report`). Budgets live in :mod:`.budgets`, search
-spaces in :mod:`.spaces`; :func:`deepm3.suite.runner.run_suite` runs them in order.
+A pipeline that reads in one direction (each module imports only those before it):
+
+    budgets (training budget, analysis design) -> design (rows, run specs) -> layout (paths)
+    -> pool (how jobs run) -> runs (identity, execute, publish) -> search (Optuna)
+    -> measure (per-run measurements) -> claims (verdict rules) -> report (sections)
+    -> runner (the stages in order; only the command line imports it)
+
+Statistics come from :mod:`deepm3.stats`, run records, tables and plots from
+:mod:`deepm3.reporting`.
 """

@@ -1,9 +1,11 @@
-"""The suites and their budgets: what ``BUDGET=smoke|quick|full`` changes, in one table per suite.
+"""The suites, their training budgets and their analysis designs, one table per suite.
 
-Every trainable model gets the same settings within a budget (history length, loss, batch size,
-epochs, patience, time cap, search trials); only the searched hyper-parameters differ. The suites
-(:data:`SUITES`: ``ml1m``, ``amazon``) share every stage and every line of code; only the data and
-the budgets differ.
+A :class:`Budget` says how much every trainable model is trained (history length, loss, batch
+size, epochs, patience, time cap, search trials, seeds); a :class:`Design` says what is measured
+on the trained runs (perturbation grid, solver steps, Lipschitz settings, the paper's protocol).
+Every trainable model gets the same budget; only the searched hyper-parameters differ. The
+suites (:data:`SUITES`: ``ml1m``, ``amazon``) share every stage and every line of code; only the
+data, the budgets and the designs differ.
 """
 
 from __future__ import annotations
@@ -12,17 +14,28 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
+from deepm3.errors import ConfigError
+
 
 @dataclass(frozen=True)
 class Budget:
+    """How much training every model gets."""
+
     name: str
-    dataset: str  # the data set actually run (smoke runs ML-100K, not ML-1M)
+    dataset: str  # the data set actually run (smoke runs ML-100K, not ML-1M); "" = the suite's
     data: dict[str, Any]  # data overrides shared by every run
     train: dict[str, Any]  # train overrides shared by every run (core and ablations)
     trials: int  # search trials per trainable model (the same for every model)
     trial_train: dict[str, Any]  # train overrides of a search trial (shorter than core runs)
     seeds: tuple[int, ...]
     widths: tuple[int, ...]  # hidden sizes the search may pick
+    note: str = ""
+
+
+@dataclass(frozen=True)
+class Design:
+    """What the analyses measure on the trained runs."""
+
     sigmas_hours: tuple[float, ...]  # Gaussian timestamp jitter, standard deviation in hours
     drop_ps: tuple[float, ...]  # event dropout probabilities
     local_window: int  # order shuffle inside windows of this many events
@@ -30,7 +43,6 @@ class Budget:
     solver_steps: tuple[int, ...] = (1, 2, 4)
     perturb_repeats: int = 1  # random perturbations are drawn this many times (seeds 0..)
     paper_protocol: dict[str, Any] = field(default_factory=dict)  # the paper's setting, one row
-    note: str = ""
 
 
 # The paper's own protocol: 20-item windows, BPR with one negative, 100 sampled negatives.
@@ -39,6 +51,14 @@ PAPER_PROTOCOL = {
     "train": {"loss": "bpr", "loss_negatives": 1, "logq": False},
     "eval": {"protocol": "sampled", "num_negatives": 100},
 }
+SPECTRAL_FULL = (
+    ("none", 1.0),
+    ("bounded", 1.0),
+    ("spectral", 0.25),
+    ("spectral", 0.5),
+    ("spectral", 2.0),
+    ("spectral", 4.0),
+)
 
 BUDGETS: dict[str, Budget] = {  # the MovieLens-1M suite
     "smoke": Budget(
@@ -57,12 +77,6 @@ BUDGETS: dict[str, Budget] = {  # the MovieLens-1M suite
         trial_train={"epochs": 1, "time_budget": 15.0},
         seeds=(0, 1),
         widths=(32,),
-        sigmas_hours=(0.0, 24.0),
-        drop_ps=(0.0, 0.3),
-        local_window=5,
-        lipschitz=(("none", 1.0),),
-        solver_steps=(1, 2),
-        paper_protocol=PAPER_PROTOCOL,
         note="every stage on ML-100K with 1-2 epochs: checks the pipeline, not the models",
     ),
     "quick": Budget(
@@ -81,11 +95,6 @@ BUDGETS: dict[str, Budget] = {  # the MovieLens-1M suite
         trial_train={"epochs": 6, "time_budget": 100.0},
         seeds=(0, 1, 2),
         widths=(64, 128),
-        sigmas_hours=(0.0, 1.0, 24.0, 168.0),
-        drop_ps=(0.0, 0.1, 0.3, 0.5),
-        local_window=5,
-        lipschitz=(("none", 1.0), ("bounded", 1.0), ("spectral", 0.25), ("spectral", 4.0)),
-        paper_protocol=PAPER_PROTOCOL,
         note=(
             "2 CPU cores, <= 2 h: histories cut to the last 50 events, every model trained with a "
             "sampled softmax over 256 uniform negatives shared per batch (the full softmax over "
@@ -102,20 +111,32 @@ BUDGETS: dict[str, Budget] = {  # the MovieLens-1M suite
         trial_train={"epochs": 30, "time_budget": 300.0},
         seeds=(0, 1, 2, 3, 4),
         widths=(64, 128, 256),
+        note="the paper's settings (200-event histories, full softmax), for a GPU",
+    ),
+}
+DESIGNS: dict[str, Design] = {
+    "smoke": Design(
+        sigmas_hours=(0.0, 24.0),
+        drop_ps=(0.0, 0.3),
+        local_window=5,
+        lipschitz=(("none", 1.0),),
+        solver_steps=(1, 2),
+        paper_protocol=PAPER_PROTOCOL,
+    ),
+    "quick": Design(
+        sigmas_hours=(0.0, 1.0, 24.0, 168.0),
+        drop_ps=(0.0, 0.1, 0.3, 0.5),
+        local_window=5,
+        lipschitz=(("none", 1.0), ("bounded", 1.0), ("spectral", 0.25), ("spectral", 4.0)),
+        paper_protocol=PAPER_PROTOCOL,
+    ),
+    "full": Design(
         sigmas_hours=(0.0, 1.0, 6.0, 24.0, 168.0, 720.0),
         drop_ps=(0.0, 0.1, 0.2, 0.3, 0.5),
         local_window=5,
-        lipschitz=(
-            ("none", 1.0),
-            ("bounded", 1.0),
-            ("spectral", 0.25),
-            ("spectral", 0.5),
-            ("spectral", 2.0),
-            ("spectral", 4.0),
-        ),
+        lipschitz=SPECTRAL_FULL,
         perturb_repeats=3,
         paper_protocol=PAPER_PROTOCOL,
-        note="the paper's settings (200-event histories, full softmax), for a GPU",
     ),
 }
 
@@ -127,9 +148,6 @@ AMAZON_BUDGETS: dict[str, Budget] = {
     "smoke": replace(
         BUDGETS["smoke"],
         dataset="amazon-all-beauty",
-        sigmas_hours=(0.0, 168.0),
-        # All_Beauty has 85 items: 20 sampled negatives instead of the paper's 100
-        paper_protocol={**PAPER_PROTOCOL, "eval": {"protocol": "sampled", "num_negatives": 20}},
         note="every stage on the small All_Beauty 2018 5-core file: checks the pipeline only",
     ),
     "quick": Budget(
@@ -148,11 +166,6 @@ AMAZON_BUDGETS: dict[str, Budget] = {
         trial_train={"epochs": 4, "time_budget": 200.0},
         seeds=(0, 1, 2),
         widths=(64, 128),
-        sigmas_hours=(0.0, 24.0, 168.0, 720.0),
-        drop_ps=(0.0, 0.1, 0.3, 0.5),
-        local_window=5,
-        lipschitz=(("none", 1.0), ("spectral", 4.0)),
-        paper_protocol=PAPER_PROTOCOL,
         note=(
             "2 CPU cores, <= 2 h on Beauty-sized data: histories cut to the last 20 events (95% of "
             "Beauty users have <= 21), every model trained with a sampled softmax over 256 "
@@ -177,12 +190,6 @@ AMAZON_BUDGETS: dict[str, Budget] = {
         trial_train={"epochs": 20, "time_budget": 600.0},
         seeds=(0, 1, 2, 3, 4),
         widths=(64, 128, 256),
-        sigmas_hours=(0.0, 24.0, 72.0, 168.0, 720.0),
-        drop_ps=(0.0, 0.1, 0.2, 0.3, 0.5),
-        local_window=5,
-        lipschitz=BUDGETS["full"].lipschitz,
-        perturb_repeats=3,
-        paper_protocol=PAPER_PROTOCOL,
         note=(
             "the paper's Amazon Books setting for a GPU: 50-event histories, a sampled softmax "
             "over 1,024 shared uniform negatives with the logQ correction (the full softmax "
@@ -190,27 +197,55 @@ AMAZON_BUDGETS: dict[str, Budget] = {
         ),
     ),
 }
+AMAZON_DESIGNS: dict[str, Design] = {
+    "smoke": replace(
+        DESIGNS["smoke"],
+        sigmas_hours=(0.0, 168.0),
+        # All_Beauty has 85 items: 20 sampled negatives instead of the paper's 100
+        paper_protocol={**PAPER_PROTOCOL, "eval": {"protocol": "sampled", "num_negatives": 20}},
+    ),
+    "quick": Design(
+        sigmas_hours=(0.0, 24.0, 168.0, 720.0),
+        drop_ps=(0.0, 0.1, 0.3, 0.5),
+        local_window=5,
+        lipschitz=(("none", 1.0), ("spectral", 4.0)),
+        paper_protocol=PAPER_PROTOCOL,
+    ),
+    "full": Design(
+        sigmas_hours=(0.0, 24.0, 72.0, 168.0, 720.0),
+        drop_ps=(0.0, 0.1, 0.2, 0.3, 0.5),
+        local_window=5,
+        lipschitz=SPECTRAL_FULL,
+        perturb_repeats=3,
+        paper_protocol=PAPER_PROTOCOL,
+    ),
+}
 
 
 @dataclass(frozen=True)
 class Suite:
-    """One experiment suite: its data set(s), budgets and where its results go."""
+    """One experiment suite: its data set(s), budgets, designs and where its results go."""
 
     name: str
     title: str
     default_dataset: str
     budgets: dict[str, Budget]
+    designs: dict[str, Design]
     results: str  # results folder of the default data set's ``quick`` budget
     headline: str | None = None  # the report's first section after the claims
 
     def budget(self, name: str, dataset: str | None = None) -> Budget:
         """The budget ``name`` for ``dataset`` (default: the budget's own, else the suite's)."""
-        from deepm3.errors import ConfigError
-
         if name not in self.budgets:
             raise ConfigError(f"unknown budget {name!r}; valid: {', '.join(self.budgets)}")
         budget = self.budgets[name]
         return replace(budget, dataset=dataset or budget.dataset or self.default_dataset)
+
+    def design(self, name: str) -> Design:
+        """The analysis design that goes with budget ``name``."""
+        if name not in self.designs:
+            raise ConfigError(f"unknown budget {name!r}; valid: {', '.join(self.designs)}")
+        return self.designs[name]
 
     def out(self, budget: Budget) -> Path:
         """``results/<suite>[/<dataset>]`` for quick, ``.../full`` for full; smoke under runs/."""
@@ -223,8 +258,14 @@ class Suite:
 
 
 SUITES: dict[str, Suite] = {
-    "ml1m": Suite("ml1m", "MovieLens-1M", "ml-1m", BUDGETS, "results/ml1m"),
+    "ml1m": Suite("ml1m", "MovieLens-1M", "ml-1m", BUDGETS, DESIGNS, "results/ml1m"),
     "amazon": Suite(
-        "amazon", "Amazon 5-core", "amazon-books", AMAZON_BUDGETS, "results/amazon", "robustness"
+        "amazon",
+        "Amazon 5-core",
+        "amazon-books",
+        AMAZON_BUDGETS,
+        AMAZON_DESIGNS,
+        "results/amazon",
+        "robustness",
     ),
 }

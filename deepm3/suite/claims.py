@@ -6,9 +6,11 @@ it, ``inconclusive`` otherwise. Every rule is written out here, next to the clai
 
 from __future__ import annotations
 
-import math
+from dataclasses import dataclass
 
 import pandas as pd
+
+from deepm3.reporting.text import ci, p_text, pct
 
 PAPER = {
     "parameters": "~0.8M parameters for DeepM3 vs 2.6M for SASRec / TiSASRec",
@@ -26,18 +28,47 @@ EULER_RANGE = (1 / 3, 1 / 2)  # Euler's latency as a share of RK4's: "half to tw
 LATENCY_TOLERANCE = 0.05  # measurement noise allowed around that range
 
 
-def pct(value: float) -> str:
-    return "n/a" if value is None or math.isnan(value) else f"{100 * value:+.2f}%"
+EULER_CLAIM = ("euler", "rk4")  # the two methods whose latency the claim compares
 
 
-def ci(low: float, high: float) -> str:
-    return f"[{pct(low)}, {pct(high)}]"
+@dataclass(frozen=True)
+class ParameterFact:
+    """SASRec / DeepM3 parameter ratio over the widths compared."""
+
+    ratio_low: float
+    ratio_high: float
 
 
-def p_text(value: float) -> str:
-    if value is None or math.isnan(value):
-        return "n/a"
-    return f"{value:.1e}" if value < 1e-3 else f"{value:.3f}"
+@dataclass(frozen=True)
+class IrregularFact:
+    """DeepM3 against the strongest trained baseline on the most irregular CV tertile."""
+
+    baseline: str
+    gain: float
+    low: float
+    high: float
+    p: float
+    users: int
+
+
+@dataclass(frozen=True)
+class LatencyFact:
+    """Euler / RK4 latency at one step per gap, batched and for one user."""
+
+    batched: float
+    single: float
+
+
+@dataclass(frozen=True)
+class Facts:
+    """What the report's sections found, for the claims table; None where not measured."""
+
+    significance: pd.DataFrame  # DeepM3 against every other row (stats.effects.significance)
+    parameters: ParameterFact | None = None
+    irregular: IrregularFact | None = None
+    robust: pd.DataFrame | None = None  # DeepM3's effects at the claim's noise
+    duels: pd.DataFrame | None = None  # DeepM3 against the most robust trained baseline
+    latency: LatencyFact | None = None
 
 
 def interval_verdict(low: float, high: float, p: float, claimed: float = 0.0) -> str:
@@ -50,7 +81,8 @@ def interval_verdict(low: float, high: float, p: float, claimed: float = 0.0) ->
     return "inconclusive"
 
 
-def parameters(ratio_low: float, ratio_high: float) -> dict:
+def parameters(fact: ParameterFact) -> dict:
+    ratio_low, ratio_high = fact.ratio_low, fact.ratio_high
     verdict = (
         "confirmed"
         if ratio_low >= 0.75 * PAPER_PARAMETER_RATIO
@@ -64,12 +96,12 @@ def parameters(ratio_low: float, ratio_high: float) -> dict:
     return {"claim": PAPER["parameters"], "our figure": figure, "verdict": verdict}
 
 
-def irregular(baseline: str, gain: float, low: float, high: float, p: float, users: int) -> dict:
+def irregular(fact: IrregularFact) -> dict:
     figure = (
-        f"{pct(gain)} {ci(low, high)} vs {baseline} (the strongest trained baseline), "
-        f"Wilcoxon p={p_text(p)}, most irregular CV tertile, {users} users"
+        f"{pct(fact.gain)} {ci(fact.low, fact.high)} vs {fact.baseline} (the strongest trained "
+        f"baseline), Wilcoxon p={p_text(fact.p)}, most irregular CV tertile, {fact.users} users"
     )
-    verdict = interval_verdict(low, high, p, IRREGULAR_GAIN)
+    verdict = interval_verdict(fact.low, fact.high, fact.p, IRREGULAR_GAIN)
     return {"claim": PAPER["irregular"], "our figure": figure, "verdict": verdict}
 
 
@@ -113,12 +145,12 @@ def robust_relative(duels: pd.DataFrame) -> dict:
     return {"claim": PAPER["robust_relative"], "our figure": figure, "verdict": verdict}
 
 
-def euler(batched: float, single: float) -> dict:
+def euler(fact: LatencyFact) -> dict:
     low, high = EULER_RANGE
-    inside = low - LATENCY_TOLERANCE <= batched <= high + LATENCY_TOLERANCE
+    inside = low - LATENCY_TOLERANCE <= fact.batched <= high + LATENCY_TOLERANCE
     figure = (
-        f"Euler / RK4 latency {batched:.2f} batched, {single:.2f} for one user (same weights, "
-        "one step per gap; the claim means 0.33-0.50)"
+        f"Euler / RK4 latency {fact.batched:.2f} batched, {fact.single:.2f} for one user (same "
+        "weights, one step per gap; the claim means 0.33-0.50)"
     )
     return {
         "claim": PAPER["euler"],
@@ -149,3 +181,28 @@ def ode_helps(row) -> dict:
     figure = f"{pct(row.relative)} {ci(row.ci_low, row.ci_high)}, p={p_text(row.wilcoxon_p_holm)}"
     verdict = interval_verdict(row.ci_low, row.ci_high, row.wilcoxon_p_holm)
     return {"claim": PAPER["ode"], "our figure": figure, "verdict": verdict}
+
+
+def claims_table(
+    facts: Facts, trained_baselines: tuple[str, ...], no_flow_twin: str
+) -> pd.DataFrame:
+    """One row per claim that was measured: claim, our figure, verdict."""
+    rows = []
+    if facts.parameters:
+        rows.append(parameters(facts.parameters))
+    if facts.irregular:
+        rows.append(irregular(facts.irregular))
+    if facts.robust is not None and not facts.robust.empty:
+        rows.append(robust(facts.robust))
+    if facts.duels is not None and not facts.duels.empty:
+        rows.append(robust_relative(facts.duels))
+    if facts.latency:
+        rows.append(euler(facts.latency))
+    sig = facts.significance
+    trained = sig[sig["baseline"].isin(trained_baselines)]
+    if not trained.empty:
+        rows.append(main_table(trained))
+    ablation = sig[sig["baseline"] == no_flow_twin]
+    if not ablation.empty:
+        rows.append(ode_helps(next(ablation.itertuples())))
+    return pd.DataFrame(rows)

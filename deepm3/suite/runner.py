@@ -2,119 +2,80 @@
 
     search -> core -> lipschitz -> paper -> analyses -> report
 
-Every stage writes its small results under ``out`` when it ends, and ``out/suite_log.jsonl``
-gets one line per stage (wall seconds, what ran), so a stopped suite continues from what exists.
+Every stage writes its small results under the output folder when it ends, and the suite log
+gets one line per stage (wall seconds, what ran), so a stopped suite continues from what
+exists. Only the command line imports this module.
 """
 
 from __future__ import annotations
 
-import functools
 import json
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
-from pathlib import Path
 
-from deepm3.suite.budgets import Budget
+from deepm3.data.datasets import get_spec, is_generic, locate, resolve_data_dir
+from deepm3.data.prepare import prepare
+from deepm3.errors import DataError
+from deepm3.stats.perturbation_grid import build
+from deepm3.suite import measure, report, search
+from deepm3.suite.budgets import Budget, Design, Suite
+from deepm3.suite.design import FOCUS, TRAINING_STAGES, SpecPlan, plan_specs
+from deepm3.suite.layout import Layout
+from deepm3.suite.pool import Execution, parallel
 from deepm3.suite.runs import (
-    Place,
-    RunSpec,
+    PlannedRun,
+    RunJob,
+    Source,
     execute,
     is_done,
-    merge,
-    parallel,
+    plan,
     publish,
-    run_dir,
+    status,
 )
-from deepm3.train.rundir import git_commit
+from deepm3.train.rundir import git_commit, write_json
 
-STAGES = ("search", "core", "lipschitz", "paper", "analyses", "report")
-
-# Core rows: label -> (model, fixed options beyond the searched ones).
-CORE_ROWS: dict[str, tuple[str, dict]] = {
-    "pop": ("pop", {}),
-    "last_item": ("last_item", {}),
-    "gru4rec": ("gru4rec", {}),
-    "sasrec": ("sasrec", {}),
-    "tisasrec": ("tisasrec", {}),
-    "deepm3": ("deepm3", {"solver": "euler"}),
-    "deepm3-rk4": ("deepm3", {"solver": "rk4"}),
-    "deepm3-noode": ("deepm3", {"ode": "none"}),
-    "deepm3-target": ("deepm3", {"predict_at": "target_time"}),
-}
-COUNT_ROWS = ("pop", "last_item")  # deterministic: one seed
+STAGES = ("search", *TRAINING_STAGES, "analyses", "report")
 
 
 @dataclass(frozen=True)
 class SuiteSettings:
+    suite: Suite
     budget: Budget
-    place: Place
-    jobs: int
-    storage: str | None = None  # Optuna storage URL (None: SQLite under out/search)
+    design: Design
+    source: Source
+    layout: Layout
+    execution: Execution
+    storage: str | None = None  # Optuna storage URL (None: SQLite under the results)
     skip: frozenset[str] = frozenset()
-    title: str = "MovieLens-1M"  # the suite's name in the report
-    headline: str | None = None  # a section put first in the report ("robustness")
 
 
-def _log(out: Path, record: dict) -> None:
-    out.mkdir(parents=True, exist_ok=True)
-    with open(out / "suite_log.jsonl", "a") as handle:
+def _log(settings: SuiteSettings, record: dict) -> None:
+    settings.layout.out.mkdir(parents=True, exist_ok=True)
+    with open(settings.layout.log, "a") as handle:
         handle.write(json.dumps(record) + "\n")
 
 
-def searched_sections(settings: SuiteSettings) -> dict[str, dict]:
-    from deepm3.suite.search import read_best, settings_for_rows
-
-    return settings_for_rows(read_best(settings.place.out))
-
-
-def core_specs(settings: SuiteSettings) -> list[RunSpec]:
-    budget = settings.budget
-    searched = searched_sections(settings)
-    shared = {"data": budget.data, "train": budget.train}
-    specs = []
-    for row, (model, fixed) in CORE_ROWS.items():
-        seeds = budget.seeds[:1] if row in COUNT_ROWS else budget.seeds
-        sections = merge(shared, searched.get(model, {}), {"model": fixed} if fixed else {})
-        specs += [RunSpec("core", row, model, seed, sections) for seed in seeds]
-    return specs
-
-
-def lipschitz_specs(settings: SuiteSettings) -> list[RunSpec]:
-    budget = settings.budget
-    shared = merge(
-        {"data": budget.data, "train": budget.train}, searched_sections(settings)["deepm3"]
+def planned_runs(settings: SuiteSettings) -> dict[str, list[PlannedRun]]:
+    """Every training run by stage, each spec resolved and hashed once (reads no data)."""
+    specs: SpecPlan = plan_specs(
+        settings.budget, settings.design, search.searched_sections(settings.layout)
     )
-    specs = []
-    for mode, constant in budget.lipschitz:
-        fixed = {"model": {"lipschitz": mode, "lipschitz_constant": constant}}
-        row = f"deepm3-{mode}" if mode == "none" else f"deepm3-{mode}{constant:g}"
-        specs.append(RunSpec("lipschitz", row, "deepm3", budget.seeds[0], merge(shared, fixed)))
-    return specs
+    return {
+        stage: [plan(spec, settings.source, settings.execution) for spec in specs.stage(stage)]
+        for stage in TRAINING_STAGES
+    }
 
 
-def paper_specs(settings: SuiteSettings) -> list[RunSpec]:
-    """The paper's protocol (20-event windows, BPR with one negative, 100 sampled negatives):
-    DeepM3 and SASRec, first seed, otherwise the searched settings."""
-    budget = settings.budget
-    searched = searched_sections(settings)
-    specs = []
-    for model in ("deepm3", "sasrec"):
-        sections = merge(
-            {"data": budget.data, "train": budget.train}, searched[model], budget.paper_protocol
-        )
-        specs.append(RunSpec("paper", f"{model}-paper", model, budget.seeds[0], sections))
-    return specs
+def train_stage(stage: str, runs: list[PlannedRun], settings: SuiteSettings) -> dict:
+    """Run every planned run not yet done; publish the records. Returns what ran."""
+    layout = settings.layout
+    todo = [RunJob(each, layout) for each in runs if not is_done(each, layout)]
+    print(f"{stage}: {len(runs)} runs, {len(runs) - len(todo)} already done", flush=True)
 
-
-def train_stage(stage: str, specs: list[RunSpec], settings: SuiteSettings) -> dict:
-    """Run every spec not yet done; publish the records. Returns what ran."""
-    place = settings.place
-    todo = [spec for spec in specs if not is_done(spec, place)]
-    print(f"{stage}: {len(specs)} runs, {len(specs) - len(todo)} already done", flush=True)
-
-    def label(spec: RunSpec) -> str:
-        folder = run_dir(spec, place)
-        metrics = json.loads((folder / "metrics.json").read_text())
+    def label(job: RunJob) -> str:
+        spec = job.planned.spec
+        metrics = json.loads((layout.run_dir(stage, spec.name) / "metrics.json").read_text())
         return (
             f"{spec.stage}/{spec.name}: valid ndcg@10 {metrics['valid']['ndcg@10']:.4f}, "
             f"test {metrics['test']['ndcg@10']:.4f}, {metrics['epochs_run']} epochs "
@@ -122,37 +83,33 @@ def train_stage(stage: str, specs: list[RunSpec], settings: SuiteSettings) -> di
         )
 
     parallel(
-        functools.partial(execute, place=place),
+        execute,
         todo,
-        settings.jobs,
+        settings.execution,
         label,
-        logs=lambda spec: run_dir(spec, place).with_suffix(".out"),
-        threads=place.threads,
+        logs=lambda job: layout.run_log(stage, job.name),
     )
-    publish(specs, place)
-    return {"runs": len(specs), "trained": len(todo)}
+    publish(runs, layout)
+    return {"runs": len(runs), "trained": len(todo)}
 
 
 def search_stage(settings: SuiteSettings) -> dict:
-    from deepm3.suite.search import best_settings, create_studies, search_worker, storage_url
-    from deepm3.suite.spaces import SEARCHED_MODELS
-
-    url = storage_url(settings.place, settings.storage)
-    create_studies(settings.place, settings.budget, url)
-    items = [
-        (worker, settings.budget, settings.place, url, SEARCHED_MODELS)
-        for worker in range(settings.jobs)
-    ]
+    url = search.storage_url(settings.layout, settings.storage)
+    chosen = search.Search(
+        settings.budget, settings.source, settings.layout, settings.execution, url
+    )
+    search.create_studies(chosen)
+    workers = range(settings.execution.jobs)
+    jobs = [search.SearchJob(chosen, worker) for worker in workers]
     print(f"search: {settings.budget.trials} trials per model, storage {url}", flush=True)
     parallel(
-        search_worker,
-        items,
-        settings.jobs,
-        lambda item: f"search worker {item[0]} done",
-        logs=lambda item: settings.place.runs / "search" / f"worker{item[0]}.out",
-        threads=settings.place.threads,
+        search.search_worker,
+        jobs,
+        settings.execution,
+        lambda job: f"{job.name} done",
+        logs=lambda job: settings.layout.worker_log(job.worker),
     )
-    best = best_settings(settings.place, settings.budget, url)
+    best = search.best_settings(chosen)
     for model, entry in best.items():
         print(
             f"  {model}: best valid ndcg@10 {entry['valid_ndcg@10']:.4f} (trial {entry['trial']}, "
@@ -161,41 +118,65 @@ def search_stage(settings: SuiteSettings) -> dict:
     return {"trials_per_model": settings.budget.trials}
 
 
+def analysis_jobs(settings: SuiteSettings, runs: dict[str, list[PlannedRun]]) -> list:
+    """Every measurement whose file is missing: perturbation ranks of core and Lipschitz runs,
+    the solver ablation of each DeepM3 seed, inference cost of each trained row's first seed."""
+    layout, design = settings.layout, settings.design
+    grid = build(design.sigmas_hours, design.drop_ps, design.local_window)
+    jobs: list = []
+    for each in runs["core"] + runs["lipschitz"]:
+        path = layout.perturb_ranks(each.spec.stage, each.name)
+        if not path.is_file():
+            jobs.append(
+                measure.PerturbJob(RunJob(each, layout), grid, design.perturb_repeats, path)
+            )
+    for each in runs["core"]:
+        spec = each.spec
+        path = layout.solver_file(each.name)
+        if spec.row == FOCUS and not path.is_file():  # the Euler-trained focus row
+            jobs.append(measure.SolverJob(RunJob(each, layout), design.solver_steps, path))
+        path = layout.efficiency_file(each.name)
+        if spec.seed == settings.budget.seeds[0] and not spec.counted and not path.is_file():
+            jobs.append(measure.CostJob(RunJob(each, layout), path))
+    return jobs
+
+
+def analyses_stage(settings: SuiteSettings, runs: dict[str, list[PlannedRun]]) -> dict:
+    """Every analysis whose file is missing, in parallel; then the per-data-set files."""
+    jobs = analysis_jobs(settings, runs)
+    print(f"analyses: {len(jobs)} jobs to run", flush=True)
+    parallel(measure.measure, jobs, settings.execution, lambda job: job.name)
+    layout = settings.layout
+    layout.analyses.mkdir(parents=True, exist_ok=True)
+    data = prepare(runs["core"][0].config.data)
+    measure.user_cv(data).to_csv(layout.user_cv, index=False)
+    write_json(layout.parameters, measure.data_set_sizes(data))
+    return {"analysis_jobs": len(jobs)}
+
+
 def plan_lines(settings: SuiteSettings) -> list[str]:
     """What the training stages would run: one line per run with its config hash and status
     (done, resumable, to train). Reads no data; a bad setting fails here, before any work."""
-    from deepm3.suite.runs import config_hash, run_dir
-
-    lines = []
-    for stage, specs in (
-        ("core", core_specs(settings)),
-        ("lipschitz", lipschitz_specs(settings)),
-        ("paper", paper_specs(settings)),
-    ):
-        for spec in specs:
-            digest = config_hash(spec, settings.place)
-            if is_done(spec, settings.place):
-                status = "done"
-            elif (run_dir(spec, settings.place) / "last.pt").is_file():
-                status = "resumes"
-            else:
-                status = "to train"
-            lines.append(f"{stage:<10} {spec.name:<22} {digest}  {status}")
-    return lines
+    return [
+        f"{stage:<10} {each.name:<22} {each.digest}  {status(each, settings.layout)}"
+        for stage, runs in planned_runs(settings).items()
+        for each in runs
+    ]
 
 
 def run_suite(settings: SuiteSettings) -> None:
     """Run every stage not in ``settings.skip``, in order."""
-    from deepm3.suite import analyses, report
-
-    out = settings.place.out
-    stages = {
+    suite, budget = settings.suite, settings.budget
+    stages: dict[str, Callable[[], dict]] = {
         "search": lambda: search_stage(settings),
-        "core": lambda: train_stage("core", core_specs(settings), settings),
-        "lipschitz": lambda: train_stage("lipschitz", lipschitz_specs(settings), settings),
-        "paper": lambda: train_stage("paper", paper_specs(settings), settings),
-        "analyses": lambda: analyses.run_analyses(settings),
-        "report": lambda: report.write(settings),
+        **{
+            stage: (lambda stage=stage: train_stage(stage, planned_runs(settings)[stage], settings))
+            for stage in TRAINING_STAGES
+        },
+        "analyses": lambda: analyses_stage(settings, planned_runs(settings)),
+        "report": lambda: report.write(
+            suite.title, suite.headline, budget, settings.design, settings.layout
+        ),
     }
     for stage in STAGES:
         if stage in settings.skip:
@@ -204,13 +185,13 @@ def run_suite(settings: SuiteSettings) -> None:
         started = time.time()
         summary = stages[stage]()
         _log(
-            out,
+            settings,
             {
                 "stage": stage,
-                "budget": settings.budget.name,
-                "dataset": settings.place.dataset,
-                "device": settings.place.device,
-                "jobs": settings.jobs,
+                "budget": budget.name,
+                "dataset": settings.source.dataset,
+                "device": settings.execution.device,
+                "jobs": settings.execution.jobs,
                 "started": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(started)),
                 "wall_seconds": round(time.time() - started, 1),
                 "git_commit": git_commit(),
@@ -219,20 +200,16 @@ def run_suite(settings: SuiteSettings) -> None:
         )
 
 
-def check_data(settings: SuiteSettings) -> None:
+def check_data(source: Source) -> None:
     """Fail at once, in one line, when the suite's raw data can be neither found nor fetched
     (before any worker starts), saying how to point the suite at a local copy."""
-    from deepm3.data.datasets import get_spec, is_generic, locate, resolve_data_dir
-    from deepm3.errors import DataError
-
-    dataset = settings.place.dataset
-    if is_generic(dataset):
+    if is_generic(source.dataset):
         return
     try:
-        locate(get_spec(dataset), resolve_data_dir(settings.place.data_dir))
+        locate(get_spec(source.dataset), resolve_data_dir(source.data_dir))
     except DataError as error:
         raise DataError(
-            f"{dataset} is not available here ({error}). Put the official file in a folder and "
-            f"pass it: DEEPM3_DATA_DIR=/path/to/folder (or --data-dir), or choose another data "
-            "set (DATASET=amazon-beauty)"
+            f"{source.dataset} is not available here ({error}). Put the official file in a "
+            "folder and pass it: DEEPM3_DATA_DIR=/path/to/folder (or --data-dir), or choose "
+            "another data set (DATASET=amazon-beauty)"
         ) from None

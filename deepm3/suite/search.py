@@ -14,17 +14,23 @@ from __future__ import annotations
 import json
 import shutil
 import warnings
-from pathlib import Path
+from dataclasses import dataclass
 from typing import Any
 
 import optuna
 import pandas as pd
 from sqlalchemy.exc import SQLAlchemyError
 
+from deepm3.data.prepare import prepare
 from deepm3.errors import ConfigError
 from deepm3.suite.budgets import Budget
-from deepm3.suite.runs import Place, RunSpec, merge, resolved_config
+from deepm3.suite.design import RunSpec, Sections, merge, shared_sections
+from deepm3.suite.layout import Layout
+from deepm3.suite.pool import Execution
+from deepm3.suite.runs import Source, resolved_config
 from deepm3.suite.spaces import SEARCHED_MODELS, sections_from_params, suggest
+from deepm3.train.loop import fit
+from deepm3.train.run import build_scorer, plan_run
 from deepm3.train.rundir import write_json
 
 COUNTED = (optuna.trial.TrialState.COMPLETE, optuna.trial.TrialState.PRUNED)
@@ -34,12 +40,36 @@ class BudgetReachedError(Exception):
     """Raised by a trial that would exceed its model's budget (it is recorded as failed)."""
 
 
-def storage_url(place: Place, url: str | None) -> str:
+@dataclass(frozen=True)
+class Search:
+    """One suite's search: what is searched, on which data, where, how, in which storage."""
+
+    budget: Budget
+    source: Source
+    layout: Layout
+    execution: Execution
+    url: str  # Optuna storage URL
+    models: tuple[str, ...] = SEARCHED_MODELS
+
+
+@dataclass(frozen=True)
+class SearchJob:
+    """One search worker's share: the search and the worker's number."""
+
+    search: Search
+    worker: int
+
+    @property
+    def name(self) -> str:
+        return f"search worker {self.worker}"
+
+
+def storage_url(layout: Layout, url: str | None) -> str:
+    """``url``, or the default SQLite file under the results (created when missing)."""
     if url:
         return url
-    folder = place.out / "search"
-    folder.mkdir(parents=True, exist_ok=True)
-    return f"sqlite:///{(folder / 'optuna.db').resolve()}"
+    layout.search.mkdir(parents=True, exist_ok=True)
+    return f"sqlite:///{layout.optuna_db.resolve()}"
 
 
 def open_storage(url: str) -> optuna.storages.BaseStorage:
@@ -57,8 +87,8 @@ def open_storage(url: str) -> optuna.storages.BaseStorage:
         raise ConfigError(f"storage {url[:120]!r} cannot be opened: {reason}") from None
 
 
-def study_name(place: Place, budget: Budget, model: str) -> str:
-    return f"{place.dataset}-{budget.name}-{model}"
+def study_name(search: Search, model: str) -> str:
+    return f"{search.source.dataset}-{search.budget.name}-{model}"
 
 
 def _counted_before(study: optuna.Study, number: int) -> int:
@@ -66,10 +96,8 @@ def _counted_before(study: optuna.Study, number: int) -> int:
     return sum(1 for t in study.get_trials(deepcopy=False, states=states) if t.number < number)
 
 
-def _objective(model: str, budget: Budget, place: Place, worker: int = 0):
-    from deepm3.data.prepare import prepare
-    from deepm3.train.loop import fit
-    from deepm3.train.run import build_scorer, plan_run
+def _objective(model: str, search: Search, worker: int = 0):
+    budget = search.budget
 
     def objective(trial: optuna.Trial) -> float:
         if _counted_before(trial.study, trial.number) >= budget.trials:
@@ -81,16 +109,12 @@ def _objective(model: str, budget: Budget, place: Place, worker: int = 0):
             f"{model}-trial{trial.number}",
             model,
             0,
-            merge(
-                {"data": budget.data, "train": budget.train},
-                sections,
-                {"train": budget.trial_train},
-            ),
+            merge(shared_sections(budget), sections, {"train": budget.trial_train}),
         )
-        plan = plan_run(model, resolved_config(spec, place))
+        plan = plan_run(model, resolved_config(spec, search.source, search.execution))
         data = prepare(plan.config.data)
         _, network = build_scorer(plan, data)
-        folder = place.runs / "search" / spec.name
+        folder = search.layout.trial_dir(spec.name)
         if folder.exists():
             shutil.rmtree(folder)
         folder.mkdir(parents=True)
@@ -120,27 +144,28 @@ def _objective(model: str, budget: Budget, place: Place, worker: int = 0):
     return objective
 
 
-def create_studies(place: Place, budget: Budget, url: str, models=SEARCHED_MODELS) -> None:
+def create_studies(search: Search) -> None:
     """Create the storage and every study once, before workers start (concurrent creation of
     one SQLite schema races)."""
-    storage = open_storage(url)
-    for model in models:
+    storage = open_storage(search.url)
+    for model in search.models:
         optuna.create_study(
-            study_name=study_name(place, budget, model),
+            study_name=study_name(search, model),
             storage=storage,
             direction="maximize",
             load_if_exists=True,
         )
 
 
-def search_worker(item: tuple[int, Budget, Place, str, tuple[str, ...]]) -> int:
+def search_worker(job: SearchJob) -> int:
     """One worker: for each model in turn, run trials until the model's budget is used."""
-    worker, budget, place, url, models = item
-    storage = open_storage(url)
+    search, worker = job.search, job.worker
+    budget = search.budget
+    storage = open_storage(search.url)
     optuna.logging.set_verbosity(optuna.logging.WARNING)
-    for model in models:
+    for model in search.models:
         study = optuna.create_study(
-            study_name=study_name(place, budget, model),
+            study_name=study_name(search, model),
             storage=storage,
             direction="maximize",
             load_if_exists=True,
@@ -152,7 +177,7 @@ def search_worker(item: tuple[int, Budget, Place, str, tuple[str, ...]]) -> int:
         optuna.storages.fail_stale_trials(study)
         while sum(1 for t in study.get_trials(deepcopy=False, states=COUNTED)) < budget.trials:
             study.optimize(
-                _objective(model, budget, place, worker),
+                _objective(model, search, worker),
                 n_trials=1,
                 catch=(BudgetReachedError,),
                 gc_after_trial=True,
@@ -163,16 +188,15 @@ def search_worker(item: tuple[int, Budget, Place, str, tuple[str, ...]]) -> int:
     return worker
 
 
-def best_settings(place: Place, budget: Budget, url: str, models=SEARCHED_MODELS) -> dict:
+def best_settings(search: Search) -> dict:
     """Per model: the best completed trial's parameters, value and settings; writes
     ``search/best.json`` and ``search/trials_<model>.csv``."""
-    storage = open_storage(url)
+    storage = open_storage(search.url)
     best: dict[str, Any] = {}
-    folder = place.out / "search"
-    for model in models:
-        study = optuna.load_study(study_name=study_name(place, budget, model), storage=storage)
+    for model in search.models:
+        study = optuna.load_study(study_name=study_name(search, model), storage=storage)
         frame: pd.DataFrame = study.trials_dataframe()
-        frame.to_csv(folder / f"trials_{model}.csv", index=False)
+        frame.to_csv(search.layout.trials(model), index=False)
         completed = [t for t in study.trials if t.state == optuna.trial.TrialState.COMPLETE]
         if not completed:
             raise RuntimeError(f"search: no completed trial for {model}")
@@ -188,17 +212,18 @@ def best_settings(place: Place, budget: Budget, url: str, models=SEARCHED_MODELS
                 1 for t in study.trials if t.state == optuna.trial.TrialState.PRUNED
             ),
         }
-    write_json(folder / "best.json", best)
+    write_json(search.layout.best, best)
     return best
 
 
-def settings_for_rows(best: dict | None) -> dict[str, dict]:
-    """Searched sections per model ({} for a model without a search result)."""
-    return {model: (best or {}).get(model, {}).get("sections", {}) for model in SEARCHED_MODELS}
-
-
-def read_best(out: Path) -> dict | None:
-    path = out / "search" / "best.json"
-    if not path.is_file():
+def read_best(layout: Layout) -> dict | None:
+    """The search's ``best.json``, or None when there was no search."""
+    if not layout.best.is_file():
         return None
-    return json.loads(path.read_text())
+    return json.loads(layout.best.read_text())
+
+
+def searched_sections(layout: Layout) -> dict[str, Sections]:
+    """Searched sections per model ({} for a model without a search result)."""
+    best = read_best(layout) or {}
+    return {model: best.get(model, {}).get("sections", {}) for model in SEARCHED_MODELS}

@@ -32,7 +32,7 @@ import pandas as pd  # noqa: E402
 import torch  # noqa: E402
 
 from deepm3.recommend import Recommender, parse_request  # noqa: E402
-from deepm3.suite.sections import markdown  # noqa: E402
+from deepm3.reporting.text import markdown  # noqa: E402
 from deepm3.train.rundir import provenance, write_json  # noqa: E402
 
 REFINED_SHARES = (0.0, 0.1, 0.25, 0.5, 0.75, 0.9, 1.0)

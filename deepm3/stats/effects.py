@@ -2,7 +2,7 @@
 
 Conventions: per-user NDCG@10 of a row is averaged over its seeds (users aligned by id) before a
 paired comparison; a relative change is ``mean(a) / mean(b) - 1``; intervals over users are paired
-percentile bootstraps (:func:`deepm3.analysis.significance.bootstrap_relative_ci`); intervals
+percentile bootstraps (:func:`deepm3.stats.significance.bootstrap_relative_ci`); intervals
 over seeds are Student-t intervals of the mean.
 """
 
@@ -14,8 +14,8 @@ import numpy as np
 import pandas as pd
 from scipy import stats
 
-from deepm3.analysis.irregularity import quantile_groups
-from deepm3.analysis.significance import (
+from deepm3.stats.irregularity import quantile_groups
+from deepm3.stats.significance import (
     bootstrap_relative_ci,
     holm,
     paired_tests,
@@ -162,11 +162,11 @@ def solver_summary(records: list[dict]) -> pd.DataFrame:
     return summary
 
 
-def latency_ratio(summary: pd.DataFrame, column: str) -> float:
-    """Euler's latency over RK4's at one step per gap (same trained weights)."""
+def latency_ratio(summary: pd.DataFrame, column: str, fast: str, slow: str) -> float:
+    """``fast``'s latency over ``slow``'s at one step per gap (same trained weights)."""
 
     def value(solver: str) -> float:
         chosen = summary[(summary["solver"] == solver) & (summary["steps"] == 1)]
         return float(chosen[column].iloc[0])
 
-    return value("euler") / value("rk4")
+    return value(fast) / value(slow)

@@ -1,4 +1,8 @@
-"""The suite's PNG plots (matplotlib, Agg backend): one function per figure."""
+"""Every PNG figure of the reports (matplotlib, Agg backend): one function per figure.
+
+Each draws numbers it is given (means, intervals, effects) and writes the file; none reads
+records or computes a statistic.
+"""
 
 from __future__ import annotations
 
@@ -13,6 +17,28 @@ import pandas as pd  # noqa: E402
 CURVES = ("jitter_kept", "jitter_sorted", "dropout")
 
 
+def comparison_bars(
+    names: list[str], series: dict[str, tuple[list[float], list[float]]], path: Path
+) -> None:
+    """Test metrics per model side by side: ``series`` maps a metric to (means, sds) over
+    ``names``, drawn as labelled bars with one-sd error bars."""
+    figure, axis = plt.subplots(figsize=(1.2 * len(names) + 2.5, 3.4))
+    width = 0.38
+    for offset, (metric, (means, errors)) in zip(
+        (-width / 2, width / 2), series.items(), strict=True
+    ):
+        positions = [i + offset for i in range(len(names))]
+        bars = axis.bar(positions, means, width, yerr=errors, capsize=2, label=metric)
+        axis.bar_label(bars, fmt="%.3f", fontsize=7)
+    axis.set_xticks(range(len(names)), names, rotation=20, ha="right")
+    axis.set_ylabel("test, full ranking (mean ± sd)")
+    axis.legend(frameon=False)
+    axis.spines[["top", "right"]].set_visible(False)
+    figure.tight_layout()
+    figure.savefig(path, dpi=130)
+    plt.close(figure)
+
+
 def core_bars(rows: list[str], means: list[float], sds: list[float], path: Path) -> None:
     """Test NDCG@10 per row, mean with a one-sd error bar."""
     fig, ax = plt.subplots(figsize=(8, 3.5))
@@ -24,7 +50,7 @@ def core_bars(rows: list[str], means: list[float], sds: list[float], path: Path)
     plt.close(fig)
 
 
-def robustness_curves(effects: pd.DataFrame, grid: list, path: Path) -> None:
+def robustness_curves(effects: pd.DataFrame, grid: tuple, path: Path) -> None:
     """Relative NDCG@10 change against the noise level, one panel per curve, CI bands."""
     fig, axes = plt.subplots(1, len(CURVES), figsize=(13, 3.8), sharey=True)
     for ax, family in zip(axes, CURVES, strict=True):

@@ -1,0 +1,157 @@
+"""What a suite trains: its table rows and the run specs of every training stage.
+
+Pure planning, no I/O: :func:`plan_specs` turns a budget, a design and the searched settings
+into the :class:`SpecPlan` of the ``core``, ``lipschitz`` and ``paper`` stages. The report's
+row roles (the focus model, the trained baselines it is compared with, the count rows) live
+here too, so that planning and reporting read one table.
+"""
+
+from __future__ import annotations
+
+import copy
+from dataclasses import dataclass, field
+from typing import Any
+
+from deepm3.models import COUNT_BASELINES
+from deepm3.suite.budgets import Budget, Design
+
+Sections = dict[str, dict[str, Any]]  # config sections: data/train/eval/model -> overrides
+
+
+@dataclass(frozen=True)
+class Row:
+    """One row of the core table: a registry model and options fixed beyond the searched."""
+
+    model: str
+    fixed: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def counted(self) -> bool:
+        """A count baseline: deterministic, fitted once (one seed), nothing to search."""
+        return self.model in COUNT_BASELINES
+
+
+CORE_ROWS: dict[str, Row] = {
+    "pop": Row("pop"),
+    "last_item": Row("last_item"),
+    "gru4rec": Row("gru4rec"),
+    "sasrec": Row("sasrec"),
+    "tisasrec": Row("tisasrec"),
+    "deepm3": Row("deepm3", {"solver": "euler"}),
+    "deepm3-rk4": Row("deepm3", {"solver": "rk4"}),
+    "deepm3-noode": Row("deepm3", {"ode": "none"}),
+    "deepm3-target": Row("deepm3", {"predict_at": "target_time"}),
+}
+COUNT_ROWS = tuple(name for name, row in CORE_ROWS.items() if row.counted)
+FOCUS = "deepm3"  # the model the claims are about
+TRAINED_BASELINES = ("gru4rec", "sasrec", "tisasrec")  # what the paper compares it with
+NO_FLOW_TWIN = "deepm3-noode"  # the same GRU without the flow: "does the flow help"
+# Left out of the robustness views: pop reads no history, target-time is another protocol.
+ROBUSTNESS_HIDDEN = ("pop", "deepm3-target")
+PAPER_MODELS = ("deepm3", "sasrec")  # rows of the paper-protocol stage
+
+
+@dataclass(frozen=True)
+class RunSpec:
+    """One training (or count-baseline fit) of the suite."""
+
+    stage: str  # core | lipschitz | paper | search
+    row: str  # the table row, e.g. deepm3-rk4
+    model: str  # registry name
+    seed: int
+    sections: Sections = field(default_factory=dict)
+
+    @property
+    def name(self) -> str:
+        return f"{self.row}-s{self.seed}"
+
+    @property
+    def counted(self) -> bool:
+        return self.model in COUNT_BASELINES
+
+
+@dataclass(frozen=True)
+class SpecPlan:
+    """Every run of the training stages, planned once."""
+
+    core: tuple[RunSpec, ...]
+    lipschitz: tuple[RunSpec, ...]
+    paper: tuple[RunSpec, ...]
+
+    def stage(self, name: str) -> tuple[RunSpec, ...]:
+        return {"core": self.core, "lipschitz": self.lipschitz, "paper": self.paper}[name]
+
+
+TRAINING_STAGES = ("core", "lipschitz", "paper")
+
+
+def merge(*layers: Sections) -> Sections:
+    """Sections merged key by key; later layers win."""
+    merged: Sections = {}
+    for layer in layers:
+        for section, values in layer.items():
+            merged.setdefault(section, {}).update(copy.deepcopy(values))
+    return merged
+
+
+def shared_sections(budget: Budget) -> Sections:
+    """The data and train settings every run of a budget shares."""
+    return {"data": budget.data, "train": budget.train}
+
+
+def core_specs(budget: Budget, searched: dict[str, Sections]) -> tuple[RunSpec, ...]:
+    specs = []
+    for name, row in CORE_ROWS.items():
+        seeds = budget.seeds[:1] if row.counted else budget.seeds
+        fixed = {"model": row.fixed} if row.fixed else {}
+        sections = merge(shared_sections(budget), searched.get(row.model, {}), fixed)
+        specs += [RunSpec("core", name, row.model, seed, sections) for seed in seeds]
+    return tuple(specs)
+
+
+def lipschitz_row(mode: str, constant: float) -> str:
+    return f"{FOCUS}-{mode}" if mode == "none" else f"{FOCUS}-{mode}{constant:g}"
+
+
+def lipschitz_specs(
+    budget: Budget, design: Design, searched: dict[str, Sections]
+) -> tuple[RunSpec, ...]:
+    shared = merge(shared_sections(budget), searched.get(FOCUS, {}))
+    specs = []
+    for mode, constant in design.lipschitz:
+        fixed = {"model": {"lipschitz": mode, "lipschitz_constant": constant}}
+        specs.append(
+            RunSpec(
+                "lipschitz",
+                lipschitz_row(mode, constant),
+                FOCUS,
+                budget.seeds[0],
+                merge(shared, fixed),
+            )
+        )
+    return tuple(specs)
+
+
+def paper_specs(
+    budget: Budget, design: Design, searched: dict[str, Sections]
+) -> tuple[RunSpec, ...]:
+    """The paper's protocol (20-event windows, BPR with one negative, 100 sampled negatives):
+    DeepM3 and SASRec, first seed, otherwise the searched settings."""
+    return tuple(
+        RunSpec(
+            "paper",
+            f"{model}-paper",
+            model,
+            budget.seeds[0],
+            merge(shared_sections(budget), searched.get(model, {}), design.paper_protocol),
+        )
+        for model in PAPER_MODELS
+    )
+
+
+def plan_specs(budget: Budget, design: Design, searched: dict[str, Sections]) -> SpecPlan:
+    return SpecPlan(
+        core_specs(budget, searched),
+        lipschitz_specs(budget, design, searched),
+        paper_specs(budget, design, searched),
+    )

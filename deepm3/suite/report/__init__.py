@@ -1,0 +1,89 @@
+"""The suite's report: ``report.md`` with every table, PNG plots and the claims table.
+
+Reads only the committed files of the other stages (run records, analysis files, the suite
+log), so anyone can rebuild it from a clone (``--skip`` every other stage). Each section is a
+function of one topic that returns its markdown and the typed facts the claims need:
+
+    header, search -> core, significance -> irregularity -> time sensitivity and robustness
+    -> solver and Lipschitz ablations -> efficiency -> the paper's protocol; claims from facts
+"""
+
+from __future__ import annotations
+
+import json
+
+from deepm3.reporting import records
+from deepm3.reporting.text import markdown
+from deepm3.stats.perturbation_grid import build
+from deepm3.suite import claims
+from deepm3.suite.budgets import Budget, Design
+from deepm3.suite.design import NO_FLOW_TWIN, TRAINED_BASELINES
+from deepm3.suite.layout import Layout
+from deepm3.suite.report import core, efficiency, header, irregular, robustness, solver
+
+CLAIMS_INTRO = (
+    "## Claims\n\nEach claim of the paper, our figure (mean, 95% CI, Holm-corrected p where a "
+    "test applies) and a verdict: confirmed when our interval supports the claim, refuted "
+    "when it excludes it, inconclusive otherwise (rules in `deepm3/suite/claims.py`).\n\n"
+)
+
+
+def _log(layout: Layout) -> list[dict]:
+    if not layout.log.is_file():
+        return []
+    return [json.loads(line) for line in layout.log.read_text().splitlines()]
+
+
+def write(title: str, headline: str | None, budget: Budget, design: Design, layout: Layout) -> dict:
+    """Write ``report.md`` and its figures from the committed files; returns a summary."""
+    core_records = records.read_all(layout.records("core"))
+    if not core_records:
+        raise RuntimeError(
+            f"{layout.records('core')} holds no finished runs: run the core stage first"
+        )
+    grid = build(design.sigmas_hours, design.drop_ps, design.local_window)
+    stats = core_records[0].provenance.get("data", {})
+
+    core_text, found = core.core(core_records, layout)
+    significance_text, significance = core.significance(found.ndcg)
+    irregular_text, irregular_fact = irregular.irregularity(layout, found.ndcg)
+    perturb_text, robust = robustness.time_and_robustness(
+        layout, found.rows, grid, design.local_window
+    )
+    headline_text = robustness.headline(robust, grid, found.rows, design.local_window)
+    solver_text, latency = solver.solver(layout, core_records)
+    efficiency_text, parameters = efficiency.efficiency(layout, core_records)
+    facts = claims.Facts(
+        significance=significance,
+        parameters=parameters,
+        irregular=irregular_fact,
+        robust=None if robust.effects.empty else robust.focus,
+        duels=robust.duels,
+        latency=latency,
+    )
+    verdicts = claims.claims_table(facts, TRAINED_BASELINES, NO_FLOW_TWIN)
+    subset = " subset" if header.is_subset(stats) else ""
+    verdicts.insert(2, "data, budget", f"{stats.get('dataset')}{subset}, {budget.name}")
+    parts = [
+        header.header(title, budget, stats, _log(layout)),
+        CLAIMS_INTRO + markdown(verdicts) + "\n",
+        headline_text if headline == "robustness" else "",
+        header.search(layout),
+        core_text,
+        significance_text,
+        irregular_text,
+        perturb_text,
+        solver_text,
+        solver.lipschitz(
+            layout,
+            core_records,
+            records.read_all(layout.records("lipschitz")),
+            grid,
+            budget.seeds[0],
+        ),
+        efficiency_text,
+        efficiency.paper_protocol(core_records, records.read_all(layout.records("paper"))),
+    ]
+    layout.report.write_text("\n".join(p for p in parts if p))
+    print(f"report: {layout.report}", flush=True)
+    return {"claims": len(verdicts)}

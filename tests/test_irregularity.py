@@ -3,8 +3,8 @@ import math
 import numpy as np
 import pytest
 
-from deepm3.stats.irregularity import coefficient_of_variation, quantile_groups
 from deepm3.data.sequences import evaluation_table
+from deepm3.stats.irregularity import coefficient_of_variation, quantile_groups
 
 BASE = 1_000_000_000  # real times are far from the padding's 0: a padding gap would dominate
 

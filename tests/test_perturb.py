@@ -5,6 +5,7 @@ import numpy as np
 import pytest
 import torch
 
+from deepm3.data.sequences import _gaps, evaluation_table, gap_features
 from deepm3.stats.perturb import (
     drop_events,
     jitter_timestamps,
@@ -13,7 +14,6 @@ from deepm3.stats.perturb import (
     shuffle_order,
     zero_timestamps,
 )
-from deepm3.data.sequences import _gaps, evaluation_table, gap_features
 
 BASE = 1_000_000_000
 

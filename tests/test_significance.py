@@ -5,13 +5,13 @@ import pytest
 import torch
 from scipy import stats
 
+from deepm3.eval.metrics import metrics_from_ranks
 from deepm3.stats.significance import (
     bootstrap_relative_ci,
     holm,
     paired_tests,
     per_user_ndcg,
 )
-from deepm3.eval.metrics import metrics_from_ranks
 
 
 def test_per_user_ndcg_by_hand():

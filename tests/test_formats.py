@@ -528,9 +528,6 @@ def test_generic_tab_separator_typed_on_the_command_line(tmp_path: Path, capsys)
 
 
 def test_an_official_raw_file_named_directly_uses_its_own_reader(real_data_dir):
-    from deepm3.config import DataConfig
-    from deepm3.data.prepare import prepare
-
     path = real_data_dir / "amazon-all-beauty-2018" / "All_Beauty_5.json.gz"
     stats = prepare(DataConfig(dataset=str(path), kcore=0)).stats
     assert stats["raw"] == {"users": 991, "items": 85, "interactions": 5269}

@@ -6,6 +6,7 @@ in file order (sorting is the preprocessing's job, not the reader's).
 
 from __future__ import annotations
 
+import ast
 import gzip
 import json
 import re
@@ -17,11 +18,12 @@ import numpy as np
 import pandas as pd
 import pytest
 
+import deepm3.data
 from deepm3.config import DataConfig
-from deepm3.data.amazon import read_amazon, read_amazon_json, read_amazon_ratings_csv
+from deepm3.data.amazon import read_amazon_json, read_amazon_ratings_csv
 from deepm3.data.datasets import DATASETS, get_spec, locate
 from deepm3.data.delimited import read_delimited
-from deepm3.data.formats import READERS, find_reader, read_raw, reader_for
+from deepm3.data.formats import READERS, find_reader, read_amazon, read_raw, reader_for
 from deepm3.data.movielens import read_ml1m, read_ml100k
 from deepm3.data.prepare import prepare
 from deepm3.data.tabular import read_atomic, read_table
@@ -526,9 +528,6 @@ def test_generic_tab_separator_typed_on_the_command_line(tmp_path: Path, capsys)
 
 
 def test_an_official_raw_file_named_directly_uses_its_own_reader(real_data_dir):
-    from deepm3.config import DataConfig
-    from deepm3.data.prepare import prepare
-
     path = real_data_dir / "amazon-all-beauty-2018" / "All_Beauty_5.json.gz"
     stats = prepare(DataConfig(dataset=str(path), kcore=0)).stats
     assert stats["raw"] == {"users": 991, "items": 85, "interactions": 5269}
@@ -585,6 +584,46 @@ def test_an_unknown_file_name_is_a_clear_error_listing_the_accepted_names(tmp_pa
 def test_read_raw_reads_each_amazon_file_like_read_amazon(tmp_path: Path, name: str) -> None:
     path = write_amazon(tmp_path, name)
     assert_frame(read_raw(path), expected_rows(name))
+
+
+def _imports(path: Path) -> list[tuple[str, bool]]:
+    """(imported module, inside a function?) for every import statement of a source file."""
+    found = []
+
+    def visit(node: ast.AST, in_function: bool) -> None:
+        for child in ast.iter_child_nodes(node):
+            inside = in_function or isinstance(child, (ast.FunctionDef, ast.AsyncFunctionDef))
+            if isinstance(child, ast.Import):
+                found.extend((alias.name, inside) for alias in child.names)
+            elif isinstance(child, ast.ImportFrom):  # relative imports made absolute
+                base = ".".join(filter(None, ["deepm3.data" * (child.level > 0), child.module]))
+                found.append((base, inside))
+                found.extend((f"{base}.{alias.name}", inside) for alias in child.names)
+            visit(child, inside)
+
+    visit(ast.parse(path.read_text()), False)
+    return found
+
+
+DATA_FOLDER = Path(deepm3.data.__file__).parent
+HEAVY_OPTIONAL = ("onnx", "onnxruntime", "uvicorn", "optuna")  # may be imported where used
+
+
+@pytest.mark.parametrize("module", ["amazon", "movielens", "tabular", "delimited", "jsonlines"])
+def test_no_reader_imports_the_table_of_readers(module: str) -> None:
+    # formats imports the readers; a reader importing formats back would be a cycle.
+    imported = {name for name, _ in _imports(DATA_FOLDER / f"{module}.py")}
+    assert "deepm3.data.formats" not in imported
+
+
+def test_every_data_module_imports_at_its_top() -> None:
+    late = [
+        f"{path.name}: {name}"
+        for path in sorted(DATA_FOLDER.glob("*.py"))
+        for name, inside in _imports(path)
+        if inside and name.split(".")[0] not in HEAVY_OPTIONAL
+    ]
+    assert late == []
 
 
 # --------------------------------------------------------------------------------------------

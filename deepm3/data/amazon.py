@@ -279,18 +279,3 @@ def read_amazon_ratings_csv(path: Path) -> pd.DataFrame:
     path = Path(path)
     fields = read_delimited(path, ",", ["user", "item", "rating", "timestamp"])
     return frame_from_columns(fields, path, "user", "item", "timestamp", "rating", 1)
-
-
-def read_amazon(path: Path) -> pd.DataFrame:
-    """Any Amazon review file, by the reader that :data:`deepm3.data.formats.READERS` gives its
-    name (see the table in the module docstring)."""
-    from deepm3.data.formats import find_reader  # here, not at the top: formats imports us
-
-    path = Path(path)
-    reader = find_reader(path.name)
-    if reader not in (read_amazon_json, read_amazon_ratings_csv):
-        raise DataError(
-            f"{path}: not an Amazon review file; expected reviews_<Cat>_5.json.gz, "
-            "ratings_<Cat>.csv, <Cat>_5.json.gz or <Cat>.jsonl.gz"
-        )
-    return reader(path)

@@ -3,6 +3,10 @@
 Every place that picks a reader for a file looks it up here: a data set's accepted files
 (``DatasetSpec.files`` only lists names, in order of preference), an official raw file named
 by path, and a generic table. Supporting a new format means one line in :data:`READERS`.
+
+Imports point one way: this module imports the readers (amazon, movielens, tabular), and no
+reader imports it; :func:`read_amazon`, which picks among the Amazon readers by this table,
+lives here for that reason.
 """
 
 from __future__ import annotations
@@ -60,3 +64,16 @@ def reader_for(path: Path) -> Reader:
 def read_raw(path: Path) -> pd.DataFrame:
     """Read a raw file with the reader its name calls for (see :data:`READERS`)."""
     return reader_for(path)(Path(path))
+
+
+def read_amazon(path: Path) -> pd.DataFrame:
+    """Any Amazon review file, by the reader that :data:`READERS` gives its name (see the table
+    of releases in :mod:`deepm3.data.amazon`)."""
+    path = Path(path)
+    reader = find_reader(path.name)
+    if reader not in (read_amazon_json, read_amazon_ratings_csv):
+        raise DataError(
+            f"{path}: not an Amazon review file; expected reviews_<Cat>_5.json.gz, "
+            "ratings_<Cat>.csv, <Cat>_5.json.gz or <Cat>.jsonl.gz"
+        )
+    return reader(path)

@@ -99,3 +99,18 @@ def test_comparison_tables_rerender_byte_for_byte(folder, tmp_path):
     assert result.returncode == 0, result.stderr
     assert (copy / "table.md").read_text() == (committed / "table.md").read_text()
     assert (copy / "comparison.png").read_bytes() == (committed / "comparison.png").read_bytes()
+
+
+def test_committed_records_name_data_without_a_machine_path():
+    """Run records and reports name the raw file inside the data folder (and its fingerprint),
+    never an absolute path of the machine that ran them."""
+    offenders = [
+        str(path.relative_to(REPO))
+        for path in (REPO / "results").rglob("*")
+        if path.suffix in (".json", ".md")
+        and any(
+            marker in path.read_text()
+            for marker in ('"source": "/', '"source": "..', "from `/", "from `..")
+        )
+    ]
+    assert offenders == []

@@ -71,6 +71,18 @@ def resolved(config: DataConfig) -> DataConfig:
     )
 
 
+def source_name(path: Path, data_dir: Path | None) -> str:
+    """The raw file as results name it: its path inside the data directory
+    (``ml-1m-subset/ratings.dat``), else its file name; never a machine's absolute path (the
+    file's content is named by ``raw_sha256`` and the prepared data by its fingerprint)."""
+    if data_dir is not None:
+        try:
+            return path.resolve().relative_to(data_dir.resolve()).as_posix()
+        except ValueError:
+            pass
+    return path.name
+
+
 def _raw_path(config: DataConfig) -> Path:
     if is_generic(config.dataset):
         path = Path(config.dataset)
@@ -82,7 +94,11 @@ def _raw_path(config: DataConfig) -> Path:
         if not path.is_file():
             raise DataError(f"{path}: file not found")
         return path
-    return locate(get_spec(config.dataset), resolve_data_dir(config.data_dir))
+    return locate(get_spec(config.dataset), data_dir(config))
+
+
+def data_dir(config: DataConfig) -> Path | None:
+    return resolve_data_dir(config.data_dir)
 
 
 def _read(config: DataConfig, path: Path):
@@ -150,9 +166,11 @@ def prepare(config: DataConfig, use_cache: bool = True) -> Prepared:
         Path(config.dataset).stem if is_generic(config.dataset) else get_spec(config.dataset).name
     )
     cache_file = cache_dir() / "prepared" / f"{name}-{key}.npz"
+    source = source_name(path, None if is_generic(config.dataset) else data_dir(config))
     if use_cache and _exists(cache_file):
         try:
             name, events, split, stats = load_cache(cache_file)
+            stats = {**stats, "source": source}  # caches written before naming by data folder
             return Prepared(name, events, split, config.max_len, stats, stats["fingerprint"])
         except DAMAGED as exc:
             reason = str(exc).splitlines()[0].split(". ")[0][:100] if str(exc) else ""
@@ -161,7 +179,7 @@ def prepare(config: DataConfig, use_cache: bool = True) -> Prepared:
                 f"({type(exc).__name__}: {reason}); rebuilding it from {path}",
                 file=sys.stderr,
             )
-    prepared = _build(config, path, name, raw_sha, settings)
+    prepared = _build(config, path, name, raw_sha, settings, source)
     if use_cache:
         save_cache(cache_file, prepared.name, prepared.events, prepared.split, prepared.stats)
     return prepared
@@ -174,7 +192,9 @@ def _exists(path: Path) -> bool:
         return False
 
 
-def _build(config: DataConfig, path: Path, name: str, raw_sha: str, settings: dict) -> Prepared:
+def _build(
+    config: DataConfig, path: Path, name: str, raw_sha: str, settings: dict, source: str
+) -> Prepared:
     """Read, preprocess and split; errors about the data (not a line) name the file."""
     try:
         frame = _read(config, path)
@@ -198,7 +218,7 @@ def _build(config: DataConfig, path: Path, name: str, raw_sha: str, settings: di
     stats.update(
         {
             "dataset": name,
-            "source": str(path),
+            "source": source,
             "raw_sha256": raw_sha,
             "settings": settings,
             "fingerprint": fingerprint(events, split),

@@ -41,11 +41,11 @@ from deepm3.models.contract import count_parameters
 from deepm3.recommend.commands import add_serving_commands
 from deepm3.reporting.comparison import write_report
 from deepm3.reporting.records import collect
-from deepm3.suite import runner
+from deepm3.suite import stages
 from deepm3.suite.budgets import SUITES
 from deepm3.suite.layout import Layout
 from deepm3.suite.pool import DEVICES, Execution, default_jobs
-from deepm3.suite.runs import Source
+from deepm3.suite.training import Source
 from deepm3.train.run import evaluate_run, resume, run
 from deepm3.train.rundir import failure
 
@@ -193,10 +193,10 @@ def cmd_suite(args: argparse.Namespace) -> int:
     suite = SUITES[args.suite]
     budget = suite.budget(args.budget, args.dataset)
     skip = frozenset(s for s in (args.skip or "").split(",") if s)
-    unknown = sorted(skip - set(runner.STAGES))
+    unknown = sorted(skip - set(stages.STAGES))
     if unknown:
         raise ConfigError(
-            f"unknown stage(s) {', '.join(unknown)}; stages: {', '.join(runner.STAGES)}"
+            f"unknown stage(s) {', '.join(unknown)}; stages: {', '.join(stages.STAGES)}"
         )
     if args.device not in DEVICES:
         raise ConfigError(f"unknown device {args.device!r}; valid: {', '.join(DEVICES)}")
@@ -216,14 +216,14 @@ def cmd_suite(args: argparse.Namespace) -> int:
         f"device {args.device}, {jobs} parallel job(s); results in {out}",
         flush=True,
     )
-    settings = runner.SuiteSettings(
+    settings = stages.SuiteSettings(
         suite, budget, suite.design(budget.name), source, layout, execution, args.storage, skip
     )
     if args.plan:
-        print("\n".join(runner.plan_lines(settings)))
+        print("\n".join(stages.plan_lines(settings)))
         return 0
-    runner.check_data(source)
-    runner.run_suite(settings)
+    stages.check_data(source)
+    stages.run_suite(settings)
     return 0
 
 
@@ -297,7 +297,7 @@ def build_parser() -> argparse.ArgumentParser:
     suite.add_argument("--threads", type=int, default=1, help="torch threads per run")
     suite.add_argument(
         "--skip",
-        help="comma-separated stages to skip: " + ", ".join(runner.STAGES),
+        help="comma-separated stages to skip: " + ", ".join(stages.STAGES),
     )
     suite.add_argument("--storage", help="Optuna storage URL shared by workers (default SQLite)")
     suite.add_argument("--data-dir", help="folder with the raw files (default: $DEEPM3_DATA_DIR)")

@@ -105,8 +105,8 @@ def test_statistics_import_nothing_else_of_the_package():
             assert not outside, f"{name} imports {sorted(outside)}"
 
 
-def test_only_the_command_line_imports_the_suite_runner():
-    importers = {n for n, targets in _graph().items() if "deepm3.suite.runner" in targets}
+def test_only_the_command_line_imports_the_suite_stages():
+    importers = {n for n, targets in _graph().items() if "deepm3.suite.stages" in targets}
     assert importers == {"deepm3.cli"}
 
 
@@ -125,3 +125,33 @@ def test_imports_sit_at_the_top(name):
         }
     )
     assert late == [], f"{name} imports {late} inside functions"
+
+
+# The suite reads top-down: each module imports only modules listed before it.
+SUITE_ORDER = [
+    "budgets",
+    "design",
+    "layout",
+    "pool",
+    "training",
+    "spaces",
+    "search",
+    "measure",
+    "claims",
+    "report",
+    "stages",
+]
+
+
+def test_the_suite_pipeline_imports_only_earlier_stages():
+    def place(module: str) -> int:
+        return SUITE_ORDER.index(module.removeprefix("deepm3.suite.").split(".")[0])
+
+    backwards = []
+    for name, targets in _graph().items():
+        if not name.startswith("deepm3.suite.") or name == "deepm3.suite":
+            continue
+        for target in targets:
+            if target.startswith("deepm3.suite.") and place(target) > place(name):
+                backwards.append(f"{name} -> {target}")
+    assert backwards == []

@@ -18,8 +18,8 @@ from deepm3.suite.budgets import SUITES
 from deepm3.suite.layout import FIGURES, Layout
 from deepm3.suite.pool import Execution
 from deepm3.suite.report import write
-from deepm3.suite.runner import SuiteSettings, plan_lines
-from deepm3.suite.runs import Source
+from deepm3.suite.stages import SuiteSettings, plan_lines
+from deepm3.suite.training import Source
 
 COMMITTED = {  # (suite, data set or None for the suite's own, budget) -> results folder
     ("ml1m", None, "quick"): REPO / "results" / "ml1m",

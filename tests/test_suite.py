@@ -26,7 +26,7 @@ from deepm3.stats.significance import per_user_ndcg
 from deepm3.suite.design import RunSpec
 from deepm3.suite.layout import Layout
 from deepm3.suite.pool import Execution
-from deepm3.suite.runs import RunJob, Source, execute, is_done, plan, publish
+from deepm3.suite.training import RunJob, Source, execute, is_done, plan, publish
 from deepm3.train import loop
 from deepm3.train.loop import model_scorer
 from deepm3.train.rundir import read_json
@@ -341,7 +341,7 @@ def test_every_budget_plans_valid_runs_without_data(suite, name, tmp_path):
     """Every run of every budget resolves to a valid config (no data is read), with distinct
     identities, and the same trial budget and shared settings for every trainable model."""
     from deepm3.suite.budgets import SUITES
-    from deepm3.suite.runner import SuiteSettings, plan_lines, planned_runs
+    from deepm3.suite.stages import SuiteSettings, plan_lines, planned_runs
 
     chosen = SUITES[suite]
     budget = chosen.budget(name)

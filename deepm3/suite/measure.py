@@ -32,7 +32,7 @@ from deepm3.models.contract import count_parameters, run_model
 from deepm3.ode.solvers import METHODS, fixed_step_methods
 from deepm3.stats.irregularity import coefficient_of_variation
 from deepm3.stats.perturbation_grid import Perturbation, rng_for
-from deepm3.suite.runs import RunJob, execute
+from deepm3.suite.training import RunJob, execute
 from deepm3.train.run import load_trained
 from deepm3.train.rundir import write_json
 

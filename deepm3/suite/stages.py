@@ -23,7 +23,7 @@ from deepm3.suite.budgets import Budget, Design, Suite
 from deepm3.suite.design import FOCUS, TRAINING_STAGES, SpecPlan, plan_specs
 from deepm3.suite.layout import Layout
 from deepm3.suite.pool import Execution, parallel
-from deepm3.suite.runs import (
+from deepm3.suite.training import (
     PlannedRun,
     RunJob,
     Source,

@@ -27,8 +27,8 @@ from deepm3.suite.budgets import Budget
 from deepm3.suite.design import RunSpec, Sections, merge, shared_sections
 from deepm3.suite.layout import Layout
 from deepm3.suite.pool import Execution
-from deepm3.suite.training import Source, resolved_config
 from deepm3.suite.spaces import SEARCHED_MODELS, sections_from_params, suggest
+from deepm3.suite.training import Source, resolved_config
 from deepm3.train.loop import fit
 from deepm3.train.run import build_scorer, plan_run
 from deepm3.train.rundir import write_json

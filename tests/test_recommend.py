@@ -16,7 +16,7 @@ from deepm3.config import load_config
 from deepm3.data.sequences import evaluation_table
 from deepm3.errors import ConfigError
 from deepm3.recommend import Recommender, RequestError, parse_request
-from deepm3.recommend.recommender import normalised_entropy
+from deepm3.recommend.auto import normalised_entropy
 from deepm3.train.loop import model_scorer
 from deepm3.train.run import run
 

@@ -8,8 +8,10 @@ import json
 import socket
 import threading
 import time
+from concurrent.futures import ThreadPoolExecutor
 
 import httpx
+import numpy as np
 import pytest
 import uvicorn
 from prometheus_client.parser import text_string_to_metric_families
@@ -105,6 +107,67 @@ def test_a_list_is_answered_in_order_with_per_item_errors(server):
     assert bad_key["status"] == 422 and "unknown request key" in bad_key["error"]
     single = server.client.post("/recommend", json={"user": "u2", "k": 2}).json()
     assert single["items"] == first["items"]  # a batch answers like a lone request
+
+
+def test_answers_are_the_librarys(server, run_dir):
+    """Items and their scores over HTTP, single and in a list, equal what
+    :meth:`Recommender.recommend` answers for the same request (a library instance of its
+    own), for known users, raw events, a later query time, a named solver and a cached state."""
+    library = Recommender.from_run(run_dir, clock=lambda: NOW)
+    events = [["i5", 1_000_000_000], ["i6", 1_000_003_600], ["i7", 1_000_090_000]]
+    for user in ("library-twin", None):
+        if user is not None:  # the same events added on both sides: a cached state each
+            assert server.client.post("/events", json={"user": user, "events": events}).is_success
+            library.add_events(user, events)
+    requests = [
+        {"user": "u1", "k": 5},
+        {"user": "u7", "k": 8, "at": 1_100_000_000, "solver": "rk4"},
+        {"user": "u2", "k": 4, "include_history": True, "solver": "euler"},
+        {"events": events, "k": 6, "at": 1_000_500_000},
+        {"user": "library-twin", "k": 7, "at": 1_000_900_000},
+    ]
+    listed = server.client.post("/recommend", json=requests).json()
+    for request, in_list in zip(requests, listed, strict=True):
+        single = server.client.post("/recommend", json=request).json()
+        expected = library.recommend(**request)
+        assert expected.items and len(set(expected.scores)) > 1
+        for body in (single, in_list):  # batches of other sizes may differ in the last bit
+            assert body["items"] == expected.items
+            assert np.allclose(body["scores"], expected.scores, rtol=0, atol=2e-6)
+
+
+def test_a_full_queue_is_answered_503(run_dir):
+    """While the model is busy and ``max_queue`` requests wait, one more is answered 503 (busy,
+    try again), not 500; the waiting ones are answered once the model is free."""
+    recommender = Recommender.from_run(run_dir, clock=lambda: NOW)
+    real, busy, free = recommender.recommend_many, threading.Event(), threading.Event()
+
+    def slow(requests):
+        busy.set()
+        assert free.wait(10)
+        return real(requests)
+
+    recommender.recommend_many = slow
+    app = create_app(recommender, max_wait_ms=0.0, max_queue=1)
+    live = LiveServer(app)
+    url = f"{live.url}/recommend"
+    try:
+        with ThreadPoolExecutor(2) as pool:
+            first = pool.submit(httpx.post, url, json={"user": "u1"}, timeout=10)
+            assert busy.wait(10)  # the first request is in a batch; the model is busy
+            second = pool.submit(httpx.post, url, json={"user": "u2"}, timeout=10)
+            deadline = time.monotonic() + 10
+            while app.state.batcher.waiting < 1:  # the second waits in the queue
+                assert time.monotonic() < deadline, "the second request never queued"
+                time.sleep(0.01)
+            full = live.client.post("/recommend", json={"user": "u3"})
+            free.set()
+            assert full.status_code == 503, full.text
+            assert "server busy" in full.json()["error"]
+            assert first.result().status_code == 200 and second.result().status_code == 200
+    finally:
+        free.set()
+        live.stop()
 
 
 def test_concurrent_clients_share_batches(server):

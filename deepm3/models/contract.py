@@ -10,7 +10,14 @@ A model maps a batch of left-padded sequences to one hidden state per position::
 are dot products with the model's tied item embeddings (:func:`item_scores`), so losses and
 evaluation never branch on the model type. ``aux`` carries extras such as the number of
 function evaluations (``nfe``) of an ODE solver. :func:`run_model` is the one place that unpacks
-a :class:`~deepm3.data.sequences.Batch` into these arguments.
+a :class:`~deepm3.data.sequences.Batch` into these arguments, and :func:`states_at_events` the
+one place that calls a model without ``next_gaps`` (the states right after each event).
+
+Every model declares one capability, ``evolves_to_query_time``: True for a model with a learned
+flow in time (DeepM3 with ``ode=ode``), which then also offers :class:`EvolvingModel`'s methods
+(evolve a state to a later time, absorb one new event, re-solve with another ODE method). Code
+that uses a trained model (recommend, export, serve) asks this flag, never the model's type or
+its private parts.
 """
 
 from __future__ import annotations
@@ -28,6 +35,9 @@ SECONDS_PER_DECADE = 10 * 365.25 * 86_400
 
 class SequenceModel(Protocol):
     item_embedding: nn.Embedding
+    # True: a learned flow in time, and the methods of EvolvingModel; a class attribute or a
+    # property (DeepM3 answers from its options: ode=none has no flow)
+    evolves_to_query_time: bool
 
     def __call__(
         self,
@@ -39,9 +49,51 @@ class SequenceModel(Protocol):
     ) -> tuple[torch.Tensor, dict]: ...
 
 
+class EvolvingModel(SequenceModel, Protocol):
+    """What a model with ``evolves_to_query_time`` True offers besides the contract."""
+
+    solver: str  # the ODE method it solves its flow with (a name in deepm3.ode.solvers.METHODS)
+
+    def with_solver(self, method: str) -> EvolvingModel:
+        """A twin sharing every weight that solves the same flow with ``method``."""
+        ...
+
+    def advance(
+        self, h: torch.Tensor, gaps: torch.Tensor, last_times: torch.Tensor
+    ) -> tuple[torch.Tensor, int]:
+        """States h (B, d) right after events at ``last_times`` (B,) int64, evolved over
+        transformed gaps (B,) float -> (states (B, d), function evaluations)."""
+        ...
+
+    def absorb(
+        self,
+        h: torch.Tensor,
+        items: torch.Tensor,
+        gaps: torch.Tensor,
+        previous_times: torch.Tensor,
+    ) -> torch.Tensor:
+        """One new event per row (items (B,) int64, transformed gaps (B,) since the previous
+        event at ``previous_times`` (B,) int64) -> states (B, d) right after it."""
+        ...
+
+
 def run_model(model: SequenceModel, batch: Batch) -> tuple[torch.Tensor, dict]:
     """Call ``model`` on every input tensor of ``batch`` -> (states (B, T, d), aux)."""
     return model(batch.items, batch.timestamps, batch.time_gaps, batch.next_gaps, batch.time_scale)
+
+
+def states_at_events(
+    model: SequenceModel,
+    items: torch.Tensor,
+    timestamps: torch.Tensor,
+    time_gaps: torch.Tensor,
+    time_scale: torch.Tensor | None = None,
+) -> torch.Tensor:
+    """items, timestamps (B, T) int64, time_gaps (B, T) float, time_scale (B,) int64 -> states
+    (B, T, d) right after each event: no ``next_gaps``, so a model that predicts at the target's
+    time does not evolve toward one (a recommendation evolves to its own query time)."""
+    states, _ = model(items, timestamps, time_gaps, None, time_scale)
+    return states
 
 
 def item_scores(states: torch.Tensor, item_embedding: nn.Embedding) -> torch.Tensor:

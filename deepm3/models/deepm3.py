@@ -11,7 +11,8 @@ state up to the target's timestamp (a different protocol, recorded as such in re
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import copy
+from dataclasses import dataclass, replace
 
 import torch
 from torch import nn
@@ -73,6 +74,24 @@ class DeepM3(nn.Module):
             if options.ode == "ode"
             else None
         )
+
+    @property
+    def evolves_to_query_time(self) -> bool:
+        """The model contract's capability: True with a learned flow (``ode=ode``), which
+        :meth:`advance` and :meth:`absorb` follow; ``ode=none`` is a plain GRU."""
+        return self.field is not None
+
+    @property
+    def solver(self) -> str:
+        """The ODE method this model solves its flow with (a name in ``ode.solvers.METHODS``)."""
+        return self.options.solver
+
+    def with_solver(self, method: str) -> DeepM3:
+        """A twin that solves the same flow with ``method``: it shares every parameter and
+        submodule with this model (a shallow copy), only its options differ."""
+        twin = copy.copy(self)
+        twin.options = replace(self.options, solver=method)
+        return twin
 
     def _flow(self, drift: Drift, h: torch.Tensor, gaps: torch.Tensor) -> tuple[torch.Tensor, int]:
         """Evolve h (B, d) over gaps (B,) under ``drift`` with the configured solver."""

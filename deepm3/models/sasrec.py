@@ -38,6 +38,8 @@ class SASRecOptions:
 
 
 class SASRec(nn.Module):
+    evolves_to_query_time = False  # no flow in time (the model contract's capability)
+
     def __init__(self, num_items: int, options: SASRecOptions, max_len: int) -> None:
         super().__init__()
         size = options.hidden_size

@@ -65,6 +65,8 @@ def interval_matrix(
 
 
 class TiSASRec(nn.Module):
+    evolves_to_query_time = False  # no flow in time (the model contract's capability)
+
     def __init__(self, num_items: int, options: TiSASRecOptions, max_len: int) -> None:
         super().__init__()
         size = options.hidden_size

@@ -5,6 +5,7 @@ The names below load on first use (PEP 562), so that the CLI can import
 
 from __future__ import annotations
 
+import importlib
 from typing import Any
 
 __all__ = ["Recommendation", "Recommender", "Request", "RequestError", "parse_request"]
@@ -20,6 +21,4 @@ _WHERE = {
 def __getattr__(name: str) -> Any:
     if name not in _WHERE:
         raise AttributeError(f"module 'deepm3.recommend' has no attribute {name!r}")
-    import importlib
-
     return getattr(importlib.import_module(_WHERE[name]), name)

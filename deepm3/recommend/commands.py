@@ -1,15 +1,33 @@
 """``deepm3 recommend``, ``deepm3 export`` and ``deepm3 serve``: the subcommands that use a
 trained run (added to the parser by :func:`add_serving_commands`; ``deepm3.cli`` holds the rest).
-Heavy imports (torch, FastAPI) happen inside the commands, so ``deepm3 --help`` stays fast."""
+Heavy imports (torch; FastAPI and uvicorn, optional) happen inside the commands, so
+``deepm3 --help`` stays fast and works without the optional ones."""
 
 from __future__ import annotations
 
 import argparse
 import json
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 
 from deepm3.errors import ConfigError
+
+
+class FixedStepMethods:
+    """``--solver``'s choices: the fixed-step ODE methods, asked of :mod:`deepm3.ode.solvers`
+    only when the option is used or its help shown (that module imports torch)."""
+
+    def _names(self) -> tuple[str, ...]:
+        from deepm3.ode.solvers import fixed_step_methods
+
+        return fixed_step_methods()
+
+    def __contains__(self, name: object) -> bool:
+        return name in self._names()
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._names())
 
 
 def check_output_file(path: str, option: str) -> None:
@@ -141,9 +159,9 @@ def add_serving_commands(sub: argparse._SubParsersAction) -> None:
     export.add_argument("--format", default="torchscript", choices=("torchscript", "onnx"))
     export.add_argument("--out", help="folder for the export (default RUN_DIR/export-FORMAT)")
     export.add_argument("--data-dir", help="folder with the run's raw data files")
-    export.add_argument(
-        "--solver", choices=("euler", "rk4"), help="DeepM3: re-solve the same weights with it"
-    )
+    solver = export.add_argument("--solver", help="DeepM3: re-solve the same weights with it")
+    # set after add_argument, which would list the choices (importing torch) to check a metavar
+    solver.choices = FixedStepMethods()
     export.set_defaults(func=cmd_export)
 
     serve = sub.add_parser("serve", help="an HTTP JSON API over a trained run (FastAPI)")

@@ -36,9 +36,11 @@ from torch import nn
 
 from deepm3.data.sequences import Batch, evaluation_table, gap_features
 from deepm3.errors import ConfigError
-from deepm3.models.contract import item_scores
+from deepm3.models.contract import item_scores, states_at_events
 from deepm3.ode.field import FrozenField
+from deepm3.ode.solvers import fixed_step_methods, is_adaptive
 from deepm3.recommend.recommender import Recommender
+from deepm3.recommend.scoring import evolve_to
 from deepm3.train.rundir import git_commit, write_json
 
 FORMATS = ("torchscript", "onnx")
@@ -63,7 +65,7 @@ class ScoringPath(nn.Module):
 
     def __init__(self, model: nn.Module) -> None:
         super().__init__()
-        self.flows = getattr(model, "field", None) is not None
+        self.flows = model.evolves_to_query_time
         if self.flows:  # a copy reading the field's normalised weights as constants
             model = copy.copy(model)
             model._modules = dict(model._modules)
@@ -78,13 +80,9 @@ class ScoringPath(nn.Module):
         query_times: torch.Tensor,
     ) -> torch.Tensor:
         time_gaps = gap_features(seconds_since_previous(items, timestamps))
-        states, _ = self.model(items, timestamps, time_gaps, None, time_scale)
-        h = states[:, -1]
+        h = states_at_events(self.model, items, timestamps, time_gaps, time_scale)[:, -1]
         if self.flows:
-            last = timestamps[:, -1]
-            later = query_times > last
-            gaps = gap_features(torch.where(later, query_times - last, torch.zeros_like(last)))
-            h = torch.where(later[:, None], self.model.advance(h, gaps, last)[0], h)
+            h = evolve_to(self.model, h, timestamps[:, -1], query_times)
         return item_scores(h.float(), self.model.item_embedding)
 
 
@@ -112,11 +110,11 @@ def scoring_path(recommender: Recommender, solver: str | None = None) -> Scoring
             f"{recommender.name} is a count baseline with no network to export; "
             "export a trained model (deepm3, sasrec, tisasrec, gru4rec)"
         )
-    options = getattr(model, "options", None)
-    if getattr(options, "solver", None) == "dopri5" and getattr(model, "field", None) is not None:
+    if model.evolves_to_query_time and is_adaptive(model.solver):
+        fixed = fixed_step_methods()
         raise ConfigError(
-            "solver dopri5 chooses its steps from the data and cannot be exported; "
-            "export with solver=euler or rk4 (the same weights: --solver euler)"
+            f"solver {model.solver} chooses its steps from the data and cannot be exported; "
+            f"export with solver={' or '.join(fixed)} (the same weights: --solver {fixed[0]})"
         )
     return ScoringPath(model.to("cpu")).eval()
 
@@ -170,13 +168,15 @@ def load_exported(target: Path):
 
 def parity(target: Path, recommender: Recommender, solver: str | None) -> dict[str, float]:
     """Max abs difference between the exported file and the recommender's own eager scores
-    (:meth:`Recommender._scores`, what ``deepm3 recommend`` ranks), per batch size."""
+    (:meth:`~deepm3.recommend.scoring.Scoring.histories`, what ``deepm3 recommend`` ranks), per
+    batch size."""
     run = load_exported(target)
     out = {}
     for batch in PARITY_BATCHES:
         data, query = example_inputs(recommender, batch)
         later = (query > data.timestamps[:, -1]).numpy()
-        eager = recommender._scores(data, np.where(later, query.numpy(), 0), solver).numpy()
+        at = np.where(later, query.numpy(), 0)
+        eager = recommender.scoring.histories(data, at, solver).numpy()
         exported = run(*(x.numpy() for x in _tensors(data, query)))
         out[f"B={batch}"] = float(np.abs(exported - eager).max())
     return out
@@ -214,12 +214,11 @@ def export_run(
         )
     ids = recommender.data.events.item_ids.tolist()
     (folder / "items.txt").write_text("\n".join(["<pad>", *map(str, ids[1:])]) + "\n")
-    options = getattr(path.model, "options", None)
     manifest = {
         "format": fmt,
         "file": target.name,
         "model": recommender.name,
-        "solver": getattr(options, "solver", None) if recommender.solvers else None,
+        "solver": path.model.solver if path.flows else None,
         "run_dir": str(run_dir),
         "max_len": recommender.max_len,
         "num_items": recommender.data.num_items,

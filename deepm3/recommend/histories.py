@@ -1,6 +1,7 @@
 """From requests to what the model reads: raw ids mapped through the run's vocabulary, known
 users' histories (the run's data, or the state cache), and every check that needs the run: time
-order, future times, a query time before the last event, unknown items, empty histories."""
+order, future times, a query time before the last event, unknown items, empty histories; and
+histories as the model's input batch (:func:`model_inputs`)."""
 
 from __future__ import annotations
 
@@ -10,7 +11,7 @@ from collections.abc import Callable, Sequence
 import numpy as np
 
 from deepm3.data.prepare import Prepared
-from deepm3.data.sequences import personal_time_scales
+from deepm3.data.sequences import Batch, history_table, personal_time_scales
 from deepm3.recommend.requests import Request, RequestError
 from deepm3.recommend.state import StateCache
 
@@ -105,3 +106,17 @@ class Histories:
         query = int(stamps[-1]) if request.at is None else request.at
         window = slice(-self.max_len, None)
         return History(seen, items[window], stamps[window], scale, query)
+
+
+def model_inputs(histories: Sequence[History], max_len: int) -> tuple[Batch, np.ndarray]:
+    """One batch of B histories (each its last ``max_len`` events, left-padded), and (B,) int64
+    the query time of each row that asks to evolve past its last event (0 for the others)."""
+    table = history_table(
+        [h.items for h in histories],
+        [h.times for h in histories],
+        max_len,
+        np.array([h.time_scale for h in histories], dtype=np.int64),
+        np.array([h.query for h in histories], dtype=np.int64),
+    )
+    at = np.array([h.query if h.query > h.times[-1] else 0 for h in histories])
+    return table.batch(np.arange(len(histories))), at

@@ -7,7 +7,7 @@ A request is a JSON object::
      "events": [["1193", 978300760], ...],  # optional: (raw item id, unix seconds) pairs
      "at": 978400000,                   # optional: the query time (DeepM3 evolves to it)
      "k": 10,                           # optional, default 10
-     "solver": "euler",                 # optional: euler | rk4 | auto (DeepM3 only)
+     "solver": "euler",                 # optional: euler | rk4 (fixed-step) | auto; DeepM3 only
      "include_history": false}          # optional: may already-seen items be recommended?
 
 :func:`parse_request` checks its shape and types only; what needs the run (known items, users,
@@ -22,8 +22,10 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from deepm3.errors import DeepM3Error
+from deepm3.ode.solvers import fixed_step_methods
+from deepm3.recommend.auto import AUTO
 
-SOLVERS = ("euler", "rk4", "auto")
+SOLVERS = (*fixed_step_methods(), AUTO)  # the fixed-step ODE methods, and the auto policy
 KEYS = ("user", "events", "at", "k", "solver", "include_history", "id")
 MAX_K = 1000
 # Unix seconds up to the year 2500 (int64 stays exact; a larger value is a unit mistake).

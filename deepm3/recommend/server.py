@@ -109,7 +109,7 @@ def create_app(
         )  # fmt: skip
     except ValueError as error:
         raise ConfigError(str(error)) from None
-    own_solver = recommender.model.options.solver if recommender.solvers else "none"
+    own_solver = recommender.own_solver or "none"
     started = time.monotonic()
 
     @asynccontextmanager
@@ -147,7 +147,7 @@ def create_app(
 
     def solver_of(requests: list[Request]) -> str:
         """The latency label: the requested solver (the run's own when none is named)."""
-        if not recommender.solvers:
+        if recommender.own_solver is None:
             return "none"
         solvers = {request.solver or own_solver for request in requests}
         return solvers.pop() if len(solvers) == 1 else "mixed"

@@ -19,6 +19,8 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
+from deepm3.recommend.requests import Request
+
 
 @dataclass
 class UserState:
@@ -37,6 +39,13 @@ class UserState:
     def nbytes(self) -> int:
         state = 0 if self.state is None else self.state.numel() * self.state.element_size()
         return state + self.seen.nbytes + self.window_items.nbytes + self.window_times.nbytes
+
+
+def uses_cached_state(entry: UserState | None, request: Request) -> bool:
+    """Whether ``request`` is answered from its user's cached state (evolved to its time)
+    instead of a replay: the user has a state (a model with a flow) and the request adds no
+    events."""
+    return entry is not None and entry.state is not None and not request.events
 
 
 class StateCache:

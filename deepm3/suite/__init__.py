@@ -11,3 +11,5 @@ A pipeline that reads in one direction (each module imports only those before it
 Statistics come from :mod:`deepm3.stats`, run records, tables and plots from
 :mod:`deepm3.reporting`.
 """
+
+STAGES = ("search", "core", "lipschitz", "paper", "analyses", "report")  # in order

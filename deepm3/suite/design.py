@@ -82,7 +82,7 @@ class SpecPlan:
         return {"core": self.core, "lipschitz": self.lipschitz, "paper": self.paper}[name]
 
 
-TRAINING_STAGES = ("core", "lipschitz", "paper")
+TRAINING_STAGES = ("core", "lipschitz", "paper")  # the trained stages of deepm3.suite.STAGES
 
 
 def merge(*layers: Sections) -> Sections:

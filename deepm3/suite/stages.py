@@ -18,7 +18,7 @@ from deepm3.data.datasets import get_spec, is_generic, locate, resolve_data_dir
 from deepm3.data.prepare import prepare
 from deepm3.errors import DataError
 from deepm3.stats.perturbation_grid import build
-from deepm3.suite import measure, report, search
+from deepm3.suite import STAGES, measure, report, search
 from deepm3.suite.budgets import Budget, Design, Suite
 from deepm3.suite.design import FOCUS, TRAINING_STAGES, SpecPlan, plan_specs
 from deepm3.suite.layout import Layout
@@ -34,8 +34,6 @@ from deepm3.suite.training import (
     status,
 )
 from deepm3.train.rundir import git_commit, write_json
-
-STAGES = ("search", *TRAINING_STAGES, "analyses", "report")
 
 
 @dataclass(frozen=True)

@@ -173,7 +173,7 @@ class BucketedRecurrence:
     ) -> Callable:
         """The graphed recurrence for the shapes and grad mode of ``args``, captured once."""
         if not args[0].is_cuda:
-            raise ValueError(f"implementation=cuda_graph needs a CUDA device, not {args[0].device}")
+            raise ValueError(f"a CUDA graph loop needs a CUDA device, not {args[0].device}")
         training = torch.is_grad_enabled()
         key = (args[0].device, args[0].shape, training, tuple(a.requires_grad for a in args))
         key += (solver, steps)  # models sharing this loop may differ in their solver only

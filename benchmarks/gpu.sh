@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# The GPU speed check of DeepM3's accelerated recurrence (deepm3/train/accelerate.py), prepared to
+# The GPU speed check of DeepM3's accelerated recurrence (deepm3/models/accelerated.py), prepared to
 # run once on a lent GPU machine with nothing to install, from the checkout (~8 minutes):
 #
 #   bash benchmarks/gpu.sh [DATA_DIR] [--data-dir DIR] [--device cuda] [--out FILE]

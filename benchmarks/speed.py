@@ -13,9 +13,10 @@ run, and of DeepM3-Euler against DeepM3-RK4; the fast DeepM3 recurrence is also 
 eager reference. Numbers are not asserted anywhere: this is a measurement, not a test.
 
 Variants named ``-compiled``, ``-graph`` and ``-graph-compiled`` run DeepM3's recurrence through
-``deepm3/train/accelerate.py`` (modes compile, cuda_graph, compiled_cuda_graph; the graph modes on
-CUDA only); their first training and inference calls, which compile or capture, are timed apart
-(``setup_s``), and their speed-ups are against both the eager loop and the fused recurrence.
+a static loop of ``deepm3/models/loops.py`` (``model.implementation`` compile, cuda_graph,
+compiled_cuda_graph; the graph loops on CUDA only); their first training and inference calls,
+which compile or capture, are timed apart (``setup_s``), and their speed-ups are against both
+the eager loop and the fused recurrence.
 ``field_weights_ms`` is the field's spectral normalisation with its backward, once per training
 step. The run ends with the three target ratios of the GPU path (met or not), on any device;
 the JSON is rewritten after every measurement, and a failed variant is recorded, not fatal.

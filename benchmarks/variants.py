@@ -1,5 +1,5 @@
 """The benchmarked variants: a model and its options, and DeepM3 with an accelerated recurrence
-(``deepm3/train/accelerate.py``), by name, for ``speed.py`` and ``epoch_speed.py``."""
+(a static loop of ``deepm3/models/loops.py``), by name, for ``speed.py`` and ``epoch_speed.py``."""
 
 from __future__ import annotations
 
@@ -12,7 +12,6 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from deepm3.models import build_model, model_options  # noqa: E402
-from deepm3.train.accelerate import accelerate  # noqa: E402
 
 VARIANTS: dict[str, tuple[str, dict]] = {
     "sasrec": ("sasrec", {}),
@@ -27,7 +26,7 @@ VARIANTS: dict[str, tuple[str, dict]] = {
     "deepm3-euler-none": ("deepm3", {"solver": "euler", "lipschitz": "none"}),
     "deepm3-no-ode": ("deepm3", {"ode": "none"}),
 }
-# name -> (the variant whose recurrence it accelerates, deepm3.train.accelerate mode)
+# name -> (the variant whose recurrence it accelerates, its model.implementation)
 ACCELERATED: dict[str, tuple[str, str]] = {
     "deepm3-euler-compiled": ("deepm3-euler", "compile"),
     "deepm3-euler-graph": ("deepm3-euler", "cuda_graph"),
@@ -41,11 +40,12 @@ CUDA_ONLY = {"cuda_graph", "compiled_cuda_graph"}
 
 def build_variant(variant: str, num_items: int, length: int, device: torch.device):
     """A seeded model of ``variant`` on ``device``, its recurrence accelerated if so named."""
-    base, mode = ACCELERATED.get(variant, (variant, "none"))
+    base, loop = ACCELERATED.get(variant, (variant, None))
     name, options = VARIANTS[base]
+    if loop is not None:
+        options = {**options, "implementation": loop}
     torch.manual_seed(0)
-    model = build_model(name, num_items, model_options(name, options), length).to(device)
-    return accelerate(model, mode)
+    return build_model(name, num_items, model_options(name, options), length).to(device)
 
 
 def card_name(device: torch.device) -> str:

@@ -3,7 +3,8 @@
 A run is described by four sections (``data``, ``eval``, ``train``, ``model``). Values come from
 the defaults below, then an optional YAML file, then ``key=value`` overrides. A key may be written
 ``section.key`` or, when the name is unique across sections, plain ``key`` (``epochs=3``).
-Unknown keys and values of the wrong type are errors that list what is valid.
+Unknown keys and values of the wrong type are errors that list what is valid; a setting that
+moved is read as its new form (:mod:`deepm3.setting_changes`).
 
 Every numeric setting declares its valid range next to its default (:func:`setting`), and one
 generic check (:func:`check_settings`, run by each dataclass's ``__post_init__``) enforces them:
@@ -26,6 +27,8 @@ from typing import Any
 import yaml
 
 from deepm3.errors import ConfigError
+from deepm3.setting_changes import ADDED_LATER as ADDED_LATER  # where older code looks for it
+from deepm3.setting_changes import MOVED, read_moved
 from deepm3.settings import (
     check_choice,
     check_settings,
@@ -44,12 +47,6 @@ PROTOCOLS = ("full", "sampled")
 NEGATIVE_SAMPLING = ("uniform", "popularity")
 LOSSES = ("ce", "chunked_ce", "sampled_ce", "shared_ce", "inbatch_ce", "bpr")
 DEVICES = ("auto", "cpu", "cuda", "mps")
-# DeepM3's per-event loop without launch overhead (deepm3/train/accelerate.py; GPUs)
-ACCELERATE_MODES = ("none", "compile", "cuda_graph", "compiled_cuda_graph")
-# Settings added after runs were already recorded without them: their default is exactly what
-# those runs did, so a stored config that lacks one is complete (any other missing key is damage).
-ADDED_LATER = frozenset({"train.accelerate"})
-
 # Validation NDCG@10 selects the model (best checkpoint, early stopping): eval.ks must hold 10.
 SELECTION_K = 10
 SELECTION_METRIC = f"ndcg@{SELECTION_K}"
@@ -154,14 +151,10 @@ class TrainConfig:
     time_budget: float | None = setting(None, above=0)
     eval_every: int = setting(1, low=1)  # validate every this many epochs (patience counts these)
     progress: bool = True  # tqdm progress bars
-    # DeepM3 only: none | compile (torch.compile of the per-event step) | cuda_graph (the loop
-    # captured per bucketed shape) | compiled_cuda_graph; benchmarks/gpu.sh measures which wins
-    accelerate: str = "none"
 
     def __post_init__(self) -> None:
         check_choice("train.loss", self.loss, LOSSES)
         check_choice("train.device", self.device, DEVICES)
-        check_choice("train.accelerate", self.accelerate, ACCELERATE_MODES)
         check_settings(self, "train")
         if self.logq and self.loss not in ("sampled_ce", "shared_ce", "inbatch_ce"):
             raise ConfigError(
@@ -286,10 +279,12 @@ def did_you_mean(key: str, model_keys: tuple[str, ...] = ()) -> str:
 
 def config_from_dict(saved: dict[str, Any], where: str) -> RunConfig:
     """Rebuild a :class:`RunConfig` from its :meth:`RunConfig.to_dict` form, strictly: a key
-    that no longer exists is an error, and every value is checked again."""
+    that no longer exists is an error (a moved one is read as its new form), and every value is
+    checked again."""
     missing = [s for s in (*SECTIONS, "model") if not isinstance(saved.get(s), dict)]
     if missing:
         raise ConfigError(f"{where}: missing section(s) {', '.join(missing)}")
+    saved = read_moved({s: saved[s] for s in (*SECTIONS, "model")}, f"{where}: ")
     return RunConfig(
         **{s: build_dataclass(cls, saved[s], f"{where}: {s}") for s, cls in SECTIONS.items()},
         model=dict(saved["model"]),
@@ -314,6 +309,7 @@ def _route_override(key: str) -> tuple[str, str]:
             raise ConfigError(f"unknown section {section!r}; valid: data, eval, train, model")
         return section, name
     owners = [s for s, cls in SECTIONS.items() if key in {f.name for f in fields(cls)}]
+    owners += [moved.split(".")[0] for moved in MOVED if moved.split(".")[1] == key]
     if len(owners) > 1:
         raise ConfigError(
             f"key {key!r} is ambiguous; write one of " + ", ".join(f"{s}.{key}" for s in owners)
@@ -375,6 +371,7 @@ def load_config(
         key, text = item.split("=", 1)
         section, name = _route_override(key.strip())
         raw[section][name] = _parse_scalar(text.strip())
+    raw = read_moved(raw)
     return RunConfig(
         data=build_dataclass(DataConfig, raw["data"], "data"),
         eval=build_dataclass(EvalConfig, raw["eval"], "eval"),

@@ -1,22 +1,26 @@
-"""The accelerated DeepM3 recurrence (``deepm3.train.accelerate``) equals the eager loop, in outputs
-and every parameter gradient. The bucket padding and the compiled step run on the CPU (1e-5);
-the CUDA graphs need a GPU (1e-4 in float32) and skip without one."""
+"""DeepM3's loops over events (``model.implementation``, :data:`deepm3.models.loops.LOOPS`)
+equal the eager reference, in outputs and every parameter gradient. The static loops' bucket
+padding and compiled step run on the CPU (1e-5); the CUDA graphs need a GPU (1e-4 in float32)
+and skip without one (``benchmarks/gpu.sh`` runs them)."""
+
+import copy
+import dataclasses
 
 import pytest
 import torch
 
-from deepm3.models import build_model, model_options
+from deepm3.config import config_from_dict, load_config
+from deepm3.errors import ConfigError
+from deepm3.models import accelerated, build_model, model_options
+from deepm3.models.accelerated import bucket, event_step
+from deepm3.models.deepm3 import DeepM3
+from deepm3.models.loops import LOOPS
 from deepm3.ode.field import first_layer_columns
-from deepm3.ode.solvers import METHODS
-from deepm3.train.accelerate import (
-    Accelerated,
-    BucketedRecurrence,
-    accelerate,
-    bucket,
-    event_step,
-)
+from deepm3.ode.solvers import METHODS, Method, fixed_step_methods
+from deepm3.train.run import plan_run
 
 NUM_ITEMS = 40
+STATIC = [name for name, loop in LOOPS.items() if loop.static]
 needs_cuda = pytest.mark.skipif(
     not torch.cuda.is_available(), reason="CUDA graphs need a CUDA GPU; none is available"
 )
@@ -38,11 +42,22 @@ def batch(size: int, length: int, seed: int = 0, device: str = "cpu"):
     return [tensor.to(device) for tensor in (items, timestamps, gaps, next_gaps)]
 
 
-def deepm3(size: int = 16, width: int = 12, **overrides):
-    """A seeded DeepM3 (the same parameters at every call with the same sizes)."""
+def deepm3(size: int = 16, width: int = 12, buckets=None, **overrides):
+    """A seeded DeepM3 (the same parameters at every call with the same sizes); ``buckets``:
+    its static loops' (batch, length) buckets."""
     torch.manual_seed(0)
     values = {"hidden_size": size, "field_width": width, "dropout": 0.0, "steps": 2, **overrides}
-    return build_model("deepm3", NUM_ITEMS, model_options("deepm3", values), 8)
+    options = model_options("deepm3", values)
+    if buckets is None:
+        return build_model("deepm3", NUM_ITEMS, options, 8)
+    return DeepM3(NUM_ITEMS, options, 8, *buckets)
+
+
+@pytest.fixture
+def uncompiled(monkeypatch):
+    """The compile loop with its step left uncompiled: the static loop's padding alone (what a
+    CUDA graph runs, without the capture), in a fraction of the time."""
+    monkeypatch.setattr(accelerated, "compiled_step", lambda: event_step)
 
 
 def run(model, inputs):
@@ -51,9 +66,7 @@ def run(model, inputs):
     weights = torch.randn(states.shape, generator=torch.Generator().manual_seed(1))
     model.zero_grad(set_to_none=True)
     (states * weights.to(states.device)).sum().backward()
-    # an accelerated model holds the DeepM3 as .model: the same parameter names without it
-    parameters = getattr(model, "model", model).named_parameters()
-    gradients = {name: p.grad.clone() for name, p in parameters}
+    gradients = {name: p.grad.clone() for name, p in model.named_parameters()}
     return states.detach(), gradients, aux["nfe"]
 
 
@@ -72,43 +85,54 @@ def test_bucket_is_the_smallest_that_holds_the_size():
     assert bucket(7, ()) == 7
 
 
-@pytest.mark.parametrize("solver", ["euler", "rk4"])
+@pytest.mark.parametrize("solver", fixed_step_methods())
 @pytest.mark.parametrize("lipschitz", ["spectral", "bounded"])
 @pytest.mark.parametrize("predict_at", ["last_event", "target_time"])
-def test_padding_to_buckets_changes_nothing(solver, lipschitz, predict_at):
-    # what a CUDA graph runs, without the capture: 5 rows padded to 8, 7 steps to 12, every
-    # step taken (the zero-gap skip off), against the eager reference loop
+def test_padding_to_buckets_changes_nothing(uncompiled, solver, lipschitz, predict_at):
+    # 5 rows padded to 8, 7 steps to 12, every step taken (the zero-gap skip off), against the
+    # eager reference loop
     options = {"solver": solver, "lipschitz": lipschitz, "predict_at": predict_at}
     inputs = batch(5, 7)
     eager = run(deepm3(implementation="eager", **options), inputs)
-    model = deepm3(**options)
-    recurrence = BucketedRecurrence(event_step, solver, 2, False, (8,), (12,))
-    padded = run(Accelerated(model, recurrence), inputs)
+    padded = run(deepm3(implementation="compile", buckets=((8,), (12,)), **options), inputs)
     assert_close(eager, padded, 1e-5)
     per_step = 2 * METHODS[solver].evaluations_per_step
     assert padded[2] == 12 * per_step + (per_step if predict_at == "target_time" else 0)
 
 
-def test_a_plain_gru_pads_too():
+def test_a_plain_gru_pads_too(uncompiled):
     inputs = batch(3, 6)
     eager = run(deepm3(ode="none", implementation="eager"), inputs)
-    recurrence = BucketedRecurrence(event_step, "euler", 1, False, (4,), (8,))
-    assert_close(eager, run(Accelerated(deepm3(ode="none"), recurrence), inputs), 1e-5)
+    padded = deepm3(ode="none", implementation="compile", buckets=((4,), (8,)))
+    assert_close(eager, run(padded, inputs), 1e-5)
 
 
-def test_compiled_step_equals_the_eager_loop():
+def test_a_model_sharing_a_static_loop_steps_with_its_own_solver(uncompiled):
+    # the recommender re-solves the same weights with another solver: a shallow copy with other
+    # options, sharing the model's static loops (made for the first solver)
+    inputs = batch(4, 6)
+    model = deepm3(implementation="compile", solver="euler")
+    run(model, inputs)
+    twin = copy.copy(model)
+    twin.options = dataclasses.replace(model.options, solver="rk4")
+    expected = run(deepm3(implementation="eager", solver="rk4"), inputs)
+    assert_close(expected, run(twin, inputs), 1e-5)
+
+
+@pytest.mark.parametrize("implementation", [name for name in LOOPS if not LOOPS[name].needs_cuda])
+def test_every_loop_the_setting_names_equals_the_eager_loop(implementation):
     # tiny sizes: one compilation of the step (forward and backward), seconds on a CPU
     inputs = batch(5, 6)
     eager = run(deepm3(implementation="eager"), inputs)
-    compiled = accelerate(deepm3(), "compile", batch_buckets=(8,))
-    assert_close(eager, run(compiled, inputs), 1e-5)
-    assert_close(eager, run(compiled, inputs), 1e-5)  # the compiled step reused
+    model = deepm3(implementation=implementation)
+    assert_close(eager, run(model, inputs), 1e-5)
+    assert_close(eager, run(model, inputs), 1e-5)  # a static loop (its compiled step) reused
 
 
-@pytest.mark.parametrize("solver", ["euler", "rk4"])
+@pytest.mark.parametrize("solver", fixed_step_methods())
 def test_the_step_compiles_as_one_graph(solver):
-    # a graph break would leave part of every step uncompiled (accelerate does not insist on
-    # one graph, so that too many recompilations fall back to eager instead of failing)
+    # a graph break would leave part of every step uncompiled (the loop does not insist on one
+    # graph, so that too many recompilations fall back to eager instead of failing)
     field = deepm3().field.weights()
     w_h, w_elapsed, _ = first_layer_columns(field)
     size, width = w_h.shape[1], w_h.shape[0]
@@ -127,7 +151,7 @@ def test_compiled_rk4_step_equals_the_eager_loop_in_training_and_inference(predi
     inputs = batch(5, 8, seed=1)
     options = {"solver": "rk4", "predict_at": predict_at, "lipschitz": "none"}
     eager_model = deepm3(implementation="eager", **options)
-    compiled = accelerate(deepm3(**options), "compile", batch_buckets=(8,))
+    compiled = deepm3(implementation="compile", buckets=((8,), ()), **options)
     assert_close(run(eager_model, inputs), run(compiled, inputs), 1e-5)
     with torch.no_grad():
         expected, _ = eager_model.eval()(*inputs)
@@ -135,23 +159,30 @@ def test_compiled_rk4_step_equals_the_eager_loop_in_training_and_inference(predi
     assert float((states - expected).abs().max() / expected.abs().max()) < 1e-5
 
 
-def test_adaptive_solvers_are_refused():
-    with pytest.raises(ValueError, match="adaptive solver dopri5.*euler, rk4"):
-        accelerate(deepm3(solver="dopri5"), "cuda_graph")
+@pytest.mark.parametrize("implementation", STATIC)
+def test_static_loops_refuse_adaptive_solvers_as_the_solver_table_says(monkeypatch, implementation):
+    with pytest.raises(ConfigError, match="adaptive solver dopri5.*solver=euler or rk4"):
+        deepm3(implementation=implementation, solver="dopri5")
+    # the table decides, not a list of names: an adaptive method added to it is refused, and a
+    # fixed-step one accepted and offered
+    monkeypatch.setitem(METHODS, "bosh3", Method(None))
+    monkeypatch.setitem(METHODS, "midpoint", Method(METHODS["euler"].step, 1))
+    with pytest.raises(ConfigError, match="adaptive solver bosh3.*euler or rk4 or midpoint"):
+        deepm3(implementation=implementation, solver="bosh3")
+    assert deepm3(implementation=implementation, solver="midpoint").options.solver == "midpoint"
+    assert deepm3(implementation="fast", solver="bosh3").options.solver == "bosh3"
 
 
-def test_unknown_modes_and_models_without_a_recurrence_are_refused():
-    with pytest.raises(ValueError, match="none, compile, cuda_graph, compiled_cuda_graph"):
-        accelerate(deepm3(), "graphs")
-    sasrec = build_model("sasrec", NUM_ITEMS, model_options("sasrec", {"hidden_size": 8}), 8)
-    with pytest.raises(ValueError, match="SASRec has none"):
-        accelerate(sasrec, "compile")
-    assert accelerate(sasrec, "none") is sasrec
+def test_unknown_loops_and_models_without_one_are_refused():
+    with pytest.raises(ConfigError, match="fast, eager, compile, cuda_graph, compiled_cuda_graph"):
+        deepm3(implementation="graphs")
+    with pytest.raises(ConfigError, match="unknown key.*implementation in model \\(sasrec\\)"):
+        model_options("sasrec", {"implementation": "compile"})
 
 
 def test_cuda_graphs_need_a_cuda_device():
     with pytest.raises(ValueError, match="needs a CUDA device, not cpu"):
-        accelerate(deepm3(), "cuda_graph")(*batch(2, 4))
+        deepm3(implementation="cuda_graph")(*batch(2, 4))
 
 
 @needs_cuda
@@ -171,7 +202,7 @@ def test_cuda_graphs_equal_the_eager_loop(mode, solver, predict_at):
     # to a bucket of 8
     options = {"solver": solver, "predict_at": predict_at}
     eager_model = deepm3(implementation="eager", **options).cuda()
-    graphed = accelerate(deepm3(**options).cuda(), mode)
+    graphed = deepm3(implementation=mode, **options).cuda()
     for seed in (0, 1):
         inputs = batch(5, 30, seed=seed, device="cuda")
         assert_close(run(eager_model, inputs), run(graphed, inputs), 1e-4)
@@ -210,40 +241,69 @@ def test_the_fused_recurrence_can_be_captured_in_a_cuda_graph():
 
 
 # --------------------------------------------------------------------------------------------
-# train.accelerate: the option that puts a mode into the training loop
+# The one setting in a run: checked before any data is read; train.accelerate, which chose the
+# static loop before, is read as model.implementation (command lines and stored runs alike)
 
 
 @pytest.mark.parametrize(
     ("model", "settings", "phrase"),
     [
-        ("sasrec", ["accelerate=compile"], "sasrec has none"),
+        ("sasrec", ["accelerate=compile"], "implementation in model \\(sasrec\\)"),
+        ("deepm3", ["implementation=compile", "solver=dopri5"], "adaptive solver dopri5"),
         ("deepm3", ["accelerate=compile", "solver=dopri5"], "adaptive solver dopri5"),
-        ("deepm3", ["accelerate=cuda_graph", "device=cpu"], "needs a CUDA device"),
+        ("deepm3", ["implementation=cuda_graph", "device=cpu"], "needs a CUDA device"),
+        ("deepm3", ["train.accelerate=cuda_graph", "device=cpu"], "needs a CUDA device"),
         ("deepm3", ["accelerate=graphs"], "train.accelerate must be one of"),
+        ("deepm3", ["implementation=graphs"], "model.implementation must be one of"),
     ],
 )
-def test_train_accelerate_is_checked_before_any_data_is_read(model, settings, phrase):
-    from deepm3.config import load_config
-    from deepm3.errors import ConfigError
-    from deepm3.train.run import plan_run
-
+def test_the_loop_is_checked_before_any_data_is_read(model, settings, phrase):
     with pytest.raises(ConfigError, match=phrase):
         plan_run(model, load_config(None, settings))
 
 
+@pytest.mark.parametrize(
+    ("settings", "expected"),
+    [
+        ([], "fast"),
+        (["accelerate=none"], "fast"),
+        (["implementation=eager", "accelerate=none"], "eager"),
+        (["accelerate=compile"], "compile"),
+        (["implementation=eager", "train.accelerate=compiled_cuda_graph"], "compiled_cuda_graph"),
+    ],
+)
+def test_train_accelerate_is_read_as_the_loop_setting(settings, expected):
+    config = load_config(None, [*settings, "device=cpu"])
+    assert "accelerate" not in config.to_dict()["train"]
+    assert model_options("deepm3", config.model).implementation == expected
+
+
+def test_a_stored_run_with_train_accelerate_loads_with_that_loop():
+    stored = plan_run("deepm3", load_config(None, ["device=cpu"])).config.to_dict()
+    assert stored["model"]["implementation"] == "fast" and "accelerate" not in stored["train"]
+    for mode, loop in (("none", "fast"), ("compile", "compile")):
+        saved = copy.deepcopy(stored)
+        saved["train"]["accelerate"] = mode
+        config = config_from_dict(saved, "run/config.json")
+        assert config.model["implementation"] == loop
+        assert dataclasses.asdict(config.train) == stored["train"]
+    saved["train"]["accelerate"] = "graphs"
+    with pytest.raises(ConfigError, match="run/config.json: train.accelerate must be one of"):
+        config_from_dict(saved, "run/config.json")
+
+
 @pytest.mark.slow
-def test_training_with_the_compiled_step_matches_the_eager_loop(tmp_path):
-    """One epoch with train.accelerate=compile: the same loss and validation as without."""
+def test_training_with_the_compiled_step_matches_the_fused_loop(tmp_path):
+    """One epoch with implementation=compile: the same loss and validation as with fast."""
     from synthetic import write_synthetic_csv
 
-    from deepm3.config import load_config
-    from deepm3.train.run import run
+    from deepm3.train.run import run as train_run
 
     csv = write_synthetic_csv(tmp_path / "events.csv", num_users=20)
     small = ["hidden_size=8", "max_len=8", "batch_size=8", "progress=false", "num_threads=1"]
     results = {}
-    for mode in ("none", "compile"):
-        settings = [*small, "epochs=1", "dropout=0", f"accelerate={mode}"]
+    for loop in ("fast", "compile"):
+        settings = [*small, "epochs=1", "dropout=0", f"implementation={loop}"]
         config = load_config(None, settings, base={"data": {"dataset": str(csv)}})
-        results[mode] = run("deepm3", config, tmp_path / mode)["test"]["ndcg@10"]
-    assert results["compile"] == pytest.approx(results["none"], abs=1e-5)
+        results[loop] = train_run("deepm3", config, tmp_path / loop)["test"]["ndcg@10"]
+    assert results["compile"] == pytest.approx(results["fast"], abs=1e-5)

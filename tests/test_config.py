@@ -1,7 +1,15 @@
+import dataclasses
+import json
+from pathlib import Path
+
 import pytest
 
-from deepm3.config import DataConfig, EvalConfig, load_config
+from deepm3.config import SECTIONS, DataConfig, EvalConfig, load_config
 from deepm3.errors import ConfigError
+from deepm3.setting_changes import ADDED_LATER
+from deepm3.train.run import load_plan
+
+COMMITTED_RUNS = sorted(Path(__file__).parent.parent.glob("results/**/config.json"))
 
 
 def test_defaults_and_overrides_with_types():
@@ -97,3 +105,18 @@ def test_enumerated_values_and_ranges_fail_when_loaded():
 def test_a_mistyped_key_suggests_the_setting_meant():
     with pytest.raises(ConfigError, match="did you mean data.max_len"):
         load_config(None, ["data.max_lenn=3"])
+
+
+def test_every_committed_run_loads_and_stores_what_it_was_read_from():
+    """A committed run's config, read and resolved again, is the stored one (the suites hash this
+    form): no key added or changed, beyond settings added later at their default."""
+    assert COMMITTED_RUNS, "no committed run directories found under results/"
+    defaults = {name: dataclasses.asdict(cls()) for name, cls in SECTIONS.items()}
+    for path in COMMITTED_RUNS:
+        stored = json.loads(path.read_text())
+        stored.pop("model_name")
+        for dotted in ADDED_LATER:
+            section, key = dotted.split(".")
+            stored[section].setdefault(key, defaults[section][key])
+        resolved = json.loads(json.dumps(load_plan(path.parent).config.to_dict()))
+        assert resolved == stored, path

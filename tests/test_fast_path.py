@@ -5,11 +5,10 @@ import pytest
 import torch
 
 from deepm3.models import build_model, model_options
-from deepm3.ode.solvers import METHODS, Method
+from deepm3.ode.solvers import METHODS, Method, fixed_step_methods, is_adaptive
 
 NUM_ITEMS = 50
-FIXED = [name for name, method in METHODS.items() if method.step is not None]
-ADAPTIVE = [name for name, method in METHODS.items() if method.step is None]
+ADAPTIVE = [name for name in METHODS if is_adaptive(name)]
 
 
 def batch(size: int = 16, length: int = 30, seed: int = 0):
@@ -54,7 +53,7 @@ def assert_agree(eager, fast, tolerance: float) -> None:
     assert fast[2] < eager[2]  # the all-zero-gap step was skipped, and counted as such
 
 
-@pytest.mark.parametrize("solver", FIXED)
+@pytest.mark.parametrize("solver", fixed_step_methods())
 @pytest.mark.parametrize("lipschitz", ["spectral", "bounded", "none"])
 @pytest.mark.parametrize("predict_at", ["last_event", "target_time"])
 def test_fast_and_eager_agree_in_outputs_and_gradients(solver, lipschitz, predict_at):

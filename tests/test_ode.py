@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from deepm3.ode.field import VectorField, lipschitz_upper_bound, measured_lipschitz
-from deepm3.ode.solvers import METHODS, evolve
+from deepm3.ode.solvers import METHODS, Method, evolve, fixed_step_methods, is_adaptive
 
 
 def decay(h, elapsed):
@@ -60,6 +60,33 @@ def test_every_method_in_the_table_solves_decay(method):
 def test_an_unknown_method_lists_the_valid_ones():
     with pytest.raises(ValueError, match="valid: euler, rk4, dopri5"):
         evolve(decay, torch.ones(1, 2), torch.ones(1), "heun")
+
+
+@pytest.mark.parametrize("method", list(METHODS))
+def test_the_table_says_which_methods_choose_their_steps_from_the_data(method):
+    # what every module asks the table, checked against what evolve does: a fixed-step method
+    # makes the same evaluations for any data and follows ``steps``; an adaptive one ignores
+    # ``steps`` and makes more evaluations on a stiffer problem
+    h0 = torch.ones(2, 2, dtype=torch.float64)
+    dt = torch.tensor([0.5, 1.0], dtype=torch.float64)
+
+    def calls(rate: float, steps: int) -> int:
+        return evolve(lambda h, e: -rate * h, h0, dt, method, steps, rtol=1e-8, atol=1e-10)[1]
+
+    if is_adaptive(method):
+        assert calls(1.0, 2) == calls(1.0, 5) < calls(20.0, 2)
+    else:
+        assert calls(1.0, 2) == calls(20.0, 2) < calls(1.0, 5)
+
+
+def test_fixed_step_methods_follow_the_table(monkeypatch):
+    assert fixed_step_methods() == ("euler", "rk4")
+    assert not is_adaptive("rk4") and is_adaptive("dopri5")
+    monkeypatch.setitem(METHODS, "midpoint", Method(METHODS["euler"].step, 1))
+    monkeypatch.setitem(METHODS, "bosh3", Method(None))
+    assert fixed_step_methods() == ("euler", "rk4", "midpoint") and is_adaptive("bosh3")
+    with pytest.raises(ValueError, match="unknown ODE method 'heun'; valid: euler, rk4"):
+        is_adaptive("heun")
 
 
 def test_dopri5_matches_closed_form_and_counts_evaluations():

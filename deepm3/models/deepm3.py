@@ -12,15 +12,18 @@ state up to the target's timestamp (a different protocol, recorded as such in re
 from __future__ import annotations
 
 import copy
+from collections.abc import Sequence
 from dataclasses import dataclass, replace
 
 import torch
 from torch import nn
 
+from deepm3.errors import ConfigError
+from deepm3.models.accelerated import BATCH_BUCKETS, BucketedRecurrence
 from deepm3.models.contract import absolute_time_feature, real_positions
-from deepm3.models.recurrence import Recurrence, ode_rnn
-from deepm3.ode.field import LIPSCHITZ_MODES, FieldWeights, VectorField, apply_field
-from deepm3.ode.solvers import METHODS, Drift, evolve
+from deepm3.models.loops import LOOPS, field_drift
+from deepm3.ode.field import LIPSCHITZ_MODES, FieldWeights, VectorField
+from deepm3.ode.solvers import METHODS, Drift, evolve, fixed_step_methods, is_adaptive
 from deepm3.settings import check_choice, check_settings, setting
 
 PREDICT_AT = ("last_event", "target_time")
@@ -40,30 +43,53 @@ class DeepM3Options:
     field_width: int = setting(128, low=1)  # hidden units of the vector field's MLP
     ode: str = "ode"  # ode | none (ablation: a plain GRU of the same sizes)
     solver: str = "euler"  # a name in deepm3.ode.solvers.METHODS: euler | rk4 | dopri5 (adaptive)
-    steps: int = setting(1, low=1)  # fixed steps per gap (euler, rk4)
+    steps: int = setting(1, low=1)  # steps per gap of a fixed-step solver
     # spectral: f is L-Lipschitz in h | bounded: |f_i| < L, bounds the drift's size, not its
     # Lipschitz constant | none
     lipschitz: str = "spectral"
     lipschitz_constant: float = setting(1.0, above=0)
     predict_at: str = "last_event"  # last_event | target_time
     dropout: float = setting(0.2, low=0, below=1)
-    rtol: float = setting(1e-5, above=0)  # dopri5 only
+    rtol: float = setting(1e-5, above=0)  # an adaptive solver only
     atol: float = setting(1e-6, above=0)
-    implementation: str = "fast"  # fast (fused recurrence, any solver) | eager (the reference)
+    # the loop over events, a name in deepm3.models.loops.LOOPS: fast (fused, any solver) |
+    # eager (the reference) | compile | cuda_graph | compiled_cuda_graph (static loops for GPUs,
+    # fixed-step solvers only; the graph ones on CUDA). Runs recorded with train.accelerate=X
+    # read as implementation=X (deepm3.setting_changes.MOVED).
+    implementation: str = "fast"
 
     def __post_init__(self) -> None:
         check_choice("model.ode", self.ode, ("ode", "none"))
         check_choice("model.solver", self.solver, tuple(METHODS))
         check_choice("model.lipschitz", self.lipschitz, tuple(LIPSCHITZ_MODES))
         check_choice("model.predict_at", self.predict_at, PREDICT_AT)
-        check_choice("model.implementation", self.implementation, ("fast", "eager"))
+        check_choice("model.implementation", self.implementation, tuple(LOOPS))
         check_settings(self, "model")
+        if LOOPS[self.implementation].static and is_adaptive(self.solver):
+            raise ConfigError(
+                f"model.implementation={self.implementation} cannot run the adaptive solver "
+                f"{self.solver} (its steps depend on the data): use solver="
+                f"{' or '.join(fixed_step_methods())}, or implementation=fast"
+            )
 
 
 class DeepM3(nn.Module):
-    def __init__(self, num_items: int, options: DeepM3Options, max_len: int) -> None:
+    def __init__(
+        self,
+        num_items: int,
+        options: DeepM3Options,
+        max_len: int,
+        batch_buckets: Sequence[int] = BATCH_BUCKETS,
+        length_buckets: Sequence[int] = (),
+    ) -> None:
+        """``batch_buckets``, ``length_buckets``: the shapes a static loop (``compile``,
+        ``cuda_graph``, ``compiled_cuda_graph``) pads a batch up to, the smallest that holds it
+        (beyond the largest, its own size): each is one compilation or capture, so few buckets
+        bound them and their memory (training batches all have the same length)."""
         super().__init__()
         self.options = options
+        self.buckets = (tuple(batch_buckets), tuple(length_buckets))
+        self.static_loops: dict[tuple[bool, bool], BucketedRecurrence] = {}
         size = options.hidden_size
         self.item_embedding = nn.Embedding(num_items + 1, size, padding_idx=0)
         nn.init.normal_(self.item_embedding.weight, std=size**-0.5)
@@ -93,7 +119,7 @@ class DeepM3(nn.Module):
         twin.options = replace(self.options, solver=method)
         return twin
 
-    def _flow(self, drift: Drift, h: torch.Tensor, gaps: torch.Tensor) -> tuple[torch.Tensor, int]:
+    def flow(self, drift: Drift, h: torch.Tensor, gaps: torch.Tensor) -> tuple[torch.Tensor, int]:
         """Evolve h (B, d) over gaps (B,) under ``drift`` with the configured solver."""
         options = self.options
         return evolve(drift, h, gaps, options.solver, options.steps, options.rtol, options.atol)
@@ -102,75 +128,7 @@ class DeepM3(nn.Module):
         self, weights: FieldWeights, h: torch.Tensor, gaps: torch.Tensor, context: torch.Tensor
     ) -> tuple[torch.Tensor, int]:
         """Evolve h (B, d) over gaps (B,) under the field with context (B,)."""
-        return self._flow(
-            lambda state, elapsed: apply_field(weights, state, elapsed, context), h, gaps
-        )
-
-    def _eager(
-        self,
-        inputs: torch.Tensor,
-        time_gaps: torch.Tensor,
-        previous_time: torch.Tensor,
-        real: torch.Tensor,
-        weights: FieldWeights | None,
-    ) -> tuple[torch.Tensor, int]:
-        """The reference loop: one GRUCell and one :func:`evolve` call per event -> (B, T, d)."""
-        h = inputs.new_zeros(inputs.shape[0], self.options.hidden_size)
-        states, evaluations = [], 0
-        # unbind once: indexing [:, t] inside the loop would make backward O(T^2) (each slice's
-        # gradient is a zero tensor of the full (B, T, ...) shape).
-        steps = zip(
-            inputs.unbind(1),
-            time_gaps.unbind(1),
-            previous_time.unbind(1),
-            real[..., None].unbind(1),
-            strict=True,
-        )
-        for step_input, gap, context, present in steps:
-            if weights is not None:
-                h, calls = self._flow_field(weights, h, gap, context)
-                evaluations += calls
-            h = torch.where(present, self.cell(step_input, h), h)
-            states.append(h)
-        return torch.stack(states, dim=1), evaluations
-
-    def _fast(
-        self,
-        inputs: torch.Tensor,
-        time_gaps: torch.Tensor,
-        previous_time: torch.Tensor,
-        real: torch.Tensor,
-        weights: FieldWeights | None,
-    ) -> tuple[torch.Tensor, int]:
-        """The fused recurrence (:func:`ode_rnn`), stepping with the same solver -> (B, T, d)."""
-        gate_inputs = nn.functional.linear(inputs, self.cell.weight_ih, self.cell.bias_ih)
-        return ode_rnn(
-            gate_inputs,
-            time_gaps,
-            previous_time,
-            real,
-            self.cell.weight_hh,
-            self.cell.bias_hh,
-            weights,
-            self._flow,
-        )
-
-    def _given(
-        self,
-        recurrence: Recurrence,
-        inputs: torch.Tensor,
-        time_gaps: torch.Tensor,
-        previous_time: torch.Tensor,
-        real: torch.Tensor,
-        weights: FieldWeights | None,
-    ) -> tuple[torch.Tensor, int]:
-        """A caller's recurrence on the GRU's input projections, in float32 (autocast off)."""
-        gate_inputs = nn.functional.linear(inputs, self.cell.weight_ih, self.cell.bias_ih)
-        with torch.autocast(inputs.device.type, enabled=False):
-            return recurrence(
-                gate_inputs.float(), time_gaps.float(), previous_time, real,
-                self.cell.weight_hh, self.cell.bias_hh, weights,
-            )  # fmt: skip
+        return self.flow(field_drift(weights, context), h, gaps)
 
     def forward(
         self,
@@ -179,26 +137,20 @@ class DeepM3(nn.Module):
         time_gaps: torch.Tensor,
         next_gaps: torch.Tensor | None = None,
         time_scale: torch.Tensor | None = None,
-        recurrence: Recurrence | None = None,
     ) -> tuple[torch.Tensor, dict]:
         """items, timestamps (B, T) int64; time_gaps, next_gaps (B, T) float -> (B, T, d).
 
         ``time_scale`` (B,) int64, a per-user time unit of the model contract, is ignored:
-        DeepM3 reads the gaps themselves. ``recurrence`` replaces the loop over events (the
-        accelerated paths of :mod:`deepm3.train.accelerate`); None: ``options.implementation``.
+        DeepM3 reads the gaps themselves. The loop over events is ``options.implementation``
+        (:data:`~deepm3.models.loops.LOOPS`).
         """
         batch, length = items.shape
         real = real_positions(items)  # (B, T)
         inputs = torch.cat([self.dropout(self.item_embedding(items)), time_gaps[..., None]], -1)
         previous_time = previous_event_time(timestamps, real)  # the context of the gap before t
         weights = self.field.weights() if self.field is not None else None
-        if recurrence is not None:
-            out, evaluations = self._given(
-                recurrence, inputs, time_gaps, previous_time, real, weights
-            )
-        else:
-            loop = self._fast if self.options.implementation == "fast" else self._eager
-            out, evaluations = loop(inputs, time_gaps, previous_time, real, weights)
+        loop = LOOPS[self.options.implementation].run
+        out, evaluations = loop(self, inputs, time_gaps, previous_time, real, weights)
         if (
             self.options.predict_at == "target_time"
             and next_gaps is not None

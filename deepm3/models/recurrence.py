@@ -1,5 +1,5 @@
-"""The fast path of the DeepM3 recurrence: the same mathematics as the eager reference
-(:class:`~deepm3.models.deepm3.DeepM3` with ``implementation=eager``), with less work per event.
+"""The fast path of the DeepM3 recurrence (``implementation=fast``): the same mathematics as the
+eager reference (:func:`deepm3.models.loops.eager`), with less work per event.
 
 It supplies only fused pieces and steps with :func:`deepm3.ode.solvers.evolve`, like the
 reference, so every ODE method works here too. What it saves, measured by
@@ -41,10 +41,6 @@ def _building_a_graph(time_gaps: torch.Tensor) -> bool:
         or (time_gaps.is_cuda and torch.cuda.is_current_stream_capturing())
     )
 
-
-# (gate_inputs, time_gaps, context, present, w_hh, b_hh, field) -> (states (B, T, d), NFE): a
-# loop over events that DeepM3.forward may be given instead of its own (deepm3.train.accelerate)
-Recurrence = Callable[..., tuple[torch.Tensor, int]]
 
 # flow(drift, h (B, d), gaps (B,)) -> (h (B, d), evaluations): evolve with the model's solver
 Flow = Callable[[Drift, torch.Tensor, torch.Tensor], tuple[torch.Tensor, int]]
@@ -91,7 +87,7 @@ def time_major(
     """What each event's step reads, in time order: (gates_x (B, 3d), gap (B,), keep (B, 1),
     constant (B, W) the field's context term and first-layer bias, or None without a field),
     each a dense time-major block; and the field's h and elapsed columns (None without one).
-    Shared by :func:`ode_rnn` and the accelerated loops of :mod:`deepm3.train.accelerate`."""
+    Shared by :func:`ode_rnn` and the static loops of :mod:`deepm3.models.accelerated`."""
     constants: Sequence[torch.Tensor | None] = [None] * gate_inputs.shape[1]
     columns = None
     if field is not None:

@@ -38,7 +38,6 @@ from deepm3.errors import DataError, DeepM3Error
 from deepm3.eval.evaluator import EvalResult, evaluate
 from deepm3.models.contract import item_scores, run_model
 from deepm3.train import checkpoint, distributed
-from deepm3.train.accelerate import accelerate
 from deepm3.train.losses import check_negatives, sequence_loss, target_log_q
 from deepm3.train.rundir import read_log
 
@@ -258,8 +257,7 @@ def fit(
         log_path.unlink()
     if main:
         _truncate_log(log_path, state.epoch)
-    fast = accelerate(model, train.accelerate)  # the model itself unless train.accelerate
-    trainer = distributed.wrap(fast, device)
+    trainer = distributed.wrap(model, device)
     if main and distributed.active():
         tqdm.write(f"training on {distributed.describe()}; global batch {train.batch_size} rows")
     table = training_table(data, config.data.train_windows, config.data.window_stride)
@@ -267,7 +265,7 @@ def fit(
     if train.loss == "inbatch_ce":
         counts = np.bincount(table.targets.ravel(), minlength=data.num_items + 1)
         item_log_q = target_log_q(counts).to(device)
-    scorer = model_scorer(fast)
+    scorer = model_scorer(model)
     while (reason := _stop_reason(state, train)) is None:
         epoch = state.epoch + 1
         started = time.perf_counter()

@@ -23,14 +23,16 @@ import numpy as np
 import torch
 from torch import nn
 
-from deepm3.config import ADDED_LATER, SECTIONS, RunConfig, config_from_dict
+from deepm3.config import SECTIONS, RunConfig, config_from_dict
 from deepm3.data.prepare import Prepared, prepare, resolved
 from deepm3.data.sequences import evaluation_table
 from deepm3.errors import ConfigError, DeepM3Error
 from deepm3.eval.evaluator import EvalResult, Scorer, evaluate
 from deepm3.models import COUNT_BASELINES, build_model, model_options
 from deepm3.models.contract import count_parameters
+from deepm3.models.loops import LOOPS
 from deepm3.ode.field import lipschitz_upper_bound, measured_lipschitz
+from deepm3.setting_changes import ADDED_LATER
 from deepm3.train import checkpoint, distributed
 from deepm3.train.device import device_name, select_device
 from deepm3.train.loop import TrainState, fit, model_scorer
@@ -65,24 +67,19 @@ def plan_run(name: str, config: RunConfig) -> RunPlan:
     model_section = {} if options is None else dataclasses.asdict(options)
     config = dataclasses.replace(config, data=resolved(config.data), model=model_section)
     device = select_device(config.train.device) if options is not None else torch.device("cpu")
-    _check_accelerate(name, config, device)
+    _check_loop_device(options, device)
     return RunPlan(name, config, options, device)
 
 
-def _check_accelerate(name: str, config: RunConfig, device: torch.device) -> None:
-    """train.accelerate applies to DeepM3 with a fixed-step solver; CUDA graphs need CUDA."""
-    mode = config.train.accelerate
-    if mode == "none":
-        return
-    if name != "deepm3":
-        raise ConfigError(f"train.accelerate={mode} speeds up DeepM3's loop; {name} has none")
-    if config.model.get("solver") == "dopri5":
+def _check_loop_device(options: Any | None, device: torch.device) -> None:
+    """A model whose ``implementation`` names a loop of CUDA graphs needs a CUDA device (the
+    options themselves refused an adaptive solver in a static loop)."""
+    implementation = getattr(options, "implementation", None)
+    loop = LOOPS.get(implementation)
+    if loop is not None and loop.needs_cuda and device.type != "cuda":
         raise ConfigError(
-            f"train.accelerate={mode} cannot run the adaptive solver dopri5 (its steps depend on "
-            "the data): use solver=euler or rk4, or accelerate=none"
+            f"model.implementation={implementation} needs a CUDA device, not {device.type}"
         )
-    if "cuda_graph" in mode and device.type != "cuda":
-        raise ConfigError(f"train.accelerate={mode} needs a CUDA device, not {device.type}")
 
 
 def load_plan(run_dir: str | Path, device: str | None = None) -> RunPlan:

@@ -1,9 +1,10 @@
-"""DeepM3's recurrence without the launch overhead of its per-event loop, for GPUs.
+"""DeepM3's static loops over events: the same work for any data, at bucketed shapes, for GPUs.
 
 On a GPU the ODE-RNN is launch-bound: every event runs a GRU cell and, per solver stage, one
 evaluation of the field, a dozen small kernels each, so one (B=256, T=200) step issues thousands
-of launches whose CPU cost dwarfs the arithmetic. :func:`accelerate` wraps a DeepM3 so that its
-loop over events runs one of these ways (``mode``):
+of launches whose CPU cost dwarfs the arithmetic. :class:`BucketedRecurrence` runs the loop over
+events without that overhead, in one of the ways that :data:`deepm3.models.loops.LOOPS` names
+(the setting ``model.implementation``):
 
 * ``cuda_graph``: the whole loop is captured once per static shape (the batch and the length
   padded up to buckets) as CUDA graphs, forward and backward for training
@@ -14,33 +15,27 @@ loop over events runs one of these ways (``mode``):
   over it. It runs on CPUs too, which is how the tests check it without a GPU.
 * ``compiled_cuda_graph``: the compiled step captured in CUDA graphs: fewer kernels per event,
   and one replay for all of them.
-* ``none``: the model itself.
 
-Which mode is fastest is a measurement of ``benchmarks/gpu.sh`` on the GPU at hand.
+Which is fastest is a measurement of ``benchmarks/gpu.sh`` on the GPU at hand.
 
-Every mode steps through :func:`deepm3.ode.solvers.evolve` with the fused pieces of
+Every static loop steps through :func:`deepm3.ode.solvers.evolve` with the fused pieces of
 :mod:`deepm3.models.recurrence`, the loop of its ``ode_rnn`` without the skip of all-zero gaps (a
 graph cannot depend on the data, and a zero gap changes nothing: ``h + 0 * f = h``), so every
-field evaluation is made and counted. The recurrence runs in float32, autocast off. The rest of
-the model (embedding, the field's spectral normalisation, whose SVDs synchronise with the host),
-the loss and the optimiser stay eager: a few launches per step, not per event. An adaptive
-solver (dopri5) chooses its steps from the data, so no mode can run it: it is refused.
+field evaluation is made and counted. An adaptive solver chooses its steps from the data, so no
+static loop can run it: :class:`~deepm3.models.deepm3.DeepM3Options` refuses the pair.
 """
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable, Sequence
 
 import torch
-from torch import nn
 
-from deepm3.config import ACCELERATE_MODES
-from deepm3.models.deepm3 import DeepM3
-from deepm3.models.recurrence import Recurrence, _fused_drift, _gru_update, time_major
+from deepm3.models.recurrence import _fused_drift, _gru_update, time_major
 from deepm3.ode.field import FieldWeights
 from deepm3.ode.solvers import METHODS, evolve
 
-MODES = ACCELERATE_MODES
 # The default batch buckets: powers of two up to 64, then multiples of 128 up to 8192 (padding
 # wastes less than half a small batch, and at most 127 rows of a large one)
 BATCH_BUCKETS = (1, 2, 4, 8, 16, 32, 64, *range(128, 8193, 128))
@@ -136,51 +131,61 @@ def _capture_inference(function: Callable, args: tuple[torch.Tensor, ...]) -> Ca
     return replay
 
 
+@functools.cache
+def compiled_step() -> Step:
+    """:func:`event_step` compiled at static shapes: one compilation per bucket, grad mode and
+    solver setting (beyond Dynamo's recompile_limit, default 8, it runs uncompiled, with a
+    warning). Made once, on first use."""
+    return torch.compile(event_step, dynamic=False)
+
+
 class BucketedRecurrence:
     """:func:`static_recurrence` at static shapes: the batch and the length padded up to
-    buckets, the states sliced back. With ``graphs`` each (batch bucket, length bucket, grad
-    mode) is captured once as CUDA graphs and replayed; a training graph holds its activations
-    until its backward, so run the backward of one call before the next training call of the
-    same shape (as a training step does)."""
+    buckets, the states sliced back; its step compiled with ``compiled``. With ``graphs`` each
+    (batch bucket, length bucket, grad mode, solver setting) is captured once as CUDA graphs and
+    replayed; a training graph holds its activations until its backward, so run the backward of
+    one call before the next training call of the same shape (as a training step does)."""
 
     def __init__(
         self,
-        step: Step,
-        solver: str,
-        steps: int,
+        compiled: bool,
         graphs: bool,
         batch_buckets: Sequence[int] = BATCH_BUCKETS,
         length_buckets: Sequence[int] = (),
     ) -> None:
-        self.step, self.solver, self.steps = step, solver, steps
+        self.step = compiled_step() if compiled else event_step
         self.batch_buckets, self.length_buckets = tuple(batch_buckets), tuple(length_buckets)
         self.graphs: dict[tuple, Callable] | None = {} if graphs else None
 
-    def _function(self, field: FieldWeights | None) -> Callable:
+    def _function(self, field: FieldWeights | None, solver: str, steps: int) -> Callable:
         """The recurrence over tensors only (what a graph's inputs must be)."""
 
         def run(*tensors: torch.Tensor) -> torch.Tensor:
             weights = (
                 None if field is None else FieldWeights(*tensors[6:], field.mode, field.constant)
             )
-            return static_recurrence(self.step, self.solver, self.steps, *tensors[:6], weights)
+            return static_recurrence(self.step, solver, steps, *tensors[:6], weights)
 
         return run
 
-    def _graph(self, field: FieldWeights | None, args: tuple[torch.Tensor, ...]) -> Callable:
+    def _graph(
+        self, field: FieldWeights | None, solver: str, steps: int, args: tuple[torch.Tensor, ...]
+    ) -> Callable:
         """The graphed recurrence for the shapes and grad mode of ``args``, captured once."""
         if not args[0].is_cuda:
-            raise ValueError(f"accelerate=cuda_graph needs a CUDA device, not {args[0].device}")
+            raise ValueError(f"a CUDA graph loop needs a CUDA device, not {args[0].device}")
         training = torch.is_grad_enabled()
         key = (args[0].device, args[0].shape, training, tuple(a.requires_grad for a in args))
+        key += (solver, steps)  # models sharing this loop may differ in their solver only
         if key not in self.graphs:
+            function = self._function(field, solver, steps)
             if training:
                 sample = tuple(
                     arg.detach().clone().requires_grad_(arg.requires_grad) for arg in args
                 )
-                graph = torch.cuda.make_graphed_callables(self._function(field), sample)
+                graph = torch.cuda.make_graphed_callables(function, sample)
             else:
-                graph = _capture_inference(self._function(field), args)
+                graph = _capture_inference(function, args)
             self.graphs[key] = graph
         return self.graphs[key]
 
@@ -193,80 +198,22 @@ class BucketedRecurrence:
         w_hh: torch.Tensor,
         b_hh: torch.Tensor,
         field: FieldWeights | None,
+        solver: str,
+        steps: int,
     ) -> tuple[torch.Tensor, int]:
-        """As :func:`static_recurrence` -> states (B, T, d) and the number of field evaluations
-        per row, as ``ode_rnn`` returns them (every step of the padded length is taken)."""
-        rows, steps = time_gaps.shape
-        batch, length = bucket(rows, self.batch_buckets), bucket(steps, self.length_buckets)
+        """As :func:`static_recurrence` with ``solver`` taking ``steps`` steps per gap -> states
+        (B, T, d) and the number of field evaluations per row, as ``ode_rnn`` returns them
+        (every step of the padded length is taken)."""
+        rows, events = time_gaps.shape
+        batch, length = bucket(rows, self.batch_buckets), bucket(events, self.length_buckets)
         padded = (_pad(tensor, batch, length) for tensor in (gate_inputs, time_gaps, context))
         args = (*padded, _pad(present, batch, length), w_hh, b_hh)
         if field is not None:
             args += (field.w_in, field.b_in, field.w_out, field.b_out)
-        per_step = 0 if field is None else METHODS[self.solver].evaluations_per_step * self.steps
+        per_step = 0 if field is None else METHODS[solver].evaluations_per_step * steps
         if self.graphs is None:
-            states = self._function(field)(*args)[:rows, length - steps :]
+            states = self._function(field, solver, steps)(*args)[:rows, length - events :]
         else:  # a copy: the next replay overwrites the graph's output buffer
-            states = self._graph(field, args)(*args)[:rows, length - steps :].clone()
+            graph = self._graph(field, solver, steps, args)
+            states = graph(*args)[:rows, length - events :].clone()
         return states, length * per_step
-
-
-class Accelerated(nn.Module):
-    """A DeepM3 whose recurrence runs as ``recurrence``; the model contract of
-    :class:`~deepm3.models.deepm3.DeepM3` (``forward``, ``item_embedding``) and its parameters.
-    ``options.implementation`` no longer matters. Save and evaluate ``self.model``."""
-
-    def __init__(self, model: DeepM3, recurrence: Recurrence) -> None:
-        super().__init__()
-        self.model = model
-        self.recurrence = recurrence
-
-    @property
-    def item_embedding(self) -> nn.Embedding:
-        return self.model.item_embedding
-
-    def forward(
-        self,
-        items: torch.Tensor,
-        timestamps: torch.Tensor,
-        time_gaps: torch.Tensor,
-        next_gaps: torch.Tensor | None = None,
-        time_scale: torch.Tensor | None = None,
-    ) -> tuple[torch.Tensor, dict]:
-        """As :meth:`DeepM3.forward`: items, timestamps (B, T) int64; gaps (B, T) -> (B, T, d)."""
-        return self.model(items, timestamps, time_gaps, next_gaps, time_scale, self.recurrence)
-
-
-def accelerate(
-    model: nn.Module,
-    mode: str = "none",
-    batch_buckets: Sequence[int] = BATCH_BUCKETS,
-    length_buckets: Sequence[int] = (),
-) -> nn.Module:
-    """``model`` with its recurrence run as ``mode`` (one of :data:`MODES`), or ``model`` itself
-    for ``none``. The CUDA graph modes pad batches and lengths up to the smallest bucket that
-    holds them (beyond the largest, to their own size): each bucket is one capture, so few
-    buckets bound the captures and their memory; training batches all have the same length.
-    """
-    if mode not in MODES:
-        raise ValueError(f"unknown accelerate mode {mode!r}; valid: {', '.join(MODES)}")
-    if mode == "none":
-        return model
-    if not isinstance(model, DeepM3):
-        raise ValueError(
-            f"accelerate={mode} speeds up DeepM3's per-event loop; "
-            f"{type(model).__name__} has none (use accelerate=none)"
-        )
-    solver, steps = model.options.solver, model.options.steps
-    if METHODS[solver].step is None:
-        raise ValueError(
-            f"accelerate={mode} cannot run the adaptive solver {solver}: its steps depend on "
-            "the data; use a fixed-step solver (euler, rk4) or accelerate=none"
-        )
-    step = event_step
-    if mode in ("compile", "compiled_cuda_graph"):
-        # Static shapes (the buckets): one compilation per bucket, grad mode and solver setting.
-        # Beyond Dynamo's recompile_limit (default 8) the step runs uncompiled, with a warning.
-        step = torch.compile(event_step, dynamic=False)
-    graphs = mode in ("cuda_graph", "compiled_cuda_graph")
-    recurrence = BucketedRecurrence(step, solver, steps, graphs, batch_buckets, length_buckets)
-    return Accelerated(model, recurrence)

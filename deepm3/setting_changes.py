@@ -1,0 +1,38 @@
+"""Settings that changed after runs were recorded with the settings of their day.
+
+A run directory stores its fully resolved config, and the suites hash that form, so a committed
+run must read back as the same run. Two kinds of change keep it so:
+
+* :data:`ADDED_LATER`: a setting whose default is exactly what runs recorded without it did; a
+  stored config that lacks one is complete (any other missing key is damage).
+* :data:`MOVED`: a setting that now lives elsewhere; a run directory, config file or command
+  line that still names it is read as its new form (:func:`read_moved`).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from deepm3.settings import check_choice
+
+# eval.max_scores and train.loss_chunk bound memory (the default batches the committed runs'
+# users as eval_batch_size alone did); eval_users=0 scores every user; logq=false corrects none.
+ADDED_LATER = frozenset(
+    {"eval.max_scores", "eval.eval_users", "eval.eval_users_seed", "train.loss_chunk", "train.logq"}
+)
+# train.accelerate chose DeepM3's static loop beside model.implementation; model.implementation
+# alone chooses the loop now (deepm3.models.loops.LOOPS), and accelerate=none left it as it was.
+MOVED = {"train.accelerate": "model.implementation"}
+ACCELERATE_MODES = ("none", "compile", "cuda_graph", "compiled_cuda_graph")  # train.accelerate
+
+
+def read_moved(sections: dict[str, dict[str, Any]], where: str = "") -> dict[str, dict[str, Any]]:
+    """``sections`` (one dict per section: data, eval, train, model) with each setting of
+    :data:`MOVED` read as its new form, as a copy; ``where`` leads an error (``path: ``)."""
+    sections = {name: dict(values) for name, values in sections.items()}
+    if "accelerate" in sections["train"]:
+        mode = sections["train"].pop("accelerate")
+        check_choice(f"{where}train.accelerate", mode, ACCELERATE_MODES)
+        if mode != "none":  # the loop the run trained with
+            sections["model"]["implementation"] = mode
+    return sections

@@ -21,6 +21,8 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
+import torch
+
 import deepm3
 from deepm3.errors import ConfigError, DataError, DeepM3Error
 
@@ -161,8 +163,6 @@ def _kind(value: Any) -> str:
 
 def provenance(data_stats: dict, seed: int | None, device: str, processes: int = 1) -> dict:
     """What produced a run; ``processes`` counts the torchrun processes that trained it."""
-    import torch  # here: reading run records (reports, plots) must not need torch
-
     return {
         "command": " ".join([Path(sys.argv[0]).name, *sys.argv[1:]]),
         "git_commit": git_commit(),

@@ -161,3 +161,41 @@ def test_the_suite_pipeline_imports_only_earlier_stages():
             if target.startswith("deepm3.suite.") and place(target) > place(name):
                 backwards.append(f"{name} -> {target}")
     assert backwards == []
+
+
+# The package reads bottom-up: each part imports only parts listed before it.
+LAYERS = [
+    "deepm3",  # the package itself: its version
+    "errors",
+    "settings",
+    "setting_changes",
+    "config",
+    "data",
+    "defaults",
+    "ode",
+    "models",
+    "eval",
+    "train",
+    "stats",
+    "reporting",
+    "suite",
+    "recommend",
+    "commands",
+    "cli",
+    "__main__",
+]
+
+
+def _layer(module: str) -> int:
+    parts = module.split(".")
+    return LAYERS.index(parts[1] if len(parts) > 1 else "deepm3")
+
+
+def test_the_package_imports_only_earlier_layers():
+    backwards = sorted(
+        f"{name} -> {target}"
+        for name, targets in _graph().items()
+        for target in targets
+        if _layer(target) > _layer(name)
+    )
+    assert backwards == []

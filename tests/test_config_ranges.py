@@ -135,10 +135,29 @@ def test_a_value_just_outside_is_refused_and_the_boundary_inside_accepted(
         assert (value[0] if isinstance(value, tuple) else value) == inside
 
 
+def _inside(value: float, bounds: Range) -> bool:
+    """``value`` against the declared bounds, compared here (not by Range or the dataclass)."""
+    return (
+        (bounds.low is None or value >= bounds.low)
+        and (bounds.high is None or value <= bounds.high)
+        and (bounds.above is None or value > bounds.above)
+        and (bounds.below is None or value < bounds.below)
+    )
+
+
 @pytest.mark.parametrize(("cls", "section"), CLASSES)
 def test_every_default_is_inside_its_range(cls, section):
-    defaults = cls()  # the frozen dataclass checks itself
-    assert dataclasses.asdict(defaults)
+    defaults = cls()
+    outside = [
+        f"{cls.__name__}.{item.name}={getattr(defaults, item.name)!r}"
+        for item in dataclasses.fields(cls)
+        if RANGE in item.metadata and getattr(defaults, item.name) is not None  # None: unset
+        for value in np.atleast_1d(getattr(defaults, item.name))
+        if not _inside(value, item.metadata[RANGE])
+    ]
+    assert not outside, f"defaults outside their declared range: {outside}"
+    # and the checked way in (a config file or the command line) accepts them unchanged
+    assert build_dataclass(cls, dataclasses.asdict(defaults), section) == defaults
 
 
 @settings(max_examples=50, deadline=None)

@@ -8,7 +8,8 @@ import torch
 
 from deepm3.config import EvalConfig
 from deepm3.data.sequences import Batch, evaluation_table
-from deepm3.eval.evaluator import evaluate, sample_negatives
+from deepm3.errors import ConfigError
+from deepm3.eval.evaluator import evaluate, evaluated_rows, sample_negatives, users_per_chunk
 from deepm3.eval.metrics import metrics_from_ranks, pessimistic_ranks
 
 
@@ -193,6 +194,37 @@ def test_sampled_negatives_are_fixed_unseen_and_distinct():
     weights[20:] = 1.0  # popularity sampling only draws items with weight
     popular = sample_negatives(rows, items, targets, 30, 5, weights, seed=0)
     assert popular.min() >= 20
+
+
+def test_negatives_use_up_exactly_the_unseen_items_and_refuse_one_more():
+    rows, items, targets = np.array([0, 0]), np.array([1, 2]), np.array([3])
+    # 10 items, 3 excluded (two seen, the target): exactly 7 unseen ones to draw
+    drawn = sample_negatives(rows, items, targets, 10, 7, None, seed=0)
+    assert sorted(drawn[0]) == [4, 5, 6, 7, 8, 9, 10]
+    with pytest.raises(ConfigError, match="^cannot sample 8 unseen negatives for a user"):
+        sample_negatives(rows, items, targets, 10, 8, None, seed=0)
+
+
+def test_evaluated_rows_are_all_rows_or_a_sorted_sample_of_eval_users():
+    np.testing.assert_array_equal(evaluated_rows(9, EvalConfig()), np.arange(9))
+    np.testing.assert_array_equal(evaluated_rows(9, EvalConfig(eval_users=9)), np.arange(9))
+    np.testing.assert_array_equal(evaluated_rows(9, EvalConfig(eval_users=50)), np.arange(9))
+    for size in (1, 4, 8):
+        sample = evaluated_rows(9, EvalConfig(eval_users=size))
+        assert len(sample) == len(set(sample.tolist())) == size  # distinct rows, no repeats
+        assert list(sample) == sorted(sample) and 0 <= sample.min() and sample.max() < 9
+
+
+@pytest.mark.parametrize("items", [1, 40, 1000])
+def test_users_per_chunk_is_the_most_that_fit_in_max_scores(items):
+    for users in (1, 3, 7):
+        exact = EvalConfig(max_scores=users * (items + 1), eval_batch_size=512)
+        assert users_per_chunk(exact, items) == users
+        short = dataclasses.replace(exact, max_scores=users * (items + 1) - 1)
+        assert users_per_chunk(short, items) == max(1, users - 1)  # one user at least
+        assert users_per_chunk(dataclasses.replace(exact, eval_batch_size=2), items) == min(
+            2, users
+        )
 
 
 @pytest.mark.parametrize("users", [1, 5])

@@ -37,6 +37,11 @@ def real_data_dir() -> Path:
 
 
 @pytest.fixture(scope="session")
-def synthetic(tmp_path_factory: pytest.TempPathFactory) -> Prepared:
-    path = write_synthetic_csv(tmp_path_factory.mktemp("synthetic") / "synthetic.csv")
-    return prepare(DataConfig(dataset=str(path), max_len=20))
+def synthetic_events(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The raw CSV behind ``synthetic`` (for tests that recompute something from raw events)."""
+    return write_synthetic_csv(tmp_path_factory.mktemp("synthetic") / "synthetic.csv")
+
+
+@pytest.fixture(scope="session")
+def synthetic(synthetic_events: Path) -> Prepared:
+    return prepare(DataConfig(dataset=str(synthetic_events), max_len=20))

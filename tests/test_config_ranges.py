@@ -135,10 +135,29 @@ def test_a_value_just_outside_is_refused_and_the_boundary_inside_accepted(
         assert (value[0] if isinstance(value, tuple) else value) == inside
 
 
+def _inside(value: float, bounds: Range) -> bool:
+    """``value`` against the declared bounds, compared here (not by Range or the dataclass)."""
+    return (
+        (bounds.low is None or value >= bounds.low)
+        and (bounds.high is None or value <= bounds.high)
+        and (bounds.above is None or value > bounds.above)
+        and (bounds.below is None or value < bounds.below)
+    )
+
+
 @pytest.mark.parametrize(("cls", "section"), CLASSES)
 def test_every_default_is_inside_its_range(cls, section):
-    defaults = cls()  # the frozen dataclass checks itself
-    assert dataclasses.asdict(defaults)
+    defaults = cls()
+    outside = [
+        f"{cls.__name__}.{item.name}={getattr(defaults, item.name)!r}"
+        for item in dataclasses.fields(cls)
+        if RANGE in item.metadata and getattr(defaults, item.name) is not None  # None: unset
+        for value in np.atleast_1d(getattr(defaults, item.name))
+        if not _inside(value, item.metadata[RANGE])
+    ]
+    assert not outside, f"defaults outside their declared range: {outside}"
+    # and the checked way in (a config file or the command line) accepts them unchanged
+    assert build_dataclass(cls, dataclasses.asdict(defaults), section) == defaults
 
 
 @settings(max_examples=50, deadline=None)
@@ -294,15 +313,20 @@ def test_cli_config_file_not_utf8(csv, tmp_path, capsys):
 
 def test_no_metric_outside_zero_one_is_ever_returned():
     for bad in (math.inf, -math.inf, math.nan, 1.5, -0.1):
-        with pytest.raises(MetricError, match="ndcg@10"):
+        with pytest.raises(MetricError, match=r"^metrics: ndcg@10 = .* is not in \[0, 1\]"):
             check_metrics({"hr@10": 0.5, "ndcg@10": bad})
     assert check_metrics({"hr@10": 1.0, "mrr@10": 0.0}) == {"hr@10": 1.0, "mrr@10": 0.0}
     with pytest.raises(MetricError, match="1-based"):
         metrics_from_ranks(torch.tensor([1, 0, 3]))  # a user never ranked
-    with pytest.raises(MetricError, match="no user"):
+    with pytest.raises(MetricError, match="^no ranks to average: no user was evaluated$"):
         metrics_from_ranks(torch.tensor([], dtype=torch.int64))
-    with pytest.raises(MetricError, match="hr@10"):
+    # the message names the evaluation that produced the bad number
+    with pytest.raises(MetricError, match="^test metrics: hr@10 = inf"):
         EvalResult({"hr@10": math.inf}, {}, None, {"role": "test"})
+    with pytest.raises(MetricError, match="^valid untied metrics: hr@10 = nan"):
+        EvalResult({"hr@10": 0.5}, {"hr@10": math.nan}, None, {"role": "valid"})
+    with pytest.raises(MetricError, match="^evaluation metrics: mrr@5 = -1"):
+        EvalResult({"mrr@5": -1}, {}, None, {})
 
 
 def test_evaluator_refuses_unranked_users_and_an_empty_split(synthetic, monkeypatch):

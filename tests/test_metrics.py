@@ -7,8 +7,9 @@ import pytest
 import torch
 
 from deepm3.config import EvalConfig
-from deepm3.data.sequences import Batch, evaluation_table, history_items
-from deepm3.eval.evaluator import evaluate, sample_negatives
+from deepm3.data.sequences import Batch, evaluation_table
+from deepm3.errors import ConfigError
+from deepm3.eval.evaluator import evaluate, evaluated_rows, sample_negatives, users_per_chunk
 from deepm3.eval.metrics import metrics_from_ranks, pessimistic_ranks
 
 
@@ -135,20 +136,49 @@ def test_exclude_seen_masks_history_and_is_recorded(synthetic):
     assert unmasked.metrics["hr@1"] < masked.metrics["hr@1"]
 
 
-def test_full_ranking_equals_a_per_user_loop(synthetic):
+def raw_histories(csv_path, data, role: str) -> dict[int, tuple[set[int], int]]:
+    """Per user (the data's user index): the items of every event before the ``role`` target
+    and the target item, read from the raw CSV (leave-one-out: the test target is a user's
+    last event, the validation target the one before; ties keep file order). Independent of
+    the evaluator and of :func:`deepm3.data.sequences.history_items`."""
+    frame = pd.read_csv(csv_path, dtype=str)
+    frame["timestamp"] = frame["timestamp"].astype(np.int64)
+    item_index = {raw: index for index, raw in enumerate(data.events.item_ids)}
+    user_index = {raw: index for index, raw in enumerate(data.events.user_ids)}
+    back = {"test": 1, "valid": 2}[role]
+    histories = {}
+    for raw_user, events in frame.groupby("user_id", sort=False):
+        items = events.sort_values("timestamp", kind="stable")["item_id"].tolist()
+        if len(items) < 3:  # too short to be evaluated
+            continue
+        target = len(items) - back
+        histories[user_index[raw_user]] = (
+            {item_index[raw] for raw in items[:target]},
+            item_index[items[target]],
+        )
+    return histories
+
+
+@pytest.mark.parametrize("role", ["valid", "test"])
+def test_full_ranking_equals_a_per_user_loop(synthetic, synthetic_events, role):
+    """Every item of the whole history (not only the last max_len events the model reads) is
+    masked: ranks equal a per-user loop over a mask built from the raw events."""
     torch.manual_seed(0)
     table_scores = torch.randn(synthetic.num_users + 1, synthetic.num_items + 1)
     scorer = lambda batch: table_scores[batch.users]  # noqa: E731
-    result = evaluate(scorer, synthetic, "valid", EvalConfig(eval_batch_size=7))
-    table = evaluation_table(synthetic, "valid")
-    rows, items = history_items(synthetic, table.users, "valid")
-    for row, user in enumerate(table.users):
+    result = evaluate(scorer, synthetic, role, EvalConfig(eval_batch_size=7))
+    histories = raw_histories(synthetic_events, synthetic, role)
+    # the synthetic data reach past max_len, so a truncated mask would show here
+    assert max(len(seen) for seen, _ in histories.values()) > synthetic.max_len
+    ranks = dict(zip(result.per_user["user"], result.per_user["rank"], strict=True))
+    targets = dict(zip(result.per_user["user"], result.per_user["target"], strict=True))
+    assert sorted(ranks) == sorted(histories)
+    for user, (seen, target) in histories.items():
         scores = table_scores[user].clone()
         scores[0] = -float("inf")
-        scores[items[rows == row]] = -float("inf")
-        target = table.target[row]
+        scores[sorted(seen)] = -float("inf")
         expected = int((scores[1:] >= scores[target]).sum())
-        assert result.per_user["rank"].iloc[row] == expected
+        assert (targets[user], ranks[user]) == (target, expected), user
 
 
 def test_sampled_negatives_are_fixed_unseen_and_distinct():
@@ -164,6 +194,37 @@ def test_sampled_negatives_are_fixed_unseen_and_distinct():
     weights[20:] = 1.0  # popularity sampling only draws items with weight
     popular = sample_negatives(rows, items, targets, 30, 5, weights, seed=0)
     assert popular.min() >= 20
+
+
+def test_negatives_use_up_exactly_the_unseen_items_and_refuse_one_more():
+    rows, items, targets = np.array([0, 0]), np.array([1, 2]), np.array([3])
+    # 10 items, 3 excluded (two seen, the target): exactly 7 unseen ones to draw
+    drawn = sample_negatives(rows, items, targets, 10, 7, None, seed=0)
+    assert sorted(drawn[0]) == [4, 5, 6, 7, 8, 9, 10]
+    with pytest.raises(ConfigError, match="^cannot sample 8 unseen negatives for a user"):
+        sample_negatives(rows, items, targets, 10, 8, None, seed=0)
+
+
+def test_evaluated_rows_are_all_rows_or_a_sorted_sample_of_eval_users():
+    np.testing.assert_array_equal(evaluated_rows(9, EvalConfig()), np.arange(9))
+    np.testing.assert_array_equal(evaluated_rows(9, EvalConfig(eval_users=9)), np.arange(9))
+    np.testing.assert_array_equal(evaluated_rows(9, EvalConfig(eval_users=50)), np.arange(9))
+    for size in (1, 4, 8):
+        sample = evaluated_rows(9, EvalConfig(eval_users=size))
+        assert len(sample) == len(set(sample.tolist())) == size  # distinct rows, no repeats
+        assert list(sample) == sorted(sample) and 0 <= sample.min() and sample.max() < 9
+
+
+@pytest.mark.parametrize("items", [1, 40, 1000])
+def test_users_per_chunk_is_the_most_that_fit_in_max_scores(items):
+    for users in (1, 3, 7):
+        exact = EvalConfig(max_scores=users * (items + 1), eval_batch_size=512)
+        assert users_per_chunk(exact, items) == users
+        short = dataclasses.replace(exact, max_scores=users * (items + 1) - 1)
+        assert users_per_chunk(short, items) == max(1, users - 1)  # one user at least
+        assert users_per_chunk(dataclasses.replace(exact, eval_batch_size=2), items) == min(
+            2, users
+        )
 
 
 @pytest.mark.parametrize("users", [1, 5])

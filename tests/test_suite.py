@@ -14,6 +14,7 @@ import pandas as pd
 import pytest
 import torch
 from scipy import stats
+from spies import record_evaluations
 from synthetic import REPO
 
 from deepm3.config import EvalConfig
@@ -131,6 +132,31 @@ def test_significance_agrees_with_scipy_and_holm():
         assert frame.loc[name, "wilcoxon_p_holm"] == pytest.approx(value)
 
 
+def test_significance_pairs_users_by_id_not_by_position():
+    """Rows list their users in different orders and not all the same users: each comparison
+    pairs a user's two values (only users both rows ranked), as a by-hand pairing does."""
+    rng = np.random.default_rng(5)
+    users = np.arange(1, 301)
+    focus = pd.Series(rng.random(300), index=users)
+    # the baseline: each user's focus value a little lower, listed in another order, some users
+    # missing and others added (e.g. eval_users samples or a failed user)
+    kept = rng.permutation(users)[:250]
+    shifted = focus.loc[kept] - 0.01 - 0.005 * rng.random(250)
+    extra = pd.Series(rng.random(40), index=np.arange(1000, 1040))
+    baseline = pd.concat([shifted, extra]).sample(frac=1.0, random_state=1)
+    frame = tables.significance({"focus": focus, "base": baseline}, "focus").set_index("baseline")
+    common = [user for user in focus.index if user in set(baseline.index)]
+    a = np.array([focus[user] for user in common])
+    b = np.array([baseline[user] for user in common])
+    assert len(common) == 250
+    row = frame.loc["base"]
+    assert row["mean_a"] == pytest.approx(a.mean()) and row["mean_b"] == pytest.approx(b.mean())
+    assert row["relative"] == pytest.approx(a.mean() / b.mean() - 1)
+    assert row["wilcoxon_p"] == pytest.approx(stats.wilcoxon(a, b, zero_method="wilcox").pvalue)
+    assert row["t_p"] == pytest.approx(stats.ttest_rel(a, b).pvalue)
+    assert row["wilcoxon_p"] < 1e-30  # every paired difference is positive
+
+
 def test_seed_interval_by_hand():
     mean, sd, half = tables.seed_interval([1.0, 2.0, 3.0])
     assert (mean, sd) == (2.0, 1.0)
@@ -210,6 +236,65 @@ def test_a_killed_run_resumes_and_a_finished_run_is_skipped(place, monkeypatch):
     monkeypatch.setattr(loop, "_run_epoch", lambda *a: pytest.fail("a finished run was redone"))
     assert execute(place.job(spec)) == read_json(folder / "metrics.json")
     assert (folder / "metrics.json").stat().st_mtime_ns == stamp
+
+
+def test_a_checkpoint_of_other_settings_is_never_resumed(place, tmp_path, monkeypatch):
+    """A run killed with one config leaves last.pt; the same row with changed settings (another
+    config hash) starts again: its results equal those of a fresh run of the new settings."""
+    spec, changed = _spec(), _spec(lr=0.01)
+    original = loop._run_epoch
+
+    def dies_in_epoch_two(*args, **kwargs):
+        if args[5] == 2:
+            raise KeyboardInterrupt
+        return original(*args, **kwargs)
+
+    monkeypatch.setattr(loop, "_run_epoch", dies_in_epoch_two)
+    with pytest.raises(KeyboardInterrupt):
+        execute(place.job(spec))
+    folder = place.folder(changed)
+    assert folder == place.folder(spec) and (folder / "last.pt").is_file()
+    monkeypatch.setattr(loop, "_run_epoch", original)
+    job = place.job(changed)
+    metrics = execute(job)
+    assert read_json(folder / "suite.json")["hash"] == job.planned.digest
+    assert read_json(folder / "config.json")["train"]["lr"] == 0.01
+    elsewhere = Place(place.source, Layout(tmp_path / "clean-runs", tmp_path / "clean-out"))
+    fresh = execute(elsewhere.job(changed))
+    for key in ("valid", "test", "best_epoch", "epochs_run"):
+        assert metrics[key] == fresh[key], key
+    fresh_log = (elsewhere.folder(changed) / "log.jsonl").read_text().splitlines()
+    log = (folder / "log.jsonl").read_text().splitlines()
+    assert [json.loads(line)["loss"] for line in log] == [
+        json.loads(line)["loss"] for line in fresh_log
+    ]
+
+
+def test_search_trials_never_touch_the_test_split(place, monkeypatch):
+    """A search trial (Optuna's objective, in this process) validates and never evaluates the
+    test split, whichever module would call the evaluator."""
+    import optuna
+
+    from deepm3.suite.budgets import BUDGETS
+    from deepm3.suite.search import Search, _objective
+
+    budget = dataclasses.replace(
+        BUDGETS["smoke"],
+        dataset=place.source.dataset,
+        data={"max_len": 10},
+        train={"epochs": 2, "patience": 2, "batch_size": 64},
+        trials=1,
+        trial_train={"epochs": 2},
+        widths=(8,),
+    )
+    roles = record_evaluations(monkeypatch)
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    study = optuna.create_study(direction="maximize")
+    search = Search(budget, place.source, place.layout, place.execution, "unused://")
+    study.optimize(_objective("gru4rec", search), n_trials=1)
+    assert study.trials[0].state == optuna.trial.TrialState.COMPLETE
+    assert study.trials[0].user_attrs["epochs_run"] == 2
+    assert roles and set(roles) == {"valid"}
 
 
 def test_changed_settings_change_the_identity_and_records_count_as_done(place, tmp_path):
@@ -398,15 +483,20 @@ def test_two_search_workers_share_one_storage_and_run_every_trial_once(place):
     create_studies(search)
     jobs = [SearchJob(search, worker) for worker in (0, 1)]
     assert parallel(search_worker, jobs, search.execution, lambda job: job.name) == [0, 1]
+    workers = set()
     for model in models:
         study = optuna.load_study(study_name=study_name(search, model), storage=url)
         counted = [t for t in study.trials if t.state in COUNTED]
-        assert len(counted) == budget.trials
+        assert len(counted) == budget.trials  # none lost
+        trained = [t for t in study.trials if "epochs_run" in t.user_attrs]
+        assert sorted(t.number for t in trained) == sorted(t.number for t in counted)  # once each
         assert all(t.user_attrs["epochs_run"] == 1 for t in counted)
-        assert {t.user_attrs["worker"] for t in counted} <= {0, 1}
+        assert all(t.user_attrs["worker"] in (0, 1) for t in counted)
+        workers |= {t.user_attrs["worker"] for t in counted}
         others = [t for t in study.trials if t.state not in COUNTED]
         assert all(t.state == optuna.trial.TrialState.FAIL for t in others)  # budget reached
         assert len({t.number for t in study.trials}) == len(study.trials)
+    assert workers == {0, 1}  # both workers ran trials: they shared the storage
     best = best_settings(search)
     assert {m: best[m]["trials_counted"] for m in models} == {m: budget.trials for m in models}
 

@@ -334,7 +334,11 @@ def test_evaluator_refuses_unranked_users_and_an_empty_split(synthetic, monkeypa
         return torch.rand(batch.items.shape[0], synthetic.num_items + 1)
 
     empty = evaluation_table(synthetic, "test").take(np.arange(0))
-    with pytest.raises(DataError, match="no user can be evaluated on the test split"):
+    with pytest.raises(
+        DataError,
+        match=r"^no user can be evaluated on the test split: no user has a test target "
+        r"\(too few events per user after filtering\?\)$",
+    ):
         evaluate(scorer, synthetic, "test", EvalConfig(), table=empty)
     # a bug that leaves ranks unfilled (as eval_batch_size=-1 once did) is caught, not recorded
     monkeypatch.setattr(evaluator, "pessimistic_ranks", lambda s, t: torch.zeros_like(t))

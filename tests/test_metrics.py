@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from deepm3.config import EvalConfig
-from deepm3.data.sequences import Batch, evaluation_table
+from deepm3.data.sequences import Batch, evaluation_table, with_history
 from deepm3.errors import ConfigError
 from deepm3.eval.evaluator import evaluate, evaluated_rows, sample_negatives, users_per_chunk
 from deepm3.eval.metrics import metrics_from_ranks, pessimistic_ranks
@@ -98,13 +98,19 @@ def test_sampled_negatives_include_seen_items_only_without_exclude_seen(syntheti
 
 def test_untied_metrics_keep_targets_not_sharing_the_last_timestamp(synthetic):
     table = evaluation_table(synthetic, "test")
-    result = evaluate(_scorer_for(synthetic, 0.5), synthetic, "test", EvalConfig())
+    config = EvalConfig(ks=(1, 3))
+    result = evaluate(_scorer_for(synthetic, 0.5), synthetic, "test", config)
     tied = table.target_time == table.timestamps[:, -1]
     assert 0 < tied.sum() < len(tied)
     np.testing.assert_array_equal(result.per_user["tied"].to_numpy(), tied)
     ranks = torch.from_numpy(result.per_user["rank"].to_numpy()[~tied])
-    assert result.untied_metrics == metrics_from_ranks(ranks, (5, 10, 20))
+    assert result.untied_metrics == metrics_from_ranks(ranks, (1, 3))  # the configured ks
     assert result.protocol["untied_users"] == (~tied).sum()
+    # every target tied with the last history event: no untied metrics at all
+    all_tied = with_history(table, table.items, table.timestamps, table.timestamps[:, -1])
+    result = evaluate(_scorer_for(synthetic, 0.5), synthetic, "test", config, table=all_tied)
+    assert result.untied_metrics == {} and result.protocol["untied_users"] == 0
+    assert result.per_user["tied"].all()
 
 
 @pytest.mark.parametrize("protocol", ["full", "sampled"])
@@ -121,6 +127,28 @@ def test_nan_scores_never_rank_first(synthetic):
         return torch.full((batch.items.shape[0], synthetic.num_items + 1), float("nan"))
 
     assert evaluate(nan_model, synthetic, "test", EvalConfig()).metrics["hr@5"] == 0.0
+
+
+def test_nan_scores_rank_below_every_real_score(synthetic):
+    def nan_but_the_target(batch: Batch) -> torch.Tensor:  # the target's score is negative
+        scores = torch.full((batch.items.shape[0], synthetic.num_items + 1), float("nan"))
+        scores[torch.arange(len(batch.target)), batch.target] = -5.0
+        return scores
+
+    for protocol in ("full", "sampled"):
+        config = EvalConfig(protocol=protocol, num_negatives=10, exclude_seen=False)
+        result = evaluate(nan_but_the_target, synthetic, "test", config)
+        assert (result.per_user["rank"] == 1).all(), protocol
+
+
+def test_the_evaluation_records_its_role_integer_ranks_and_is_quiet(synthetic, capsys):
+    scorer = _scorer_for(synthetic, 0.5)
+    result = evaluate(scorer, synthetic, "valid", EvalConfig())
+    assert result.protocol["role"] == "valid"
+    assert result.per_user["rank"].dtype == np.int64  # written as integers to per_user_*.csv
+    assert capsys.readouterr().err == ""  # no progress bar unless asked
+    evaluate(scorer, synthetic, "test", EvalConfig(), progress=True)
+    assert "evaluate test" in capsys.readouterr().err
 
 
 def test_exclude_seen_masks_history_and_is_recorded(synthetic):
@@ -179,6 +207,53 @@ def test_full_ranking_equals_a_per_user_loop(synthetic, synthetic_events, role):
         scores[sorted(seen)] = -float("inf")
         expected = int((scores[1:] >= scores[target]).sum())
         assert (targets[user], ranks[user]) == (target, expected), user
+
+
+@pytest.mark.parametrize("sampling", ["uniform", "popularity"])
+def test_sampled_negatives_follow_the_sampling_rule_and_the_sample_seed(
+    synthetic, synthetic_events, sampling
+):
+    """negative_sampling=popularity draws negatives with the training item counts (counted
+    here from the raw events), uniform with equal weights, both with sample_seed: the ranks
+    equal those computed by hand against the negatives :func:`sample_negatives` draws, and
+    the two rules draw differently."""
+    frame = pd.read_csv(synthetic_events, dtype=str)
+    frame["timestamp"] = frame["timestamp"].astype(np.int64)
+    item_index = {raw: index for index, raw in enumerate(synthetic.events.item_ids)}
+    counts = np.zeros(synthetic.num_items + 1)
+    for _, events in frame.groupby("user_id", sort=False):
+        items = events.sort_values("timestamp", kind="stable")["item_id"].tolist()
+        for raw in items[:-2] if len(items) >= 3 else items:  # training events
+            counts[item_index[raw]] += 1
+    torch.manual_seed(0)
+    table_scores = torch.randn(synthetic.num_users + 1, synthetic.num_items + 1)
+    scorer = lambda batch: table_scores[batch.users]  # noqa: E731
+    config = EvalConfig(
+        protocol="sampled", num_negatives=8, negative_sampling=sampling, sample_seed=7
+    )
+    result = evaluate(scorer, synthetic, "test", config)
+    histories = raw_histories(synthetic_events, synthetic, "test")
+    users = result.per_user["user"].to_numpy()
+    seen = [sorted(histories[user][0]) for user in users]
+    rows = np.repeat(np.arange(len(users)), [len(items) for items in seen])
+    seen_items = np.concatenate(seen).astype(np.int64)
+    targets = np.array([histories[user][1] for user in users])
+
+    def ranks_against(weights):
+        negatives = sample_negatives(rows, seen_items, targets, synthetic.num_items, 8, weights, 7)
+        ranks = []
+        for row, user in enumerate(users):
+            scores = table_scores[user].clone()
+            scores[seen[row]] = -float("inf")
+            candidates = scores[[targets[row], *negatives[row]]]
+            ranks.append(int((candidates >= candidates[0]).sum()))
+        return ranks
+
+    weights = counts if sampling == "popularity" else None
+    assert result.per_user["rank"].tolist() == ranks_against(weights)
+    assert ranks_against(counts) != ranks_against(None)  # the rule does matter here
+    reseeded = evaluate(scorer, synthetic, "test", dataclasses.replace(config, sample_seed=8))
+    assert reseeded.per_user["rank"].tolist() != result.per_user["rank"].tolist()
 
 
 def test_sampled_negatives_are_fixed_unseen_and_distinct():
@@ -244,6 +319,7 @@ def test_bounded_score_chunks_give_the_same_ranks(synthetic, users):
     max_scores = users * (synthetic.num_items + 1) + synthetic.num_items  # not a multiple
     result = evaluate(scorer, synthetic, "test", EvalConfig(max_scores=max_scores))
     assert max(sizes) == users
+    assert sum(sizes) == len(reference.per_user)  # every user scored once
     assert result.protocol["users_per_chunk"] == max(sizes)
     pd.testing.assert_frame_equal(result.per_user, reference.per_user)
 

@@ -7,13 +7,12 @@ The re-render reads only committed files; no data and no training."""
 from __future__ import annotations
 
 import shutil
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 from synthetic import REPO
 
+from deepm3.cli import main
 from deepm3.suite.budgets import SUITES
 from deepm3.suite.layout import FIGURES, Layout
 from deepm3.suite.pool import Execution
@@ -90,13 +89,7 @@ def test_comparison_tables_rerender_byte_for_byte(folder, tmp_path):
     copy = tmp_path / "out"
     shutil.copytree(committed / "runs", copy / "runs")
     title = (committed / "table.md").read_text().splitlines()[0].removeprefix("# ")
-    result = subprocess.run(
-        [sys.executable, "-m", "deepm3", "report", "--out", str(copy), "--title", title],
-        capture_output=True,
-        text=True,
-        cwd=REPO,
-    )
-    assert result.returncode == 0, result.stderr
+    assert main(["report", "--out", str(copy), "--title", title]) == 0
     assert (copy / "table.md").read_text() == (committed / "table.md").read_text()
     assert (copy / "comparison.png").read_bytes() == (committed / "comparison.png").read_bytes()
 

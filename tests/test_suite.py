@@ -17,6 +17,7 @@ from scipy import stats
 from spies import record_evaluations
 from synthetic import REPO
 
+from deepm3.cli import main
 from deepm3.config import EvalConfig
 from deepm3.data.sequences import evaluation_table, with_history
 from deepm3.eval.evaluator import evaluate
@@ -315,20 +316,15 @@ def test_changed_settings_change_the_identity_and_records_count_as_done(place, t
     assert not is_done(other_job.planned, fresh)
 
 
-def test_suite_cli_rejects_bad_settings():
+def test_suite_cli_rejects_bad_settings(capsys):
     for args, message in (
         (["--budget", "huge"], "unknown budget 'huge'"),
         (["--skip", "core,serch"], "unknown stage(s) serch"),
         (["--jobs", "0"], "--jobs must be a positive integer or auto"),
     ):
-        result = subprocess.run(
-            [sys.executable, "-m", "deepm3", "suite", "ml1m", *args],
-            capture_output=True,
-            text=True,
-            cwd=REPO,
-        )
-        assert result.returncode == 2, result.stderr
-        assert message in result.stderr and len(result.stderr.strip().splitlines()) == 1
+        assert main(["suite", "ml1m", *args]) == 2
+        error = capsys.readouterr().err
+        assert message in error and len(error.strip().splitlines()) == 1
 
 
 def test_smoke_budget_runs_every_stage(real_data_dir, tmp_path):

@@ -6,7 +6,7 @@
 For each trained run: exports it (``deepm3 export``, both formats, into a temporary folder),
 then times one call of the scoring path (history of ``max_len`` events -> scores of every item)
 at each batch size on real test histories, queried 3 days after the last event for half the
-rows: eager (the :class:`~deepm3.recommend.export.ScoringPath` module, what the recommender
+rows: eager (the :class:`~deepm3.recommend.scoring_path.ScoringPath` module, what the recommender
 computes), the TorchScript file (``torch.jit.load``) and the ONNX file (onnxruntime, CPU
 provider, the same number of threads). Median and p95 of ``--repeats`` calls after 3 warm-up
 calls, interleaved per repeat so that machine noise hits every path alike; ratios are to
@@ -32,12 +32,8 @@ REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
 from deepm3.recommend import Recommender  # noqa: E402
-from deepm3.recommend.export import (  # noqa: E402
-    example_inputs,
-    export_run,
-    load_exported,
-    scoring_path,
-)
+from deepm3.recommend.export import export_run, load_exported  # noqa: E402
+from deepm3.recommend.scoring_path import example_inputs, scoring_path  # noqa: E402
 from deepm3.train.rundir import git_commit  # noqa: E402
 
 

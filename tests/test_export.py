@@ -14,7 +14,8 @@ from deepm3.cli import main
 from deepm3.config import load_config
 from deepm3.errors import ConfigError
 from deepm3.recommend import Recommender, parse_request
-from deepm3.recommend.export import export_run, load_exported, seconds_since_previous
+from deepm3.recommend.export import export_run, load_exported
+from deepm3.recommend.scoring_path import seconds_since_previous
 from deepm3.train.run import run
 
 SMALL = ["hidden_size=8", "max_len=10", "batch_size=8", "progress=false", "num_threads=1"]

@@ -107,7 +107,6 @@ def users_per_chunk(config: EvalConfig, num_items: int) -> int:
     return max(1, min(config.eval_batch_size, config.max_scores // (num_items + 1)))
 
 
-@torch.no_grad()
 def evaluate(
     scorer: Scorer,
     data: Prepared,
@@ -162,22 +161,23 @@ def evaluate(
     ranks = np.zeros(len(table), dtype=np.int64)
     size = users_per_chunk(config, data.num_items)
     chunks = range(0, len(table), size)
-    for start in tqdm(chunks, desc=f"evaluate {role}", disable=not progress, leave=False):
-        rows = np.arange(start, min(start + size, len(table)))
-        batch = table.batch(rows).to(device)
-        scores = torch.nan_to_num(scorer(batch).float(), nan=float("-inf"))
-        scores[:, 0] = float("-inf")
-        lo, hi = row_starts[start], row_starts[rows[-1] + 1]
-        mask_rows = torch.from_numpy(seen_rows[lo:hi] - start).to(scores.device)
-        scores[mask_rows, torch.from_numpy(seen_items[lo:hi]).to(scores.device)] = float("-inf")
-        if negatives is None:
-            ranks[rows] = pessimistic_ranks(scores[:, 1:], batch.target - 1).cpu().numpy()
-            continue
-        candidates = torch.cat(
-            [batch.target[:, None], torch.from_numpy(negatives[rows]).to(scores.device)], 1
-        )
-        first = torch.zeros_like(batch.target)
-        ranks[rows] = pessimistic_ranks(scores.gather(1, candidates), first).cpu().numpy()
+    with torch.no_grad():  # a block, not a decorator: mutation testing reaches it
+        for start in tqdm(chunks, desc=f"evaluate {role}", disable=not progress, leave=False):
+            rows = np.arange(start, min(start + size, len(table)))
+            batch = table.batch(rows).to(device)
+            scores = torch.nan_to_num(scorer(batch).float(), nan=float("-inf"))
+            scores[:, 0] = float("-inf")
+            lo, hi = row_starts[start], row_starts[rows[-1] + 1]
+            mask_rows = torch.from_numpy(seen_rows[lo:hi] - start).to(scores.device)
+            scores[mask_rows, torch.from_numpy(seen_items[lo:hi]).to(scores.device)] = float("-inf")
+            if negatives is None:
+                ranks[rows] = pessimistic_ranks(scores[:, 1:], batch.target - 1).cpu().numpy()
+                continue
+            candidates = torch.cat(
+                [batch.target[:, None], torch.from_numpy(negatives[rows]).to(scores.device)], 1
+            )
+            first = torch.zeros_like(batch.target)
+            ranks[rows] = pessimistic_ranks(scores.gather(1, candidates), first).cpu().numpy()
     tied = table.target_time == table.timestamps[:, -1]
     protocol = {
         **dataclasses.asdict(config),

@@ -19,7 +19,7 @@ from deepm3.errors import ConfigError, DeepM3Error
 from deepm3.eval.evaluator import evaluate
 from deepm3.models import build_model, model_options
 from deepm3.models.deepm3 import DeepM3Options
-from deepm3.train import loop
+from deepm3.train import loop, selection
 from deepm3.train.loop import model_scorer
 from deepm3.train.run import resume, run
 
@@ -58,7 +58,7 @@ def _checkpoint_ranks(run_dir, checkpoint: str, data, config) -> pd.DataFrame:
 def test_test_metrics_come_from_the_best_checkpoint(csv, tmp_path, monkeypatch):
     """Validation is rigged so that epoch 1 is the best of 3: the reported test metrics and
     per-user ranks are those of best.pt's weights, which rank differently from last.pt's."""
-    real = loop.evaluate
+    real = selection.evaluate
     validations = []
 
     def epoch_one_is_best(scorer, data, role, *args, **kwargs):
@@ -71,7 +71,7 @@ def test_test_metrics_come_from_the_best_checkpoint(csv, tmp_path, monkeypatch):
             )
         return result
 
-    monkeypatch.setattr(loop, "evaluate", epoch_one_is_best)
+    monkeypatch.setattr(selection, "evaluate", epoch_one_is_best)
     config = config_for(csv, "epochs=3", "patience=10", "lr=0.05")
     metrics = run("deepm3", config, tmp_path)
     assert (metrics["best_epoch"], metrics["epochs_run"]) == (1, 3)

@@ -23,7 +23,6 @@ from __future__ import annotations
 import json
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -34,27 +33,19 @@ from tqdm.auto import tqdm
 from deepm3.config import SELECTION_METRIC, RunConfig
 from deepm3.data.prepare import Prepared
 from deepm3.data.sequences import Batch, SequenceTable, training_table
-from deepm3.errors import DataError, DeepM3Error
-from deepm3.eval.evaluator import EvalResult, evaluate
+from deepm3.errors import DataError
+from deepm3.eval.evaluator import EvalResult
 from deepm3.models.contract import item_scores, run_model
 from deepm3.train import checkpoint, distributed
 from deepm3.train.losses import check_negatives, sequence_loss, target_log_q
 from deepm3.train.rundir import read_log
-
-
-class TrainingError(DeepM3Error):
-    """Training cannot go on (a non-finite loss or gradient); the last good checkpoint is kept."""
-
-
-@dataclass
-class TrainState:
-    epoch: int = 0  # epochs completed
-    best_metric: float = -1.0
-    best_epoch: int = 0
-    bad_validations: int = 0
-    seconds: float = 0.0  # training time so far (resumes add to it)
-    nfe: int = 0
-    stopped_by: str | None = None  # epochs | patience | time_budget | pruned, once ended
+from deepm3.train.selection import (
+    TrainingError,
+    TrainState,
+    final_results,
+    stop_reason,
+    validate,
+)
 
 
 def model_scorer(model: nn.Module):
@@ -194,40 +185,6 @@ def _summary(record: dict, state: TrainState) -> str:
     return text
 
 
-def _stop_reason(state: TrainState, train) -> str | None:
-    """Why training must not start another epoch, or None to go on."""
-    if state.stopped_by == "pruned":
-        return "pruned"
-    if state.epoch >= train.epochs:
-        return "epochs"
-    if state.bad_validations >= train.patience:
-        return "patience"
-    if train.time_budget is not None and state.seconds >= train.time_budget:
-        return "time_budget"
-    return None
-
-
-def _validate(model, scorer, data, config: RunConfig, device, state: TrainState, out: Path):
-    """Validate after an epoch: update the best model and the patience counter -> metrics."""
-    model.eval()
-    valid = evaluate(scorer, data, "valid", config.eval, device)
-    metric = valid.metrics[SELECTION_METRIC]
-    if metric > state.best_metric:
-        state.best_metric, state.best_epoch, state.bad_validations = metric, state.epoch, 0
-        checkpoint.save(
-            out / "best.pt",
-            {
-                "model_name": checkpoint.model_name(model),
-                "model": model.state_dict(),
-                "epoch": state.epoch,
-                "config": config.to_dict(),
-            },
-        )
-    else:
-        state.bad_validations += 1
-    return valid.metrics
-
-
 def fit(
     model: nn.Module,
     data: Prepared,
@@ -266,7 +223,7 @@ def fit(
         counts = np.bincount(table.targets.ravel(), minlength=data.num_items + 1)
         item_log_q = target_log_q(counts).to(device)
     scorer = model_scorer(model)
-    while (reason := _stop_reason(state, train)) is None:
+    while (reason := stop_reason(state, train)) is None:
         epoch = state.epoch + 1
         started = time.perf_counter()
         loss, evaluations = _run_epoch(
@@ -281,8 +238,8 @@ def fit(
         )
         if main:  # rank 0 alone validates, logs and writes checkpoints
             # Validate on schedule, and always after the epoch that ends training.
-            if epoch % train.eval_every == 0 or _stop_reason(state, train) is not None:
-                record["valid"] = _validate(model, scorer, data, config, device, state, out)
+            if epoch % train.eval_every == 0 or stop_reason(state, train) is not None:
+                record["valid"] = validate(model, scorer, data, config, device, state, out)
                 if on_validation is not None and on_validation(
                     epoch, record["valid"][SELECTION_METRIC]
                 ):
@@ -294,14 +251,7 @@ def fit(
     state.stopped_by = reason
     if not main:
         return state, None, None
-    if not best_path.exists():
-        raise TrainingError("no epoch was validated; raise epochs or time_budget")
-    checkpoint.load_model(best_path, model, device)
-    model.eval()
-    valid = evaluate(scorer, data, "valid", config.eval, device)
-    test = None
-    if evaluate_test:
-        test = evaluate(scorer, data, "test", config.eval, device)  # touched once, from best.pt
+    valid, test = final_results(model, scorer, data, config, device, best_path, evaluate_test)
     return state, valid, test
 
 

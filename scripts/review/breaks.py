@@ -48,7 +48,7 @@ BREAKS = [
     Break(
         "best-checkpoint",
         "test metrics come from the best checkpoint",
-        "deepm3/train/loop.py",
+        "deepm3/train/selection.py",
         "    checkpoint.load_model(best_path, model, device)\n",
         "",
         ("tests/test_training_rules.py::test_test_metrics_come_from_the_best_checkpoint",),

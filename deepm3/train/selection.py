@@ -3,8 +3,9 @@ touched once.
 
 After each validated epoch :func:`validate` keeps ``best.pt`` when validation NDCG@10 improves
 and otherwise counts a bad validation; :func:`stop_reason` says why training must not start
-another epoch (epochs, patience, time budget, pruning). When training has stopped, :func:`final_results` loads ``best.pt`` and
-evaluates validation, then the test split once (never for a search trial).
+another epoch (epochs, patience, time budget, pruning). When training has stopped,
+:func:`final_results` loads ``best.pt`` and evaluates validation, then the test split once
+(never for a search trial).
 """
 
 from __future__ import annotations

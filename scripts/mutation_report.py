@@ -85,6 +85,89 @@ EQUIVALENT = {
             'for start in tqdm(chunks, desc=f"evaluate {role}", disable=not progress, leave=True):',
         )
     },
+    # deepm3/stats/significance.py and effects.py
+    **{
+        ("per_user_ndcg", line): "numpy's default dtype is float64"
+        for line in (
+            "ndcg = np.zeros(len(ranks), dtype=None)",
+            "ndcg = np.zeros(len(ranks), )",
+            "ndcg[hit] = 1.0 / np.log2(ranks[hit].astype(None) + 1.0)",
+        )
+    },
+    **{
+        (function, line): "float('NAN') is float('nan')"
+        for function, line in (
+            ("_relative", 'return mean_a / mean_b - 1.0 if mean_b != 0 else float("NAN")'),
+            ("seed_interval", 'return mean, 0.0, float("NAN")'),
+            ("relative_change", 'low = high = float("NAN")'),
+        )
+    },
+    (
+        "paired_tests",
+        "wilcoxon_p = float(stats.wilcoxon(a, b, ).pvalue)",
+    ): 'zero_method="wilcox" is scipy\'s default',
+    (
+        "paired_tests",
+        'wilcoxon_p = float(stats.wilcoxon(a, b, zero_method="WILCOX").pvalue)',
+    ): "scipy lower-cases zero_method",
+    (
+        "paired_tests",
+        "rounding = ROUNDING_ULPS * np.finfo(None).eps * np.abs(difference).max()",
+    ): "np.finfo(None) is np.finfo(float64)",
+    **{
+        ("holm", line): "tied p-values get one adjusted value whatever their order: the sort "
+        "algorithm (and its stability) cannot change a result"
+        for line in (
+            "order = np.argsort(raw, kind=None)",
+            "order = np.argsort(raw, )",
+            'order = np.argsort(raw, kind="STABLE")',
+        )
+    },
+    **{
+        (function, line): "both sequences have one length by construction"
+        for function, line in (
+            ("holm", "return {name: float(value) for name, value in zip(names, adjusted, )}"),
+            *(
+                (
+                    "holm",
+                    "return {name: float(value) for name, value in "
+                    f"zip(names, adjusted, strict={strict})}}",
+                )
+                for strict in ("None", "False")
+            ),
+            ("significance", 'adjusted = holm(dict(zip(frame["baseline"], frame[column], )))'),
+            *(
+                (
+                    "significance",
+                    'adjusted = holm(dict(zip(frame["baseline"], frame[column], '
+                    f"strict={strict})))",
+                )
+                for strict in ("None", "False")
+            ),
+        )
+    },
+    (
+        "bootstrap_relative_ci",
+        "drawn = rng.integers(users, size=(min(chunk, n_resamples - start), users))",
+    ): "integers(users) draws from [0, users), the same stream as integers(0, users)",
+    **{
+        (function, line): "per_user_ndcg's default k is 10, which is K"
+        for function, line in (
+            (
+                "mean_user_ndcg",
+                "[pd.Series(per_user_ndcg(s.to_numpy(), ), index=s.index) for s in "
+                "rank_columns], axis=1",
+            ),
+            (
+                "perturbation_effects",
+                "values = np.mean([per_user_ndcg(frame[c].to_numpy(), ) for c in columns], axis=0)",
+            ),
+        )
+    },
+    (
+        "solver_summary",
+        'summary = frame.groupby(["solver", "steps"], sort=None)[columns].mean().reset_index()',
+    ): "sort=None is falsy: pandas keeps the first-seen order as with sort=False",
 }
 
 

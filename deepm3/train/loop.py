@@ -223,7 +223,7 @@ def _validate(model, scorer, data, config: RunConfig, device, state: TrainState,
                 "config": config.to_dict(),
             },
         )
-    else:
+    elif state.epoch > config.train.min_epochs:  # patience counts after the warm-up
         state.bad_validations += 1
     return valid.metrics
 

@@ -11,7 +11,7 @@
     deepm3 recommend RUN_DIR [--input requests.jsonl] [--output answers.jsonl]
     deepm3 export RUN_DIR [--format torchscript|onnx] [--out DIR] [--solver euler|rk4]
     deepm3 serve RUN_DIR [--host 127.0.0.1] [--port 8000] [--max-batch 64] [--max-wait-ms 2]
-    deepm3 suite ml1m|amazon [--budget smoke|quick|full] [--dataset D] [--device D] [--jobs N]
+    deepm3 suite ml1m|amazon [--budget smoke|quick|standard|full] [--dataset D] [--jobs N]
 
 Bad input ends with one message on stderr and exit code 2.
 
@@ -145,7 +145,7 @@ def build_parser() -> argparse.ArgumentParser:
     suite.add_argument(
         "--dataset", help="data set (amazon: amazon-books by default, amazon-beauty, a .csv, ...)"
     )
-    suite.add_argument("--budget", default="quick", help="smoke | quick | full")
+    suite.add_argument("--budget", default="quick", help="smoke | quick | standard | full")
     suite.add_argument("--device", default="auto", help="auto | cpu | cuda | mps")
     suite.add_argument("--jobs", default="auto", help="parallel runs (auto: one per core or 4/GPU)")
     suite.add_argument("--threads", type=int, default=1, help="torch threads per run")

@@ -143,6 +143,9 @@ class TrainConfig:
     loss_chunk: int = setting(16384, low=1)  # chunked_ce: items per chunk (memory ~ P x chunk)
     logq: bool = False  # logQ correction of the sampled softmax losses (inbatch_ce: always)
     patience: int = setting(5, low=1)  # validations without NDCG@10 improvement before stopping
+    # epochs trained before patience counts: recurrent models sit near popularity for their
+    # first epochs before they learn order, and must not be stopped on that plateau
+    min_epochs: int = setting(0, low=0)
     seed: int = setting(0, low=0, high=SEED_MAX)
     device: str = "auto"  # auto | cpu | cuda | mps
     amp: bool = True  # mixed precision on CUDA only

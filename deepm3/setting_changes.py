@@ -16,9 +16,17 @@ from typing import Any
 from deepm3.settings import check_choice
 
 # eval.max_scores and train.loss_chunk bound memory (the default batches the committed runs'
-# users as eval_batch_size alone did); eval_users=0 scores every user; logq=false corrects none.
+# users as eval_batch_size alone did); eval_users=0 scores every user; logq=false corrects none;
+# min_epochs=0 lets patience count from the first validation, as it always did.
 ADDED_LATER = frozenset(
-    {"eval.max_scores", "eval.eval_users", "eval.eval_users_seed", "train.loss_chunk", "train.logq"}
+    {
+        "eval.max_scores",
+        "eval.eval_users",
+        "eval.eval_users_seed",
+        "train.loss_chunk",
+        "train.logq",
+        "train.min_epochs",
+    }
 )
 # train.accelerate chose DeepM3's static loop beside model.implementation; model.implementation
 # alone chooses the loop now (deepm3.models.loops.LOOPS), and accelerate=none left it as it was.

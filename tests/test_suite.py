@@ -415,9 +415,10 @@ def test_robustness_and_latency_verdicts():
     assert claims.parameters(claims.ParameterFact(3.0, 3.4))["verdict"] == "confirmed"
 
 
-@pytest.mark.parametrize(
-    "suite,name", [(s, b) for s in ("ml1m", "amazon") for b in ("smoke", "quick", "full")]
-)
+BUDGET_NAMES = ("smoke", "quick", "standard", "full")
+
+
+@pytest.mark.parametrize("suite,name", [(s, b) for s in ("ml1m", "amazon") for b in BUDGET_NAMES])
 def test_every_budget_plans_valid_runs_without_data(suite, name, tmp_path):
     """Every run of every budget resolves to a valid config (no data is read), with distinct
     identities, and the same trial budget and shared settings for every trainable model."""

@@ -110,6 +110,40 @@ def test_patience_counts_validations_without_improvement(csv, tmp_path):
     assert metrics["epochs_run"] == metrics["best_epoch"] + 2 == len(log)
 
 
+# A recurrent model's validation curve: a plateau near popularity, then it learns order.
+PLATEAU_THEN_LEARNING = [0.10, 0.10, 0.10, 0.10, 0.10, 0.20, 0.30, 0.25, 0.24, 0.23, 0.22]
+
+
+def _scripted_validation(monkeypatch, curve: list[float]) -> None:
+    """Training validations read ``curve`` (epoch by epoch) as their NDCG@10; the final
+    evaluations from best.pt are the real ones."""
+    real, seen = selection.evaluate, []
+
+    def scripted(scorer, data, role, *args, **kwargs):
+        result = real(scorer, data, role, *args, **kwargs)
+        if role != "valid" or len(seen) >= len(curve):
+            return result
+        seen.append(role)
+        metrics = {**result.metrics, SELECTION_METRIC: curve[len(seen) - 1]}
+        return dataclasses.replace(result, metrics=metrics)
+
+    monkeypatch.setattr(selection, "evaluate", scripted)
+
+
+@pytest.mark.parametrize(
+    ("min_epochs", "epochs_run", "best_epoch"),
+    [(0, 3, 1), (5, 9, 7)],  # stopped on the plateau / after learning, 2 bad validations later
+)
+def test_patience_counts_only_after_the_warm_up(
+    csv, tmp_path, monkeypatch, min_epochs, epochs_run, best_epoch
+):
+    _scripted_validation(monkeypatch, PLATEAU_THEN_LEARNING)
+    settings = ("epochs=11", "patience=2", f"min_epochs={min_epochs}")
+    metrics = run("gru4rec", config_for(csv, *settings), tmp_path)
+    assert metrics["stopped_by"] == "patience"
+    assert (metrics["epochs_run"], metrics["best_epoch"]) == (epochs_run, best_epoch)
+
+
 def parameter_norm(run_dir):
     state = torch.load(run_dir / "last.pt", weights_only=False)["model"]
     return sum(float(v.float().norm() ** 2) for v in state.values()) ** 0.5

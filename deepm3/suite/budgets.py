@@ -60,6 +60,17 @@ SPECTRAL_FULL = (
     ("spectral", 4.0),
 )
 
+# The standard budget's training, shared by both suites: equal epoch caps for every model, no
+# time cap (a comparison must not be decided by seconds), a warm-up before patience counts.
+STANDARD_TRAIN = {
+    "epochs": 200,
+    "patience": 10,
+    "min_epochs": 5,
+    "batch_size": 256,
+    "loss": "shared_ce",
+    "loss_negatives": 256,
+}
+
 BUDGETS: dict[str, Budget] = {  # the MovieLens-1M suite
     "smoke": Budget(
         name="smoke",
@@ -102,6 +113,22 @@ BUDGETS: dict[str, Budget] = {  # the MovieLens-1M suite
             "4 search trials of <= 6 epochs per model, core runs capped at 360 s of training"
         ),
     ),
+    "standard": Budget(
+        name="standard",
+        dataset="ml-1m",
+        data={"max_len": 200, "train_windows": "all"},
+        train=STANDARD_TRAIN,
+        trials=8,
+        trial_train={"epochs": 15},
+        seeds=(0, 1, 2, 3, 4),
+        widths=(64, 128),
+        note=(
+            "2 CPU cores over days, stopped and resumed: 200-event histories, every model to "
+            "convergence (at most 200 epochs, patience 10 after a 5-epoch warm-up, no time cap), "
+            "8 search trials of 15 epochs per model, 5 seeds (provisional: the calibration "
+            "ladder fixes the loss and the model sizes)"
+        ),
+    ),
     "full": Budget(
         name="full",
         dataset="ml-1m",
@@ -124,6 +151,13 @@ DESIGNS: dict[str, Design] = {
         paper_protocol=PAPER_PROTOCOL,
     ),
     "quick": Design(
+        sigmas_hours=(0.0, 1.0, 24.0, 168.0),
+        drop_ps=(0.0, 0.1, 0.3, 0.5),
+        local_window=5,
+        lipschitz=(("none", 1.0), ("bounded", 1.0), ("spectral", 0.25), ("spectral", 4.0)),
+        paper_protocol=PAPER_PROTOCOL,
+    ),
+    "standard": Design(
         sigmas_hours=(0.0, 1.0, 24.0, 168.0),
         drop_ps=(0.0, 0.1, 0.3, 0.5),
         local_window=5,
@@ -173,6 +207,22 @@ AMAZON_BUDGETS: dict[str, Budget] = {
             "4 search trials of <= 4 epochs per model"
         ),
     ),
+    "standard": Budget(
+        name="standard",
+        dataset="",
+        data={"max_len": 50, "train_windows": "all"},
+        train=STANDARD_TRAIN,
+        trials=8,
+        trial_train={"epochs": 15},
+        seeds=(0, 1, 2, 3, 4),
+        widths=(64, 128),
+        note=(
+            "2 CPU cores over days, stopped and resumed: 50-event histories (as published "
+            "Beauty runs), every model to convergence (at most 200 epochs, patience 10 after a "
+            "5-epoch warm-up, no time cap), 8 search trials of 15 epochs per model, 5 seeds "
+            "(provisional: the calibration ladder fixes the loss and the model sizes)"
+        ),
+    ),
     "full": Budget(
         name="full",
         dataset="",
@@ -205,6 +255,13 @@ AMAZON_DESIGNS: dict[str, Design] = {
         paper_protocol={**PAPER_PROTOCOL, "eval": {"protocol": "sampled", "num_negatives": 20}},
     ),
     "quick": Design(
+        sigmas_hours=(0.0, 24.0, 168.0, 720.0),
+        drop_ps=(0.0, 0.1, 0.3, 0.5),
+        local_window=5,
+        lipschitz=(("none", 1.0), ("spectral", 4.0)),
+        paper_protocol=PAPER_PROTOCOL,
+    ),
+    "standard": Design(
         sigmas_hours=(0.0, 24.0, 168.0, 720.0),
         drop_ps=(0.0, 0.1, 0.3, 0.5),
         local_window=5,
@@ -248,7 +305,8 @@ class Suite:
         return self.designs[name]
 
     def out(self, budget: Budget) -> Path:
-        """``results/<suite>[/<dataset>]`` for quick, ``.../full`` for full; smoke under runs/."""
+        """``results/<suite>[/<dataset>]`` for quick, ``.../<budget>`` for standard and full;
+        smoke under runs/."""
         if budget.name == "smoke":
             return Path("runs") / f"{self.name}-{Path(budget.dataset).stem}-smoke" / "out"
         root = Path(self.results)

@@ -2,10 +2,10 @@
 touched once.
 
 After each validated epoch :func:`validate` keeps ``best.pt`` when validation NDCG@10 improves
-and otherwise counts a bad validation; :func:`stop_reason` says why training must not start
-another epoch (epochs, patience, time budget, pruning). When training has stopped,
-:func:`final_results` loads ``best.pt`` and evaluates validation, then the test split once
-(never for a search trial).
+and otherwise counts a bad validation (after the ``min_epochs`` warm-up); :func:`stop_reason`
+says why training must not start another epoch (epochs, patience, time budget, pruning). When
+training has stopped, :func:`final_results` loads ``best.pt`` and evaluates validation, then the
+test split once (never for a search trial).
 """
 
 from __future__ import annotations
@@ -67,7 +67,7 @@ def validate(model, scorer, data, config: RunConfig, device, state: TrainState, 
                 "config": config.to_dict(),
             },
         )
-    else:
+    elif state.epoch > config.train.min_epochs:  # patience counts after the warm-up
         state.bad_validations += 1
     return valid.metrics
 

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Any experiment suite (SUITE=ml1m|amazon): search, core seeds, analyses and report.
 # Called by run_phase2.sh (MovieLens-1M -> results/ml1m/) and run_amazon.sh (Amazon 5-core ->
-# results/amazon/). BUDGET=smoke|quick|full (deepm3/suite/budgets.py); DATASET=<data set or
+# results/amazon/). BUDGET=smoke|quick|standard|full (deepm3/suite/budgets.py); DATASET=<data set or
 # file> (amazon: amazon-books by default); DEVICE=auto|cpu|cuda|mps; JOBS=auto|N;
 # SKIP_SEARCH=1 SKIP_CORE=1 SKIP_LIPSCHITZ=1 SKIP_PAPER=1 SKIP_ANALYSES=1 SKIP_REPORT=1 skip
 # stages; STORAGE=<database URL> shares the Optuna studies between machines; OUT=<results>,

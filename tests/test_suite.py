@@ -271,23 +271,29 @@ def test_a_checkpoint_of_other_settings_is_never_resumed(place, tmp_path, monkey
     ]
 
 
+def _search_budget(place, epochs: int, trials: int):
+    """A tiny search budget on the synthetic data: ``trials`` trials of ``epochs`` epochs."""
+    from deepm3.suite.budgets import BUDGETS
+
+    return dataclasses.replace(
+        BUDGETS["smoke"],
+        dataset=place.source.dataset,
+        data={"max_len": 10},
+        train={"epochs": epochs, "patience": epochs, "batch_size": 64},
+        trials=trials,
+        trial_train={"epochs": epochs},
+        widths=(8,),
+    )
+
+
 def test_search_trials_never_touch_the_test_split(place, monkeypatch):
     """A search trial (Optuna's objective, in this process) validates and never evaluates the
     test split, whichever module would call the evaluator."""
     import optuna
 
-    from deepm3.suite.budgets import BUDGETS
     from deepm3.suite.search import Search, _objective
 
-    budget = dataclasses.replace(
-        BUDGETS["smoke"],
-        dataset=place.source.dataset,
-        data={"max_len": 10},
-        train={"epochs": 2, "patience": 2, "batch_size": 64},
-        trials=1,
-        trial_train={"epochs": 2},
-        widths=(8,),
-    )
+    budget = _search_budget(place, epochs=2, trials=1)
     roles = record_evaluations(monkeypatch)
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     study = optuna.create_study(direction="maximize")
@@ -452,7 +458,6 @@ def test_two_search_workers_share_one_storage_and_run_every_trial_once(place):
     recorded by the worker that ran it), none is left running or lost."""
     import optuna
 
-    from deepm3.suite.budgets import BUDGETS
     from deepm3.suite.pool import parallel
     from deepm3.suite.search import (
         COUNTED,
@@ -465,15 +470,7 @@ def test_two_search_workers_share_one_storage_and_run_every_trial_once(place):
         study_name,
     )
 
-    budget = dataclasses.replace(
-        BUDGETS["smoke"],
-        dataset=place.source.dataset,
-        data={"max_len": 10},
-        train={"epochs": 1, "patience": 1, "batch_size": 64},
-        trials=3,
-        trial_train={"epochs": 1},
-        widths=(8,),
-    )
+    budget = _search_budget(place, epochs=1, trials=3)
     models = ("gru4rec", "sasrec")
     url = storage_url(place.layout, None)
     search = Search(budget, place.source, place.layout, Execution(jobs=2), url, models)

@@ -207,15 +207,10 @@ AMAZON_BUDGETS: dict[str, Budget] = {
             "4 search trials of <= 4 epochs per model"
         ),
     ),
-    "standard": Budget(
-        name="standard",
+    "standard": replace(
+        BUDGETS["standard"],
         dataset="",
         data={"max_len": 50, "train_windows": "all"},
-        train=STANDARD_TRAIN,
-        trials=8,
-        trial_train={"epochs": 15},
-        seeds=(0, 1, 2, 3, 4),
-        widths=(64, 128),
         note=(
             "2 CPU cores over days, stopped and resumed: 50-event histories (as published "
             "Beauty runs), every model to convergence (at most 200 epochs, patience 10 after a "

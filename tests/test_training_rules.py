@@ -295,3 +295,37 @@ def test_the_loop_minimises_the_logq_corrected_loss_when_asked(csv, tmp_path, mo
     correction = math.log(4 / num_items) if logq else 0.0
     expected = _sampled_ce_by_hand(states, item_table, targets, negatives, correction)
     assert float(value.detach()) == pytest.approx(float(expected), rel=1e-5)
+
+
+# --- model selection rules, as pure functions of the training state (train/selection.py)
+
+
+def _train(**changes):
+    return dataclasses.replace(load_config(None, []).train, **changes)
+
+
+def test_stop_reasons_in_their_order_and_at_their_boundaries():
+    from deepm3.train.selection import TrainState, stop_reason
+
+    train = _train(epochs=10, patience=3, time_budget=100.0)
+    assert stop_reason(TrainState(epoch=9, bad_validations=2, seconds=99.9), train) is None
+    assert stop_reason(TrainState(epoch=10), train) == "epochs"
+    assert stop_reason(TrainState(epoch=1, bad_validations=3), train) == "patience"
+    assert stop_reason(TrainState(epoch=1, seconds=100.0), train) == "time_budget"  # >= the cap
+    assert stop_reason(TrainState(epoch=1, seconds=1e9), _train(time_budget=None)) is None
+    pruned = TrainState(epoch=10, bad_validations=3, seconds=1e9, stopped_by="pruned")
+    assert stop_reason(pruned, train) == "pruned"  # a pruned trial says so, whatever else holds
+
+
+def test_best_checkpoint_holds_what_loading_needs_and_no_validation_is_one_error(csv, tmp_path):
+    from deepm3.train.selection import TrainingError, final_results
+
+    run("gru4rec", config_for(csv, "epochs=2"), tmp_path)
+    saved = torch.load(tmp_path / "best.pt", weights_only=True)
+    assert set(saved) == {"model_name", "model", "epoch", "config"}
+    assert saved["model_name"] == "gru4rec"  # the registry name, checked when loading
+    assert saved["epoch"] == json.loads((tmp_path / "metrics.json").read_text())["best_epoch"]
+    with pytest.raises(
+        TrainingError, match="^no epoch was validated; raise epochs or time_budget$"
+    ):
+        final_results(None, None, None, None, torch.device("cpu"), tmp_path / "none.pt", True)

@@ -210,8 +210,9 @@ def _spec(**train):
     return RunSpec("core", "gru4rec", "gru4rec", 0, sections)
 
 
-def test_a_killed_run_resumes_and_a_finished_run_is_skipped(place, monkeypatch):
-    spec = _spec()
+def _killed_in_epoch_two(place, spec, monkeypatch):
+    """Run ``spec`` until it is killed in its second epoch (last.pt holds epoch 1); returns
+    the real epoch function, for the test to put back."""
     original = loop._run_epoch
 
     def dies_in_epoch_two(*args, **kwargs):
@@ -222,6 +223,12 @@ def test_a_killed_run_resumes_and_a_finished_run_is_skipped(place, monkeypatch):
     monkeypatch.setattr(loop, "_run_epoch", dies_in_epoch_two)
     with pytest.raises(KeyboardInterrupt):
         execute(place.job(spec))
+    return original
+
+
+def test_a_killed_run_resumes_and_a_finished_run_is_skipped(place, monkeypatch):
+    spec = _spec()
+    original = _killed_in_epoch_two(place, spec, monkeypatch)
     folder = place.folder(spec)
     first_line = (folder / "log.jsonl").read_text().splitlines()[0]
     assert not (folder / "metrics.json").exists() and (folder / "last.pt").is_file()
@@ -243,16 +250,7 @@ def test_a_checkpoint_of_other_settings_is_never_resumed(place, tmp_path, monkey
     """A run killed with one config leaves last.pt; the same row with changed settings (another
     config hash) starts again: its results equal those of a fresh run of the new settings."""
     spec, changed = _spec(), _spec(lr=0.01)
-    original = loop._run_epoch
-
-    def dies_in_epoch_two(*args, **kwargs):
-        if args[5] == 2:
-            raise KeyboardInterrupt
-        return original(*args, **kwargs)
-
-    monkeypatch.setattr(loop, "_run_epoch", dies_in_epoch_two)
-    with pytest.raises(KeyboardInterrupt):
-        execute(place.job(spec))
+    original = _killed_in_epoch_two(place, spec, monkeypatch)
     folder = place.folder(changed)
     assert folder == place.folder(spec) and (folder / "last.pt").is_file()
     monkeypatch.setattr(loop, "_run_epoch", original)

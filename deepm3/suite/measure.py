@@ -53,6 +53,10 @@ def _trained(run: RunJob, data: Prepared | None = None, **changes):
     return load_trained(folder, data, **changes)
 
 
+def _job_name(what: str, run: RunJob) -> str:
+    return f"{what} {run.planned.spec.stage}/{run.name}"
+
+
 @dataclass(frozen=True)
 class PerturbJob:
     run: RunJob
@@ -62,7 +66,7 @@ class PerturbJob:
 
     @property
     def name(self) -> str:
-        return f"perturbation_ranks {self.run.planned.spec.stage}/{self.run.name}"
+        return _job_name("perturbation_ranks", self.run)
 
 
 def perturbation_ranks(job: PerturbJob) -> str:
@@ -123,7 +127,7 @@ class SolverJob:
 
     @property
     def name(self) -> str:
-        return f"solver_ablation {self.run.planned.spec.stage}/{self.run.name}"
+        return _job_name("solver_ablation", self.run)
 
 
 def solver_ablation(job: SolverJob) -> str:
@@ -165,7 +169,7 @@ class CostJob:
 
     @property
     def name(self) -> str:
-        return f"inference_cost {self.run.planned.spec.stage}/{self.run.name}"
+        return _job_name("inference_cost", self.run)
 
 
 def inference_cost(job: CostJob) -> str:

@@ -3,8 +3,9 @@
 A run directory stores its fully resolved config, and the suites hash that form, so a committed
 run must read back as the same run. Two kinds of change keep it so:
 
-* :data:`ADDED_LATER`: a setting whose default is exactly what runs recorded without it did; a
-  stored config that lacks one is complete (any other missing key is damage).
+* :data:`ADDED_LATER`: a setting added after runs were recorded, with the value those runs used;
+  a stored config that lacks one is complete and reads it as that value (:func:`fill_added_later`;
+  any other missing key is damage).
 * :data:`MOVED`: a setting that now lives elsewhere; a run directory, config file or command
   line that still names it is read as its new form (:func:`read_moved`).
 """
@@ -15,19 +16,19 @@ from typing import Any
 
 from deepm3.settings import check_choice
 
-# eval.max_scores and train.loss_chunk bound memory (the default batches the committed runs'
-# users as eval_batch_size alone did); eval_users=0 scores every user; logq=false corrects none;
-# min_epochs=0 lets patience count from the first validation, as it always did.
-ADDED_LATER = frozenset(
-    {
-        "eval.max_scores",
-        "eval.eval_users",
-        "eval.eval_users_seed",
-        "train.loss_chunk",
-        "train.logq",
-        "train.min_epochs",
-    }
-)
+# Each maps to the value that runs recorded without it used, filled in when a stored config lacks
+# it (a default may change later: train.min_epochs is 5 today, and was 0 for every run recorded
+# before it existed). eval.max_scores and train.loss_chunk bound memory (the batching of
+# eval_batch_size alone); eval_users=0 scores every user; logq=false corrects none; min_epochs=0
+# lets patience count from the first validation, as it always did.
+ADDED_LATER: dict[str, Any] = {
+    "eval.max_scores": 1 << 22,
+    "eval.eval_users": 0,
+    "eval.eval_users_seed": 0,
+    "train.loss_chunk": 16384,
+    "train.logq": False,
+    "train.min_epochs": 0,
+}
 # train.accelerate chose DeepM3's static loop beside model.implementation; model.implementation
 # alone chooses the loop now (deepm3.models.loops.LOOPS), and accelerate=none left it as it was.
 MOVED = {"train.accelerate": "model.implementation"}
@@ -43,4 +44,15 @@ def read_moved(sections: dict[str, dict[str, Any]], where: str = "") -> dict[str
         check_choice(f"{where}train.accelerate", mode, ACCELERATE_MODES)
         if mode != "none":  # the loop the run trained with
             sections["model"]["implementation"] = mode
+    return sections
+
+
+def fill_added_later(sections: dict[str, dict[str, Any]]) -> dict[str, dict[str, Any]]:
+    """``sections`` with every setting of :data:`ADDED_LATER` they lack set to the value runs
+    recorded without it used (today's default may differ), as a copy."""
+    sections = {name: dict(values) for name, values in sections.items()}
+    for dotted, value in ADDED_LATER.items():
+        section, key = dotted.split(".")
+        if section in sections:
+            sections[section].setdefault(key, value)
     return sections

@@ -1,10 +1,9 @@
-import dataclasses
 import json
 from pathlib import Path
 
 import pytest
 
-from deepm3.config import SECTIONS, DataConfig, EvalConfig, load_config
+from deepm3.config import DataConfig, EvalConfig, load_config
 from deepm3.errors import ConfigError
 from deepm3.setting_changes import ADDED_LATER
 from deepm3.train.run import load_plan
@@ -83,8 +82,21 @@ def test_shipped_settings_are_the_defaults_and_files_and_overrides_win(tmp_path)
     path.write_text("train:\n  batch_size: 64\n  lr: 0.01\n")
     mine = run_config("ml-100k", "deepm3", path, ["lr=0.002"], data_dir="/data")
     assert (mine.train.batch_size, mine.train.lr, mine.data.data_dir) == (64, 0.002, "/data")
-    assert mine.train.patience == 5  # untouched shipped value
+    assert mine.data.max_len == 200  # untouched shipped value
     assert run_config("my.csv", "deepm3").train.batch_size == 128  # no file: dataclass default
+
+
+def test_every_default_run_survives_the_first_plateau():
+    """Shipped defaults and the generic ones a CSV gets: a warm-up before patience counts and
+    patience for noisy validation, within an epoch cap that leaves room to converge."""
+    from deepm3.defaults import FOLDER, run_config
+
+    shipped = [(d.name, f.stem) for d in FOLDER.iterdir() if d.is_dir() for f in d.glob("*.yaml")]
+    assert len(shipped) >= 16
+    for dataset, model in [*shipped, ("my.csv", "deepm3"), ("my.csv", "sasrec")]:
+        train = run_config(dataset, model).train
+        assert train.min_epochs >= 5 and train.patience >= 10, (dataset, model)
+        assert train.epochs >= train.min_epochs + 10 * train.patience and not train.time_budget
 
 
 def test_enumerated_values_and_ranges_fail_when_loaded():
@@ -109,14 +121,13 @@ def test_a_mistyped_key_suggests_the_setting_meant():
 
 def test_every_committed_run_loads_and_stores_what_it_was_read_from():
     """A committed run's config, read and resolved again, is the stored one (the suites hash this
-    form): no key added or changed, beyond settings added later at their default."""
+    form): no key added or changed, beyond settings added later at the value those runs used."""
     assert COMMITTED_RUNS, "no committed run directories found under results/"
-    defaults = {name: dataclasses.asdict(cls()) for name, cls in SECTIONS.items()}
     for path in COMMITTED_RUNS:
         stored = json.loads(path.read_text())
         stored.pop("model_name")
         for dotted in ADDED_LATER:
             section, key = dotted.split(".")
-            stored[section].setdefault(key, defaults[section][key])
+            stored[section].setdefault(key, ADDED_LATER[dotted])
         resolved = json.loads(json.dumps(load_plan(path.parent).config.to_dict()))
         assert resolved == stored, path

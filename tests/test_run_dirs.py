@@ -24,10 +24,10 @@ from hypothesis import strategies as st
 from synthetic import write_synthetic_csv
 
 from deepm3.cli import main
-from deepm3.config import ADDED_LATER, load_config
+from deepm3.config import ADDED_LATER, TrainConfig, load_config
 from deepm3.errors import DataError
 from deepm3.train import loop
-from deepm3.train.run import run
+from deepm3.train.run import load_plan, run
 
 SMALL = ["hidden_size=8", "max_len=10", "batch_size=8", "progress=false", "num_threads=1"]
 COMMANDS = ("evaluate", "resume", "report", "recommend", "export")
@@ -488,3 +488,14 @@ def test_a_config_without_a_setting_added_later_still_loads(runs, tmp_path):
     (run_dir / "config.json").write_text(json.dumps(config))
     code, _, err = cli(["evaluate", str(run_dir)])
     assert code == 0, err
+
+
+def test_a_setting_added_later_reads_as_what_older_runs_did_not_todays_default(runs, tmp_path):
+    """A run recorded before ``train.min_epochs`` existed let patience count from epoch 1; it
+    must resume that way, not with today's 5-epoch warm-up."""
+    assert TrainConfig().min_epochs != ADDED_LATER["train.min_epochs"]  # the case that matters
+    run_dir = copy_run(runs, tmp_path)
+    config = json.loads((run_dir / "config.json").read_text())
+    del config["train"]["min_epochs"]
+    (run_dir / "config.json").write_text(json.dumps(config))
+    assert load_plan(run_dir).config.train.min_epochs == 0

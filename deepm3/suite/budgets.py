@@ -79,6 +79,7 @@ BUDGETS: dict[str, Budget] = {  # the MovieLens-1M suite
         train={
             "epochs": 2,
             "patience": 1,
+            "min_epochs": 0,  # the shipped warm-up came later: these runs predate it
             "batch_size": 256,
             "loss": "shared_ce",
             "loss_negatives": 128,
@@ -97,6 +98,7 @@ BUDGETS: dict[str, Budget] = {  # the MovieLens-1M suite
         train={
             "epochs": 60,
             "patience": 3,
+            "min_epochs": 0,  # the shipped warm-up came later: these runs predate it
             "batch_size": 256,
             "loss": "shared_ce",
             "loss_negatives": 256,
@@ -191,6 +193,7 @@ AMAZON_BUDGETS: dict[str, Budget] = {
         train={
             "epochs": 20,
             "patience": 3,
+            "min_epochs": 0,  # the shipped warm-up came later: these runs predate it
             "batch_size": 256,
             "loss": "shared_ce",
             "loss_negatives": 256,

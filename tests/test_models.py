@@ -8,6 +8,7 @@ from deepm3.models import MODELS, build_model, model_options
 from deepm3.models.attention import TimeTerms, attention_mask
 from deepm3.models.sasrec import SASRec, SASRecOptions
 from deepm3.models.tisasrec import TiSASRec, TiSASRecOptions, interval_matrix
+from deepm3.suite.design import TIME_READING_BASELINES, TRAINED_BASELINES
 
 NUM_ITEMS, MAX_LEN = 30, 12
 VARIANTS = {
@@ -96,6 +97,8 @@ def test_causality_a_later_timestamp_never_changes_an_earlier_output(variant):
         torch.testing.assert_close(after[:, :kept], before[:, :kept], rtol=0, atol=1e-10)
         moved_any |= not torch.allclose(after[0, position:], before[0, position:])
     assert moved_any == (variant in TIME_AWARE)  # time-blind models ignore timestamps entirely
+    if variant in TRAINED_BASELINES:  # the report's time-only duels rely on this declaration
+        assert moved_any == (variant in TIME_READING_BASELINES)
 
 
 @pytest.mark.parametrize("variant", list(VARIANTS))

@@ -413,8 +413,6 @@ def test_robustness_and_latency_verdicts():
     assert claims.robust(focus([-0.001, -0.002], [0.001, 0.0]))["verdict"] == "confirmed"
     assert claims.robust(focus([-0.001, -0.05], [0.001, -0.01]))["verdict"] == "refuted"
     assert claims.robust(focus([-0.001, -0.05], [0.001, 0.01]))["verdict"] == "inconclusive"
-    assert claims.euler(claims.LatencyFact(0.45, 0.7))["verdict"] == "confirmed"
-    assert claims.euler(claims.LatencyFact(0.8, 0.9))["verdict"] == "refuted"
     assert claims.parameters(claims.ParameterFact(1.0, 1.3))["verdict"].startswith("refuted")
     assert claims.parameters(claims.ParameterFact(3.0, 3.4))["verdict"] == "confirmed"
 

@@ -10,6 +10,7 @@ records (``deepm3 report``, the suite's report) goes through :func:`read`.
 
 from __future__ import annotations
 
+import json
 import re
 import shutil
 from dataclasses import dataclass
@@ -90,9 +91,46 @@ class RunRecord:
         return int(found.group(1)) if found else None
 
     @property
+    def capped_while_rising(self) -> bool:
+        """The run was stopped by a cap (time or epochs) while its validation NDCG@10 still rose
+        over its last :data:`RISING_WINDOW` validations: it had not converged."""
+        if self.metrics.get("stopped_by") not in CAPS:
+            return False
+        return still_rising(validation_curve(self.folder))
+
+    @property
     def untied_ndcg(self) -> float | None:
         """NDCG@10 on untied targets, None when every evaluated target was tied."""
         return self.metrics["test_untied"].get("ndcg@10")
+
+
+CAPS = ("time_budget", "epochs")  # stop reasons that are a budget, not convergence
+RISING_WINDOW = 5  # validations
+
+
+def still_rising(curve: list[float], window: int = RISING_WINDOW) -> bool:
+    """True when the best of the last ``window`` values beats every value before them (the
+    curve was still improving when it ended). curve: validation NDCG@10 in epoch order."""
+    if len(curve) <= window:
+        return len(curve) > 1 and max(curve[1:]) > curve[0]
+    return max(curve[-window:]) > max(curve[:-window])
+
+
+def validation_curve(folder: Path) -> list[float]:
+    """Validation NDCG@10 of every validated epoch in ``folder/log.jsonl`` ([] without one)."""
+    path = folder / "log.jsonl"
+    if not path.is_file():
+        return []
+    curve = []
+    for number, line in enumerate(path.read_text(errors="replace").splitlines(), 1):
+        try:
+            entry = json.loads(line) if line.strip() else {}
+            valid = entry.get("valid") if isinstance(entry, dict) else None
+            if isinstance(valid, dict):
+                curve.append(float(valid["ndcg@10"]))
+        except (json.JSONDecodeError, KeyError, TypeError, ValueError):
+            raise DataError(f"{path}:{number}: damaged log line") from None
+    return curve
 
 
 def _check(record: dict[str, Any], fields: dict[str, tuple[type, ...]], path: Path) -> None:

@@ -23,6 +23,9 @@ History = tuple[np.ndarray, np.ndarray, np.ndarray]  # items, timestamps (N, T);
 SECONDS_PER_HOUR = 3600
 DETERMINISTIC = ("gaps_mean", "time_zeroed", "paper_drop")  # repeats would change nothing
 
+# families that move timestamps only; shuffles, re-sorted jitter and dropout change the events
+TIME_ONLY = ("gaps_shuffled", "gaps_mean", "time_zeroed", "paper_drop", "jitter_kept")
+
 
 @dataclass(frozen=True)
 class Perturbation:
@@ -31,6 +34,12 @@ class Perturbation:
     group: str  # time | robustness
     family: str  # curve it belongs to (jitter_sorted, dropout, ...)
     level: float  # x value on that curve (sigma in hours, p, window, ...)
+
+    @property
+    def time_only(self) -> bool:
+        """True when only timestamps move (items and their order kept): a model that reads no
+        time is unchanged by construction."""
+        return self.family in TIME_ONLY
 
     @property
     def random(self) -> bool:

@@ -45,6 +45,9 @@ CORE_ROWS: dict[str, Row] = {
 COUNT_ROWS = tuple(name for name, row in CORE_ROWS.items() if row.counted)
 FOCUS = "deepm3"  # the model the claims are about
 TRAINED_BASELINES = ("gru4rec", "sasrec", "tisasrec")  # what the paper compares it with
+# the trained baselines whose scores depend on timestamps (the others are exactly unchanged by
+# noise that moves only time: tests/test_models.py checks both ways)
+TIME_READING_BASELINES = ("tisasrec",)
 NO_FLOW_TWIN = "deepm3-noode"  # the same GRU without the flow: "does the flow help"
 # Left out of the robustness views: pop reads no history, target-time is another protocol.
 ROBUSTNESS_HIDDEN = ("pop", "deepm3-target")

@@ -24,7 +24,9 @@ from deepm3.suite.report import core, efficiency, header, irregular, robustness,
 CLAIMS_INTRO = (
     "## Claims\n\nEach claim of the paper, our figure (mean, 95% CI, Holm-corrected p where a "
     "test applies) and a verdict: confirmed when our interval supports the claim, refuted "
-    "when it excludes it, inconclusive otherwise (rules in `deepm3/suite/claims.py`).\n\n"
+    "when it excludes it, inconclusive otherwise (rules in `deepm3/suite/claims.py`). A verdict "
+    "whose rows include a run stopped by a cap (time or epochs) while its validation NDCG@10 "
+    "still rose over its last 5 validations is inconclusive: that run had not converged.\n\n"
 )
 
 
@@ -32,6 +34,16 @@ def _log(layout: Layout) -> list[dict]:
     if not layout.log.is_file():
         return []
     return [json.loads(line) for line in layout.log.read_text().splitlines()]
+
+
+def capped_rows(core_records: list[records.RunRecord]) -> dict[str, tuple[int, int]]:
+    """Row -> (runs stopped by a cap while validation still rose, runs) for rows with any."""
+    found: dict[str, tuple[int, int]] = {}
+    for row, group in core.by_row(core_records).items():
+        hit = sum(r.capped_while_rising for r in group)
+        if hit:
+            found[row] = (hit, len(group))
+    return found
 
 
 def write(title: str, headline: str | None, budget: Budget, design: Design, layout: Layout) -> dict:
@@ -60,6 +72,8 @@ def write(title: str, headline: str | None, budget: Budget, design: Design, layo
         robust=None if robust.effects.empty else robust.focus,
         duels=robust.duels,
         latency=latency,
+        dataset=str(stats.get("dataset")),
+        capped=capped_rows(core_records),
     )
     verdicts = claims.claims_table(facts, TRAINED_BASELINES, NO_FLOW_TWIN)
     subset = " subset" if header.is_subset(stats) else ""

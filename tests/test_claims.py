@@ -53,6 +53,13 @@ def test_a_verdict_on_a_run_cut_by_a_cap_while_rising_is_inconclusive():
     assert twin[claims.PAPER["main"]] == "confirmed"
 
 
+def test_a_capped_row_used_twice_is_named_once():
+    verdict = {"verdict": "refuted: a reason"}
+    said = claims.unconverged(verdict, ["deepm3", "tisasrec", "tisasrec"], {"tisasrec": (2, 3)})
+    assert said["verdict"].count("tisasrec (2 of 3 runs)") == 1
+    assert said["verdict"].endswith("(the figures alone: refuted)")
+
+
 def test_the_irregularity_claim_is_judged_on_ml1m_only():
     fact = claims.IrregularFact("sasrec", -0.05, -0.08, -0.02, 0.001, 1000)
     on_ml1m = claims.irregular(fact, "ml-1m")

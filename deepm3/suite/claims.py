@@ -219,7 +219,8 @@ def ode_helps(row) -> dict:
 def unconverged(verdict: dict, rows: list[str], capped: dict[str, tuple[int, int]]) -> dict:
     """``verdict`` made inconclusive when any of ``rows`` (the rows its figure uses) had a run
     stopped by a cap while its validation still rose; the figure is kept."""
-    hit = [f"{row} ({capped[row][0]} of {capped[row][1]} runs)" for row in rows if row in capped]
+    used = dict.fromkeys(row for row in rows if row in capped)  # each row once, in order
+    hit = [f"{row} ({capped[row][0]} of {capped[row][1]} runs)" for row in used]
     if not hit or verdict["verdict"].startswith("n/a"):
         return verdict
     reason = f"inconclusive: stopped by a cap while validation still rose: {', '.join(hit)}"

@@ -90,7 +90,8 @@ def backend(device: torch.device) -> str:
 
 @contextmanager
 def process_group(device: torch.device) -> Iterator[None]:
-    """Join the torchrun process group for the ``with`` block; destroy it on exit, errors too.
+    """Join the torchrun process group for the ``with`` block; leave it together on a normal exit
+    (a barrier first), alone on an error.
 
     Does nothing without torchrun, or when a group is already joined (the caller owns it).
     """
@@ -105,8 +106,13 @@ def process_group(device: torch.device) -> Iterator[None]:
     )
     try:
         yield
-    finally:
-        dist.destroy_process_group()
+    except BaseException:
+        dist.destroy_process_group()  # the others may be gone: no collective on the way out
+        raise
+    # A rank that tears gloo down while another still reads its socket aborts that one
+    # ("connection closed by peer", SIGABRT): leave together.
+    dist.barrier()
+    dist.destroy_process_group()
 
 
 def describe() -> str:

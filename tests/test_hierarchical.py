@@ -81,6 +81,9 @@ def test_an_effect_larger_than_both_sources_is_found():
     assert 0 < result.ci_low < result.relative < result.ci_high
     assert result.p == pytest.approx(2 / 2001)  # no replicate crossed zero
     assert result.relative == pytest.approx(0.5, abs=0.08)
+    worse = hierarchical_bootstrap(b, a, resamples=2000, seed=1)  # the same gap, as a loss
+    assert worse.ci_low < worse.relative < worse.ci_high < 0
+    assert worse.p == pytest.approx(2 / 2001)
 
 
 def test_one_seed_each_is_the_paired_user_bootstrap():

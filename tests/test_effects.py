@@ -14,6 +14,7 @@ import pytest
 from scipy import stats
 
 from deepm3.stats import effects
+from deepm3.stats.hierarchical import hierarchical_bootstrap
 
 
 def _ndcg(rank: int) -> float:
@@ -87,6 +88,35 @@ def test_mean_user_ndcg_refuses_seeds_that_ranked_other_users():
         effects.mean_user_ndcg(seeds)
 
 
+def test_user_ndcg_by_seed_keeps_each_seed_by_user():
+    seeds = [pd.Series([1, 3, 12], index=[4, 5, 6]), pd.Series([2, 10, 1], index=[6, 4, 5])]
+    frame = effects.user_ndcg_by_seed(seeds)
+    assert list(frame.columns) == [0, 1]
+    assert frame.loc[4].tolist() == pytest.approx([_ndcg(1), _ndcg(10)], rel=1e-15)
+    assert frame.loc[6].tolist() == pytest.approx([_ndcg(12), _ndcg(2)], rel=1e-15)
+    assert frame.mean(axis=1).to_dict() == effects.mean_user_ndcg(seeds).to_dict()
+    with pytest.raises(ValueError, match="same users"):
+        effects.user_ndcg_by_seed([seeds[0], pd.Series([1, 2, 3], index=[4, 5, 7])])
+
+
+# --- untied_users
+
+
+def test_untied_users_by_hand():
+    runs = [
+        pd.Series([True, False, False, True], index=[1, 2, 3, 4]),
+        pd.Series([False, True, False], index=[3, 4, 2]),  # another order
+        pd.Series([False, True], index=[5, 6]),  # users the other runs did not rank
+    ]
+    assert effects.untied_users(runs).tolist() == [2, 3, 5]
+
+
+def test_untied_users_refuse_runs_that_disagree():
+    runs = [pd.Series([True, False], index=[1, 2]), pd.Series([True, True], index=[1, 2])]
+    with pytest.raises(ValueError, match=r"disagree.*\[2\]"):
+        effects.untied_users(runs)
+
+
 # --- relative_change
 
 CHANGE_KEYS = ["relative", "ci_low", "ci_high", "wilcoxon_p", "t_p", "mean_a", "mean_b"]
@@ -156,6 +186,71 @@ def test_significance_table_by_hand():
     x = frame.set_index("baseline").loc["x"]
     low, high = _bootstrap_by_hand(a, others["x"].to_numpy(), 0)
     assert (x["ci_low"], x["ci_high"]) == pytest.approx((low, high), rel=1e-12)
+
+
+def _seed_frames(rng: np.random.Generator) -> tuple[dict[str, pd.DataFrame], pd.Index]:
+    """Per-seed per-user values of three rows (the baseline y lacks some users and lists them
+    in another order) and the untied users (some of them ranked by one row only)."""
+    users = np.arange(200, 320)
+    level = rng.random(120)
+    seeds = {
+        "focus": pd.DataFrame(level[:, None] + rng.normal(0.05, 0.2, (120, 3)), index=users),
+        "x": pd.DataFrame(level[:, None] + rng.normal(0.0, 0.2, (120, 2)), index=users),
+        "y": pd.DataFrame(level[:, None] + rng.normal(0.02, 0.2, (120, 3)), index=users)
+        .iloc[10:]
+        .sample(frac=1.0, random_state=2),
+    }
+    untied = pd.Index(np.concatenate([np.arange(200, 260, 2), [205, 207, 999]]))
+    return seeds, untied
+
+
+def test_significance_adds_users_x_seeds_columns_on_the_compared_and_untied_users():
+    seeds, untied = _seed_frames(np.random.default_rng(23))
+    ndcg = {name: frame.mean(axis=1) for name, frame in seeds.items()}
+    frame = effects.significance(ndcg, "focus", seeds, untied)
+    old = ["baseline", *CHANGE_KEYS, "wilcoxon_p_holm", "t_p_holm"]
+    assert list(frame.columns) == [
+        *old,
+        *["h_relative", "h_ci_low", "h_ci_high", "h_p"],
+        *["untied_users", "untied_relative", "untied_ci_low", "untied_ci_high", "untied_p"],
+        *["h_p_holm", "untied_p_holm"],
+    ]
+    pd.testing.assert_frame_equal(frame[old], effects.significance(ndcg, "focus"))
+    raw = {}
+    for name in ("x", "y"):
+        row = frame.set_index("baseline").loc[name]
+        both = sorted(set(seeds["focus"].index) & set(seeds[name].index))
+        chosen = {"h": both, "untied": [user for user in both if user in set(untied)]}
+        assert (len(chosen["h"]), len(chosen["untied"])) == (
+            (120, 32) if name == "x" else (110, 25)
+        )
+        assert row["untied_users"] == len(chosen["untied"])
+        for prefix, users in chosen.items():
+            a, b = seeds["focus"].loc[users], seeds[name].loc[users]
+            expected = hierarchical_bootstrap(a, b, resamples=2000, seed=0)
+            assert row[f"{prefix}_relative"] == pytest.approx(
+                a.to_numpy().mean() / b.to_numpy().mean() - 1, rel=1e-12
+            )
+            assert row[f"{prefix}_ci_low"] == pytest.approx(expected.ci_low, rel=1e-12)
+            assert row[f"{prefix}_ci_high"] == pytest.approx(expected.ci_high, rel=1e-12)
+            assert row[f"{prefix}_p"] == expected.p
+            raw.setdefault(prefix, {})[name] = expected.p
+        assert row["h_relative"] == pytest.approx(row["relative"], rel=1e-12)
+    for prefix in ("h", "untied"):
+        adjusted = _holm_by_hand(raw[prefix])
+        assert frame[f"{prefix}_p_holm"].tolist() == pytest.approx([adjusted["x"], adjusted["y"]])
+
+
+def test_significance_without_untied_users_leaves_the_untied_columns_empty():
+    seeds, _ = _seed_frames(np.random.default_rng(24))
+    ndcg = {name: frame.mean(axis=1) for name, frame in seeds.items()}
+    frame = effects.significance(ndcg, "focus", seeds, pd.Index([200]))  # 1 user: no test
+    assert frame["untied_users"].tolist() == [1, 0]  # y did not rank user 200
+    for column in ("untied_relative", "untied_ci_low", "untied_ci_high", "untied_p"):
+        assert frame[column].isna().all()
+    assert frame["untied_p_holm"].isna().all() and frame["h_p_holm"].notna().all()
+    with pytest.raises(ValueError, match="both or neither"):
+        effects.significance(ndcg, "focus", seeds)
 
 
 # --- irregularity_groups

@@ -111,6 +111,30 @@ def test_several_seeds_agree_with_a_written_out_loop():
     assert result.ci_high == pytest.approx(high, abs=0.1 * width)
 
 
+def test_the_same_draws_replicate_by_replicate():
+    """Exactly the loop's numbers when it consumes the generator as the module documents for
+    one chunk: user draws (R, N), then a's seed draws (R, S_a), then b's (R, S_b)."""
+    rng = np.random.default_rng(10)
+    a, b = _models(rng, 50, np.array([0.1, -0.1, 0.05]), np.array([0.0, 0.08]), effect=0.03)
+    result = hierarchical_bootstrap(a, b, resamples=500, seed=11)
+    values_a, values_b = a.to_numpy().T, b.to_numpy().T  # users already sorted by id
+    draws = np.random.default_rng(11)
+    users = draws.integers(0, 50, size=(500, 50))
+    seeds_a, seeds_b = draws.integers(0, 3, size=(500, 3)), draws.integers(0, 2, size=(500, 2))
+    means = np.array(
+        [
+            (values_a[seeds_a[r]][:, users[r]].mean(), values_b[seeds_b[r]][:, users[r]].mean())
+            for r in range(500)
+        ]
+    )
+    relative = means[:, 0] / means[:, 1] - 1
+    low, high = np.quantile(relative, [0.025, 0.975])
+    assert (result.ci_low, result.ci_high) == pytest.approx((low, high), rel=1e-12)
+    below, above = (relative <= 0).sum(), (relative >= 0).sum()
+    assert result.p == pytest.approx(min(1, 2 * (min(below, above) + 1) / 501), rel=1e-12)
+    assert 0.01 < result.p < 1  # both tails were counted from replicates, not the floor
+
+
 def test_seed_columns_are_not_paired_across_models():
     """Seed s of a and seed s of b are unrelated runs: reversing b's columns must not change the
     interval's width. Here b's seed shifts equal a's column by column, so resampling the seeds of

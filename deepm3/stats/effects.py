@@ -3,7 +3,8 @@
 Conventions: per-user NDCG@10 of a row is averaged over its seeds (users aligned by id) before a
 paired comparison; a relative change is ``mean(a) / mean(b) - 1``; intervals over users are paired
 percentile bootstraps (:func:`deepm3.stats.significance.bootstrap_relative_ci`); intervals
-over seeds are Student-t intervals of the mean.
+over seeds are Student-t intervals of the mean; intervals over users and seeds together are the
+users x seeds bootstrap (:func:`deepm3.stats.hierarchical.hierarchical_bootstrap`).
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ import numpy as np
 import pandas as pd
 from scipy import stats
 
+from deepm3.stats.hierarchical import hierarchical_bootstrap
 from deepm3.stats.irregularity import quantile_groups
 from deepm3.stats.significance import (
     bootstrap_relative_ci,
@@ -23,6 +25,8 @@ from deepm3.stats.significance import (
 )
 
 K = 10
+H_RESAMPLES = 2000  # users x seeds bootstrap replicates of each comparison
+H_P_FLOOR = 2 / (H_RESAMPLES + 1)  # its smallest p-value: no replicate crossed zero
 
 
 def seed_interval(values: list[float], confidence: float = 0.95) -> tuple[float, float, float]:
@@ -37,14 +41,36 @@ def seed_interval(values: list[float], confidence: float = 0.95) -> tuple[float,
     return mean, sd, half
 
 
-def mean_user_ndcg(rank_columns: list[pd.Series]) -> pd.Series:
-    """Per-user NDCG@10 averaged over seeds; each series holds ranks indexed by user."""
+def user_ndcg_by_seed(rank_columns: list[pd.Series]) -> pd.DataFrame:
+    """(users, seeds) per-user NDCG@10 of each seed, columns 0..S-1; each series holds one
+    seed's ranks indexed by user. Raises ValueError when the seeds ranked different users."""
     frame = pd.concat(
-        [pd.Series(per_user_ndcg(s.to_numpy(), K), index=s.index) for s in rank_columns], axis=1
+        [pd.Series(per_user_ndcg(s.to_numpy(), K), index=s.index) for s in rank_columns],
+        axis=1,
+        ignore_index=True,
     )
     if frame.isna().any().any():
         raise ValueError("seeds of one row must rank the same users")
-    return frame.mean(axis=1)
+    return frame
+
+
+def mean_user_ndcg(rank_columns: list[pd.Series]) -> pd.Series:
+    """Per-user NDCG@10 averaged over seeds; each series holds ranks indexed by user."""
+    return user_ndcg_by_seed(rank_columns).mean(axis=1)
+
+
+def untied_users(tied_columns: list[pd.Series]) -> pd.Index:
+    """Users whose test target is untied (its timestamp differs from the last history event's),
+    sorted; each series is one run's boolean ``tied`` column indexed by user. Tying is a
+    property of the data, so runs that disagree about a user raise ValueError."""
+    frame = pd.concat(tied_columns, axis=1, ignore_index=True)  # NaN: a run without the user
+    disagree = frame.nunique(axis=1) > 1
+    if disagree.any():
+        raise ValueError(
+            f"runs disagree on whether users' targets are tied, e.g. users "
+            f"{frame.index[disagree][:5].tolist()}"
+        )
+    return frame.index[~frame.eq(True).any(axis=1)].sort_values()
 
 
 def relative_change(a: np.ndarray, b: np.ndarray, seed: int = 0) -> dict:
@@ -65,19 +91,74 @@ def relative_change(a: np.ndarray, b: np.ndarray, seed: int = 0) -> dict:
     }
 
 
-def significance(ndcg: dict[str, pd.Series], focus: str) -> pd.DataFrame:
+def users_seeds_change(a: pd.DataFrame, b: pd.DataFrame, users: pd.Index) -> dict:
+    """The users x seeds bootstrap (:data:`H_RESAMPLES` replicates, seed 0) of
+    ``mean(a) / mean(b) - 1`` on ``users``: a, b are (users, seeds) frames indexed by user.
+    Returns ``users``, ``relative``, ``ci_low``, ``ci_high``, ``p``; NaN where there is no
+    comparison (fewer than 2 users, or ``b``'s mean is 0)."""
+    a, b = a.loc[users], b.loc[users]
+    nothing = {"relative": math.nan, "ci_low": math.nan, "ci_high": math.nan, "p": math.nan}
+    if len(users) < 2 or b.to_numpy().mean() == 0:
+        return {"users": len(users), **nothing}
+    result = hierarchical_bootstrap(a, b, resamples=H_RESAMPLES, seed=0)
+    return {
+        "users": result.n_users,
+        "relative": result.relative,
+        "ci_low": result.ci_low,
+        "ci_high": result.ci_high,
+        "p": result.p,
+    }
+
+
+def _holm_column(frame: pd.DataFrame, column: str) -> pd.Series:
+    """Holm-adjusted ``column`` over the comparisons that have a p-value (NaN stays NaN)."""
+    present = frame[column].notna()
+    adjusted = holm(dict(zip(frame["baseline"][present], frame[column][present], strict=True)))
+    return frame["baseline"].map(adjusted)
+
+
+def significance(
+    ndcg: dict[str, pd.Series],
+    focus: str,
+    seeds: dict[str, pd.DataFrame] | None = None,
+    untied: pd.Index | None = None,
+) -> pd.DataFrame:
     """``focus`` against every other row on per-user NDCG@10: paired tests, Holm-corrected
-    Wilcoxon and t p-values, bootstrap interval of the relative difference."""
-    rows = []
+    Wilcoxon and t p-values, bootstrap interval of the relative difference.
+
+    ndcg: row -> per-user NDCG@10 averaged over seeds (a series indexed by user). Each
+    comparison uses the users both rows ranked. With ``seeds`` (row -> (users, seeds) per-user
+    NDCG@10 of each seed, whose row means are ``ndcg``) and ``untied`` (the users whose target
+    is untied, :func:`untied_users`), the users x seeds bootstrap is added on the same users
+    (``h_relative``, ``h_ci_low``, ``h_ci_high``, ``h_p``, ``h_p_holm``) and on the untied ones
+    among them (``untied_users``, ``untied_relative``, ``untied_ci_low``, ``untied_ci_high``,
+    ``untied_p``, ``untied_p_holm``; NaN when fewer than 2 are untied), after the other columns.
+    Holm's correction runs over the comparisons of each column.
+    """
+    if (seeds is None) != (untied is None):
+        raise ValueError("seeds and untied come together: both or neither")
+    rows, users_seeds = [], []
     for other, values in ndcg.items():
         if other == focus:
             continue
         a, b = ndcg[focus].align(values, join="inner")
         rows.append({"baseline": other, **relative_change(a.to_numpy(), b.to_numpy())})
+        if seeds is not None:
+            whole = users_seeds_change(seeds[focus], seeds[other], a.index)
+            part = users_seeds_change(seeds[focus], seeds[other], a.index.intersection(untied))
+            users_seeds.append(
+                {f"h_{key}": value for key, value in whole.items() if key != "users"}
+                | {f"untied_{key}": value for key, value in part.items()}
+            )
     frame = pd.DataFrame(rows)
     for column in ("wilcoxon_p", "t_p"):
         adjusted = holm(dict(zip(frame["baseline"], frame[column], strict=True)))
         frame[f"{column}_holm"] = frame["baseline"].map(adjusted)
+    if seeds is None:
+        return frame
+    frame = pd.concat([frame, pd.DataFrame(users_seeds)], axis=1)
+    for column in ("h_p", "untied_p"):
+        frame[f"{column}_holm"] = _holm_column(frame, column)
     return frame
 
 

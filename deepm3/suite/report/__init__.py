@@ -57,7 +57,7 @@ def write(title: str, headline: str | None, budget: Budget, design: Design, layo
     stats = core_records[0].provenance.get("data", {})
 
     core_text, found = core.core(core_records, layout)
-    significance_text, significance = core.significance(found.ndcg)
+    significance_text, significance = core.significance(found)
     irregular_text, irregular_fact = irregular.irregularity(layout, found.ndcg)
     perturb_text, robust = robustness.time_and_robustness(
         layout, found.rows, grid, design.local_window

@@ -208,3 +208,42 @@ def test_the_standard_budget_compares_on_equal_epochs_without_a_time_cap(suite, 
     trains = [run.config.train for run in trained]
     assert {t.epochs for t in trains} == {budget.train["epochs"]}
     assert all(t.time_budget is None and t.patience >= 10 and t.min_epochs >= 5 for t in trains)
+
+
+def with_users_seeds(frame: pd.DataFrame, whole: tuple, untied: tuple) -> pd.DataFrame:
+    """``frame`` with the users x seeds columns: whole, untied = (relative, low, high, p)."""
+    names = ("relative", "ci_low", "ci_high", "p_holm")
+    extra = {f"h_{n}": v for n, v in zip(names[1:], whole[1:], strict=True)}
+    extra |= {f"untied_{n}": v for n, v in zip(names, untied, strict=True)}
+    return frame.assign(**extra)
+
+
+def test_verdicts_read_the_users_x_seeds_test_and_its_untied_co_primary():
+    # the per-user test of seed averages says a clear win; the users x seeds test does not
+    seed_noise = with_users_seeds(
+        significance(0.10, 0.05, 0.15, 1e-6), (0.10, -0.02, 0.22, 0.2), (0.10, 0.04, 0.16, 1e-4)
+    )
+    said = table(claims.Facts(seed_noise))
+    assert said[claims.PAPER["main"]] == "inconclusive"
+    assert said[claims.PAPER["ode"]] == "inconclusive"
+    # both co-primary tests confirm: confirmed; the untied one alone failing: inconclusive
+    both = with_users_seeds(
+        significance(0.10, 0.05, 0.15, 1e-6), (0.10, 0.04, 0.16, 1e-4), (0.08, 0.02, 0.14, 1e-3)
+    )
+    assert table(claims.Facts(both))[claims.PAPER["main"]] == "confirmed"
+    tied_only = with_users_seeds(
+        significance(0.10, 0.05, 0.15, 1e-6), (0.10, 0.04, 0.16, 1e-4), (0.0, -0.05, 0.05, 0.9)
+    )
+    found = claims.claims_table(
+        claims.Facts(tied_only), ("gru4rec", "sasrec", "tisasrec"), "deepm3-noode"
+    )
+    main = found[found["claim"] == claims.PAPER["main"]].iloc[0]
+    assert main["verdict"] == "inconclusive"
+    assert "untied +0.00%" in main["our figure"]
+    # both show a significant loss: refuted
+    loss = with_users_seeds(
+        significance(-0.10, -0.15, -0.05, 1e-6),
+        (-0.10, -0.16, -0.04, 1e-4),
+        (-0.1, -0.2, -0.01, 0.01),
+    )
+    assert table(claims.Facts(loss))[claims.PAPER["ode"]] == "refuted"

@@ -26,7 +26,10 @@ CLAIMS_INTRO = (
     "test applies) and a verdict: confirmed when our interval supports the claim, refuted "
     "when it excludes it, inconclusive otherwise (rules in `deepm3/suite/claims.py`). A verdict "
     "whose rows include a run stopped by a cap (time or epochs) while its validation NDCG@10 "
-    "still rose over its last 5 validations is inconclusive: that run had not converged.\n\n"
+    "still rose over its last 5 validations is inconclusive: that run had not converged. The "
+    "comparisons of DeepM3 with a trained row (the main table, the ablation) read the users x "
+    "seeds bootstrap (section 3) on all users and on untied users, co-primary: confirmed only "
+    "when both confirm, refuted only when both show a significant loss.\n\n"
 )
 
 

@@ -30,6 +30,10 @@ class Budget:
     seeds: tuple[int, ...]
     widths: tuple[int, ...]  # hidden sizes the search may pick
     note: str = ""
+    # The search's own settings (deepm3.suite.search); the defaults are the committed quick runs'.
+    spread_trials: int = 0  # first trials of every study: lr log-evenly over its range
+    prune_warmup: int = 1  # epochs a trial runs before median pruning may stop it
+    search_variants: bool = False  # DeepM3's variant rows (RK4, no ODE, target time) own a study
 
 
 @dataclass(frozen=True)
@@ -70,6 +74,9 @@ STANDARD_TRAIN = {
     "loss": "shared_ce",
     "loss_negatives": 256,
 }
+# The search of the standard and full budgets: four first trials spread over the learning rate,
+# five epochs before pruning, every trained row of the core table searched on its own.
+STANDARD_SEARCH: dict[str, Any] = {"spread_trials": 4, "prune_warmup": 5, "search_variants": True}
 
 BUDGETS: dict[str, Budget] = {  # the MovieLens-1M suite
     "smoke": Budget(
@@ -124,11 +131,12 @@ BUDGETS: dict[str, Budget] = {  # the MovieLens-1M suite
         trial_train={"epochs": 15},
         seeds=(0, 1, 2, 3, 4),
         widths=(64, 128),
+        **STANDARD_SEARCH,
         note=(
             "2 CPU cores over days, stopped and resumed: 200-event histories, every model to "
             "convergence (at most 200 epochs, patience 10 after a 5-epoch warm-up, no time cap), "
-            "8 search trials of 15 epochs per model, 5 seeds (provisional: the calibration "
-            "ladder fixes the loss and the model sizes)"
+            "8 search trials of 15 epochs per row (DeepM3's variants searched on their own), "
+            "5 seeds (provisional: the calibration ladder fixes the loss and the model sizes)"
         ),
     ),
     "full": Budget(
@@ -140,6 +148,7 @@ BUDGETS: dict[str, Budget] = {  # the MovieLens-1M suite
         trial_train={"epochs": 30, "time_budget": 300.0},
         seeds=(0, 1, 2, 3, 4),
         widths=(64, 128, 256),
+        **STANDARD_SEARCH,
         note="the paper's settings (200-event histories, full softmax), for a GPU",
     ),
 }
@@ -217,8 +226,9 @@ AMAZON_BUDGETS: dict[str, Budget] = {
         note=(
             "2 CPU cores over days, stopped and resumed: 50-event histories (as published "
             "Beauty runs), every model to convergence (at most 200 epochs, patience 10 after a "
-            "5-epoch warm-up, no time cap), 8 search trials of 15 epochs per model, 5 seeds "
-            "(provisional: the calibration ladder fixes the loss and the model sizes)"
+            "5-epoch warm-up, no time cap), 8 search trials of 15 epochs per row (DeepM3's "
+            "variants searched on their own), 5 seeds (provisional: the calibration ladder fixes "
+            "the loss and the model sizes)"
         ),
     ),
     "full": Budget(
@@ -238,6 +248,7 @@ AMAZON_BUDGETS: dict[str, Budget] = {
         trial_train={"epochs": 20, "time_budget": 600.0},
         seeds=(0, 1, 2, 3, 4),
         widths=(64, 128, 256),
+        **STANDARD_SEARCH,
         note=(
             "the paper's Amazon Books setting for a GPU: 50-event histories, a sampled softmax "
             "over 1,024 shared uniform negatives with the logQ correction (the full softmax "

@@ -1,9 +1,10 @@
 """What a suite trains: its table rows and the run specs of every training stage.
 
 Pure planning, no I/O: :func:`plan_specs` turns a budget, a design and the searched settings
-into the :class:`SpecPlan` of the ``core``, ``lipschitz`` and ``paper`` stages. The report's
-row roles (the focus model, the trained baselines it is compared with, the count rows) live
-here too, so that planning and reporting read one table.
+into the :class:`SpecPlan` of the ``core``, ``lipschitz`` and ``paper`` stages; each core row
+takes its own searched settings where it had a study (:func:`searched_rows`), else its model's.
+The report's row roles (the focus model, the trained baselines it is compared with, the count
+rows) live here too, so that planning and reporting read one table.
 """
 
 from __future__ import annotations
@@ -29,6 +30,11 @@ class Row:
     def counted(self) -> bool:
         """A count baseline: deterministic, fitted once (one seed), nothing to search."""
         return self.model in COUNT_BASELINES
+
+    @property
+    def flow(self) -> bool:
+        """False for DeepM3 without its ODE flow: its search leaves the field's settings out."""
+        return self.fixed.get("ode") != "none"
 
 
 CORE_ROWS: dict[str, Row] = {
@@ -102,12 +108,29 @@ def shared_sections(budget: Budget) -> Sections:
     return {"data": budget.data, "train": budget.train}
 
 
+def searched_rows(budget: Budget) -> tuple[str, ...]:
+    """The core rows with a study of their own: every trained model, and DeepM3's variant rows
+    (RK4, no ODE, target time) when ``budget.search_variants``; otherwise a variant reuses the
+    settings searched for its model. The target-time row is searched too: it is trained (not
+    only evaluated) at the target's time, so its best settings may differ."""
+    return tuple(
+        name
+        for name, row in CORE_ROWS.items()
+        if not row.counted and (name == row.model or budget.search_variants)
+    )
+
+
+def row_settings(name: str, searched: dict[str, Sections]) -> Sections:
+    """A row's searched settings: its own study's, else its model's, else none (defaults)."""
+    return searched.get(name) or searched.get(CORE_ROWS[name].model, {})
+
+
 def core_specs(budget: Budget, searched: dict[str, Sections]) -> tuple[RunSpec, ...]:
     specs = []
     for name, row in CORE_ROWS.items():
         seeds = budget.seeds[:1] if row.counted else budget.seeds
         fixed = {"model": row.fixed} if row.fixed else {}
-        sections = merge(shared_sections(budget), searched.get(row.model, {}), fixed)
+        sections = merge(shared_sections(budget), row_settings(name, searched), fixed)
         specs += [RunSpec("core", name, row.model, seed, sections) for seed in seeds]
     return tuple(specs)
 

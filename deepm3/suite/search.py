@@ -1,12 +1,19 @@
 """Stage 1: hyper-parameter search with Optuna, on the validation split only.
 
-One study per model (``<dataset>-<budget>-<model>``) in one storage URL: by default an SQLite
-file under ``<out>/search/``; any database URL (``postgresql://...``) lets workers on several
-machines share the studies (start the same command on each). Seeded TPE sampler (worker ``w``
-uses seed ``1000 * seed + w``), median pruning on validation NDCG@10 after every epoch. Every
-model gets exactly ``budget.trials`` trials that complete or are pruned: a trial that would
-exceed the budget is failed before it trains and does not count; a trial whose worker was killed
-is failed by its missing heartbeat and run again. Trials never touch the test split.
+One study per searched row of the core table (``<dataset>-<budget>-<row>``; a model's own row
+is named after it, DeepM3's variants such as ``deepm3-rk4`` get theirs when the budget searches
+them, :func:`~deepm3.suite.design.searched_rows`) in one storage URL: by default an SQLite file
+under ``<out>/search/``; any database URL (``postgresql://...``) lets workers on several
+machines share the studies (start the same command on each). The first
+``min(trials, budget.spread_trials)`` trials of every study are enqueued when it is created:
+the same learning rates, spread log-evenly over the space's range, for every row, the other
+settings at the space's middle (:func:`~deepm3.suite.spaces.spread`). Then the seeded TPE
+sampler (worker ``w`` uses seed ``1000 * seed + w``) takes over. Median pruning on validation
+NDCG@10 after every epoch, once a trial has run ``budget.prune_warmup`` epochs and the spread
+trials (at least two) have completed. Every row gets exactly ``budget.trials`` trials that
+complete or are pruned: a trial that would exceed the budget is failed before it trains and
+does not count; a trial whose worker was killed is failed by its missing heartbeat and run
+again. Trials never touch the test split.
 """
 
 from __future__ import annotations
@@ -24,10 +31,10 @@ from sqlalchemy.exc import SQLAlchemyError
 from deepm3.data.prepare import prepare
 from deepm3.errors import ConfigError
 from deepm3.suite.budgets import Budget
-from deepm3.suite.design import RunSpec, Sections, merge, shared_sections
+from deepm3.suite.design import CORE_ROWS, RunSpec, Sections, merge, shared_sections
 from deepm3.suite.layout import Layout
 from deepm3.suite.pool import Execution
-from deepm3.suite.spaces import SEARCHED_MODELS, sections_from_params, suggest
+from deepm3.suite.spaces import SEARCHED_MODELS, edges, sections_from_params, spread, suggest
 from deepm3.suite.training import Source, resolved_config
 from deepm3.train.loop import fit
 from deepm3.train.run import build_scorer, plan_run
@@ -49,7 +56,7 @@ class Search:
     layout: Layout
     execution: Execution
     url: str  # Optuna storage URL
-    models: tuple[str, ...] = SEARCHED_MODELS
+    rows: tuple[str, ...] = SEARCHED_MODELS  # core rows searched, one study each
 
 
 @dataclass(frozen=True)
@@ -87,8 +94,19 @@ def open_storage(url: str) -> optuna.storages.BaseStorage:
         raise ConfigError(f"storage {url[:120]!r} cannot be opened: {reason}") from None
 
 
-def study_name(search: Search, model: str) -> str:
-    return f"{search.source.dataset}-{search.budget.name}-{model}"
+def study_name(search: Search, row: str) -> str:
+    return f"{search.source.dataset}-{search.budget.name}-{row}"
+
+
+def spread_count(budget: Budget) -> int:
+    """How many first trials of every study are enqueued spread over the learning rate."""
+    return min(budget.trials, budget.spread_trials)
+
+
+def spread_trials(search: Search, row: str) -> list[dict]:
+    """The parameters enqueued as the first trials of ``row``'s study."""
+    chosen = CORE_ROWS[row]
+    return spread(chosen.model, search.budget.widths, spread_count(search.budget), chosen.flow)
 
 
 def _counted_before(study: optuna.Study, number: int) -> int:
@@ -96,22 +114,24 @@ def _counted_before(study: optuna.Study, number: int) -> int:
     return sum(1 for t in study.get_trials(deepcopy=False, states=states) if t.number < number)
 
 
-def _objective(model: str, search: Search, worker: int = 0):
+def _objective(row: str, search: Search, worker: int = 0):
     budget = search.budget
+    chosen = CORE_ROWS[row]
+    fixed = {"model": chosen.fixed} if chosen.fixed else {}
 
     def objective(trial: optuna.Trial) -> float:
         if _counted_before(trial.study, trial.number) >= budget.trials:
             trial.study.stop()
-            raise BudgetReachedError(f"{model}: {budget.trials} trials already")
-        sections = suggest(model, trial, budget.widths)
+            raise BudgetReachedError(f"{row}: {budget.trials} trials already")
+        sections = suggest(chosen.model, trial, budget.widths, chosen.flow)
         spec = RunSpec(
             "search",
-            f"{model}-trial{trial.number}",
-            model,
+            f"{row}-trial{trial.number}",
+            chosen.model,
             0,
-            merge(shared_sections(budget), sections, {"train": budget.trial_train}),
+            merge(shared_sections(budget), sections, fixed, {"train": budget.trial_train}),
         )
-        plan = plan_run(model, resolved_config(spec, search.source, search.execution))
+        plan = plan_run(chosen.model, resolved_config(spec, search.source, search.execution))
         data = prepare(plan.config.data)
         _, network = build_scorer(plan, data)
         folder = search.layout.trial_dir(spec.name)
@@ -134,6 +154,7 @@ def _objective(model: str, search: Search, worker: int = 0):
         )
         trial.set_user_attr("worker", worker)
         trial.set_user_attr("epochs_run", state.epoch)
+        trial.set_user_attr("best_epoch", state.best_epoch)
         trial.set_user_attr("stopped_by", state.stopped_by)
         trial.set_user_attr("seconds", round(state.seconds, 1))
         shutil.rmtree(folder)  # checkpoints of a trial are not kept
@@ -146,38 +167,50 @@ def _objective(model: str, search: Search, worker: int = 0):
 
 def create_studies(search: Search) -> None:
     """Create the storage and every study once, before workers start (concurrent creation of
-    one SQLite schema races)."""
+    one SQLite schema races), and enqueue the spread trials of a study that has none yet (a
+    resumed search enqueues nothing; ``skip_if_exists`` guards two machines starting at once)."""
     storage = open_storage(search.url)
-    for model in search.models:
-        optuna.create_study(
-            study_name=study_name(search, model),
+    for row in search.rows:
+        study = optuna.create_study(
+            study_name=study_name(search, row),
             storage=storage,
             direction="maximize",
             load_if_exists=True,
         )
+        if not study.get_trials(deepcopy=False):
+            for params in spread_trials(search, row):
+                study.enqueue_trial(params, skip_if_exists=True)
+
+
+def worker_study(search: Search, row: str, worker: int, storage) -> optuna.Study:
+    """``row``'s study as worker ``worker`` runs it: its seeded sampler and its pruner."""
+    budget = search.budget
+    return optuna.create_study(
+        study_name=study_name(search, row),
+        storage=storage,
+        direction="maximize",
+        load_if_exists=True,
+        sampler=optuna.samplers.TPESampler(
+            seed=1000 * budget.seeds[0] + worker, n_startup_trials=max(2, budget.trials // 3)
+        ),
+        pruner=optuna.pruners.MedianPruner(
+            n_startup_trials=max(2, spread_count(budget)), n_warmup_steps=budget.prune_warmup
+        ),
+    )
 
 
 def search_worker(job: SearchJob) -> int:
-    """One worker: for each model in turn, run trials until the model's budget is used."""
+    """One worker: for each row in turn, run trials until the row's budget is used."""
     search, worker = job.search, job.worker
     budget = search.budget
     storage = open_storage(search.url)
     optuna.logging.set_verbosity(optuna.logging.WARNING)
-    for model in search.models:
-        study = optuna.create_study(
-            study_name=study_name(search, model),
-            storage=storage,
-            direction="maximize",
-            load_if_exists=True,
-            sampler=optuna.samplers.TPESampler(
-                seed=1000 * budget.seeds[0] + worker, n_startup_trials=max(2, budget.trials // 3)
-            ),
-            pruner=optuna.pruners.MedianPruner(n_startup_trials=2, n_warmup_steps=1),
-        )
+    for row in search.rows:
+        study = worker_study(search, row, worker, storage)
         optuna.storages.fail_stale_trials(study)
         while sum(1 for t in study.get_trials(deepcopy=False, states=COUNTED)) < budget.trials:
             study.optimize(
-                _objective(model, search, worker),
+                _objective(row, search, worker),
                 n_trials=1,
                 catch=(BudgetReachedError,),
                 gc_after_trial=True,
@@ -188,29 +221,53 @@ def search_worker(job: SearchJob) -> int:
     return worker
 
 
+def cut_by_limit(best_epoch: int, epochs_run: int, stopped_by: str | None) -> bool:
+    """A trial cut by its limit: its validation NDCG@10 was still at its best on the last epoch
+    it ran, and it ended by its epoch limit or time cap (not by patience or pruning), so more
+    epochs might have raised it."""
+    return stopped_by in ("epochs", "time_budget") and best_epoch == epochs_run
+
+
+def tuning(trial: optuna.trial.FrozenTrial) -> dict:
+    """The checks of a best trial: its settings at an edge of the space, cut by its limit."""
+    attrs = trial.user_attrs
+    best_epoch = attrs.get("best_epoch")  # None: a trial run before it was recorded
+    return {
+        "edges": edges(trial.params, trial.distributions),
+        "best_epoch": best_epoch,
+        "epochs_run": attrs["epochs_run"],
+        "stopped_by": attrs["stopped_by"],
+        "cut": None
+        if best_epoch is None
+        else cut_by_limit(best_epoch, attrs["epochs_run"], attrs["stopped_by"]),
+    }
+
+
 def best_settings(search: Search) -> dict:
-    """Per model: the best completed trial's parameters, value and settings; writes
-    ``search/best.json`` and ``search/trials_<model>.csv``."""
+    """Per searched row: the best completed trial's parameters, value, settings and checks
+    (:func:`tuning`); writes ``search/best.json`` and ``search/trials_<row>.csv``."""
     storage = open_storage(search.url)
     best: dict[str, Any] = {}
-    for model in search.models:
-        study = optuna.load_study(study_name=study_name(search, model), storage=storage)
+    for row in search.rows:
+        study = optuna.load_study(study_name=study_name(search, row), storage=storage)
         frame: pd.DataFrame = study.trials_dataframe()
-        frame.to_csv(search.layout.trials(model), index=False)
+        frame.to_csv(search.layout.trials(row), index=False)
         completed = [t for t in study.trials if t.state == optuna.trial.TrialState.COMPLETE]
         if not completed:
-            raise RuntimeError(f"search: no completed trial for {model}")
+            raise RuntimeError(f"search: no completed trial for {row}")
         trial = max(completed, key=lambda t: t.value)
         counted = sum(1 for t in study.trials if t.state in COUNTED)
-        best[model] = {
+        chosen = CORE_ROWS[row]
+        best[row] = {
             "trial": trial.number,
             "valid_ndcg@10": trial.value,
             "params": trial.params,
-            "sections": sections_from_params(model, trial.params),
+            "sections": sections_from_params(chosen.model, trial.params, chosen.flow),
             "trials_counted": counted,
             "trials_pruned": sum(
                 1 for t in study.trials if t.state == optuna.trial.TrialState.PRUNED
             ),
+            "tuning": tuning(trial),
         }
     write_json(search.layout.best, best)
     return best
@@ -224,6 +281,7 @@ def read_best(layout: Layout) -> dict | None:
 
 
 def searched_sections(layout: Layout) -> dict[str, Sections]:
-    """Searched sections per model ({} for a model without a search result)."""
+    """Searched sections per searched row ({} for a model without a search result)."""
     best = read_best(layout) or {}
-    return {model: best.get(model, {}).get("sections", {}) for model in SEARCHED_MODELS}
+    rows = dict.fromkeys((*SEARCHED_MODELS, *best))
+    return {row: best.get(row, {}).get("sections", {}) for row in rows}

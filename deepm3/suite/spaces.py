@@ -6,25 +6,32 @@ dropout (0 .. 0.5) and width (``hidden_size``). Per model:
 * ``gru4rec``: ``num_layers`` 1 or 2.
 * ``sasrec`` / ``tisasrec``: ``num_layers`` 1 or 2, ``num_heads`` 1 or 2; TiSASRec also its
   interval clip ``time_span`` (64, 256, 1024 personal units).
-* ``deepm3``: the Lipschitz constant ``L`` of the spectral field (log-uniform 0.25 .. 4), Euler
-  ``steps`` per gap (1 or 2) and the field's MLP width.
+* ``deepm3``: the Lipschitz constant ``L`` of the spectral field (log-uniform 0.25 .. 4), solver
+  ``steps`` per gap (1 or 2) and the field's MLP width; without the flow (``flow=False``, the
+  ``ode=none`` twin) none of these three, which it would not read.
 
 Widths depend on the budget (``widths``) so that a CPU budget searches cheap sizes. Every model
 gets the same number of trials; a space's size does not change the budget.
+
+Besides the spaces: their middle (:func:`middle`), the first trials of a study spread over the
+learning rate (:func:`spread`), and which of a best trial's settings sit at an end of their
+range (:func:`edges`).
 """
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 import optuna
 
 SEARCHED_MODELS = ("gru4rec", "sasrec", "tisasrec", "deepm3")
+LR_RANGE = (3e-4, 1e-2)  # log-uniform
 
 
 def _shared(trial: optuna.Trial, widths: tuple[int, ...]) -> tuple[dict, dict]:
     train = {
-        "lr": trial.suggest_float("lr", 3e-4, 1e-2, log=True),
+        "lr": trial.suggest_float("lr", *LR_RANGE, log=True),
         "weight_decay": trial.suggest_categorical("weight_decay", [0.0, 1e-4, 1e-2]),
     }
     model = {
@@ -34,8 +41,11 @@ def _shared(trial: optuna.Trial, widths: tuple[int, ...]) -> tuple[dict, dict]:
     return train, model
 
 
-def suggest(model: str, trial: optuna.Trial, widths: tuple[int, ...]) -> dict[str, dict]:
-    """Sections ``{"train": {...}, "model": {...}}`` of one trial's settings for ``model``."""
+def suggest(
+    model: str, trial: optuna.Trial, widths: tuple[int, ...], flow: bool = True
+) -> dict[str, dict]:
+    """Sections ``{"train": {...}, "model": {...}}`` of one trial's settings for ``model``;
+    ``flow=False``: DeepM3 without its ODE flow, whose field settings are not searched."""
     train, options = _shared(trial, widths)
     if model == "gru4rec":
         options["num_layers"] = trial.suggest_int("num_layers", 1, 2)
@@ -45,16 +55,99 @@ def suggest(model: str, trial: optuna.Trial, widths: tuple[int, ...]) -> dict[st
         if model == "tisasrec":
             options["time_span"] = trial.suggest_categorical("time_span", [64, 256, 1024])
     elif model == "deepm3":
-        options["lipschitz_constant"] = trial.suggest_float(
-            "lipschitz_constant", 0.25, 4.0, log=True
-        )
-        options["steps"] = trial.suggest_int("steps", 1, 2)
-        options["field_width"] = trial.suggest_categorical("field_width", [64, 128])
+        if flow:
+            options["lipschitz_constant"] = trial.suggest_float(
+                "lipschitz_constant", 0.25, 4.0, log=True
+            )
+            options["steps"] = trial.suggest_int("steps", 1, 2)
+            options["field_width"] = trial.suggest_categorical("field_width", [64, 128])
     else:
         raise ValueError(f"no search space for {model!r}; searched: {', '.join(SEARCHED_MODELS)}")
     return {"train": train, "model": options}
 
 
-def sections_from_params(model: str, params: dict[str, Any]) -> dict[str, dict]:
+def sections_from_params(model: str, params: dict[str, Any], flow: bool = True) -> dict[str, dict]:
     """The sections of a finished trial, rebuilt from its stored parameters."""
-    return suggest(model, optuna.trial.FixedTrial(params), (params["hidden_size"],))
+    return suggest(model, optuna.trial.FixedTrial(params), (params["hidden_size"],), flow)
+
+
+class _MiddleTrial:
+    """Answers every suggestion of a space with the middle of its range: the geometric middle
+    of a log range, the arithmetic middle of a continuous one, the median of a grid or a list of
+    choices (the upper one of an even count). Records the answers in ``params``."""
+
+    def __init__(self) -> None:
+        self.params: dict[str, Any] = {}
+
+    def _pick(self, name: str, value: Any) -> Any:
+        self.params[name] = value
+        return value
+
+    def suggest_float(
+        self, name: str, low: float, high: float, *, step: float | None = None, log: bool = False
+    ) -> float:
+        if log:
+            return self._pick(name, math.sqrt(low * high))
+        if step is not None:
+            count = round((high - low) / step) + 1
+            return self._pick(name, round(low + (count // 2) * step, 10))
+        return self._pick(name, (low + high) / 2)
+
+    def suggest_int(self, name: str, low: int, high: int) -> int:
+        return self._pick(name, low + (high - low + 1) // 2)
+
+    def suggest_categorical(self, name: str, choices: list) -> Any:
+        return self._pick(name, choices[len(choices) // 2])
+
+
+def middle(model: str, widths: tuple[int, ...], flow: bool = True) -> dict[str, Any]:
+    """The parameters of the middle of ``model``'s space (rules in :class:`_MiddleTrial`)."""
+    trial = _MiddleTrial()
+    suggest(model, trial, widths, flow)  # type: ignore[arg-type]  # a duck-typed trial
+    return trial.params
+
+
+def spread(model: str, widths: tuple[int, ...], count: int, flow: bool = True) -> list[dict]:
+    """The parameters of a study's first ``count`` trials: learning rates spread log-evenly over
+    :data:`LR_RANGE` (the centres of ``count`` equal log-bins, so the lowest and highest sit a
+    factor ``(high / low) ** (1 / (2 count))`` inside the ends), everything else at the space's
+    middle. The same learning rates for every model."""
+    low, high = LR_RANGE
+    fixed = middle(model, widths, flow)
+    return [
+        {**fixed, "lr": low * (high / low) ** ((index + 0.5) / count)} for index in range(count)
+    ]
+
+
+def edges(params: dict[str, Any], distributions: dict[str, Any], tolerance: float = 0.05) -> dict:
+    """``{name: "low" | "high"}`` for each searched numeric parameter at an end of its range.
+
+    ``distributions`` are Optuna's (``FrozenTrial.distributions``). A number is at an end when
+    it lies within ``tolerance`` of the range's length (on the log scale for a log range) of
+    its low or high bound; a categorical choice when it is the smallest or largest of numeric
+    choices (an ordered choice such as a width). Choices that are not all numbers have no
+    order, and a range with a single value was not searched: neither is ever at an edge.
+    """
+    found = {}
+    for name, value in params.items():
+        distribution = distributions[name]
+        choices = getattr(distribution, "choices", None)
+        if choices is not None:
+            numeric = all(isinstance(c, int | float) and not isinstance(c, bool) for c in choices)
+            if not numeric or len(set(choices)) < 2:
+                continue
+            low, high = min(choices), max(choices)
+            position = 0.0 if value == low else 1.0 if value == high else 0.5
+        else:
+            low, high = distribution.low, distribution.high
+            if low == high:
+                continue
+            if getattr(distribution, "log", False):
+                position = math.log(value / low) / math.log(high / low)
+            else:
+                position = (value - low) / (high - low)
+        if position <= tolerance:
+            found[name] = "low"
+        elif position >= 1 - tolerance:
+            found[name] = "high"
+    return found

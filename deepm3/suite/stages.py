@@ -20,7 +20,7 @@ from deepm3.errors import DataError
 from deepm3.stats.perturbation_grid import build
 from deepm3.suite import STAGES, measure, report, search
 from deepm3.suite.budgets import Budget, Design, Suite
-from deepm3.suite.design import FOCUS, TRAINING_STAGES, SpecPlan, plan_specs
+from deepm3.suite.design import FOCUS, TRAINING_STAGES, SpecPlan, plan_specs, searched_rows
 from deepm3.suite.layout import Layout
 from deepm3.suite.pool import Execution, parallel
 from deepm3.suite.training import (
@@ -94,12 +94,21 @@ def train_stage(stage: str, runs: list[PlannedRun], settings: SuiteSettings) -> 
 def search_stage(settings: SuiteSettings) -> dict:
     url = search.storage_url(settings.layout, settings.storage)
     chosen = search.Search(
-        settings.budget, settings.source, settings.layout, settings.execution, url
+        settings.budget,
+        settings.source,
+        settings.layout,
+        settings.execution,
+        url,
+        searched_rows(settings.budget),
     )
     search.create_studies(chosen)
     workers = range(settings.execution.jobs)
     jobs = [search.SearchJob(chosen, worker) for worker in workers]
-    print(f"search: {settings.budget.trials} trials per model, storage {url}", flush=True)
+    print(
+        f"search: {settings.budget.trials} trials for each of {', '.join(chosen.rows)}, "
+        f"storage {url}",
+        flush=True,
+    )
     parallel(
         search.search_worker,
         jobs,
@@ -108,9 +117,9 @@ def search_stage(settings: SuiteSettings) -> dict:
         logs=lambda job: settings.layout.worker_log(job.worker),
     )
     best = search.best_settings(chosen)
-    for model, entry in best.items():
+    for row, entry in best.items():
         print(
-            f"  {model}: best valid ndcg@10 {entry['valid_ndcg@10']:.4f} (trial {entry['trial']}, "
+            f"  {row}: best valid ndcg@10 {entry['valid_ndcg@10']:.4f} (trial {entry['trial']}, "
             f"{entry['trials_counted']} trials, {entry['trials_pruned']} pruned) {entry['params']}"
         )
     return {"trials_per_model": settings.budget.trials}

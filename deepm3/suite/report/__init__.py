@@ -85,7 +85,7 @@ def write(title: str, headline: str | None, budget: Budget, design: Design, layo
         header.header(title, budget, stats, _log(layout)),
         CLAIMS_INTRO + markdown(verdicts) + "\n",
         headline_text if headline == "robustness" else "",
-        header.search(layout),
+        header.search(layout, budget),
         core_text,
         significance_text,
         irregular_text,

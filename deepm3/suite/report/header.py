@@ -6,8 +6,10 @@ import pandas as pd
 
 from deepm3.reporting.text import fmt, markdown
 from deepm3.suite.budgets import Budget
+from deepm3.suite.design import CORE_ROWS
 from deepm3.suite.layout import Layout
-from deepm3.suite.search import read_best
+from deepm3.suite.search import read_best, spread_count
+from deepm3.suite.spaces import spread
 
 
 def is_subset(stats: dict) -> bool:
@@ -56,7 +58,66 @@ def header(title: str, budget: Budget, stats: dict, log: list[dict]) -> str:
     return "\n".join(lines)
 
 
-def search(layout: Layout) -> str:
+def _variants_text(best: dict) -> str:
+    if any(CORE_ROWS[row].model != row for row in best):  # a variant row had its own study
+        return (
+            "DeepM3's variants (RK4, no ODE, target time) are searched on their own, with the "
+            "same trials and epochs. "
+        )
+    return "DeepM3's variants (RK4, no ODE, target time) reuse DeepM3's best settings. "
+
+
+def _cut_text(checks: dict) -> str:
+    if checks["cut"] is None:
+        return "unknown"  # a trial from before its best epoch was recorded
+    return f"**yes** ({checks['stopped_by']})" if checks["cut"] else "no"
+
+
+def _tuning(best: dict) -> str:
+    """Per searched row: the best trial's learning rate, the settings it took at an edge of
+    the space, and whether its validation was still rising when its limit stopped it."""
+    checked = {row: entry for row, entry in best.items() if "tuning" in entry}
+    if not checked:  # a search from before these checks were recorded
+        return ""
+    rows = [
+        {
+            "row": row,
+            "best lr": f"{entry['params']['lr']:.2g}",
+            "at an edge of the space": ", ".join(
+                f"{name} ({side})" for name, side in entry["tuning"]["edges"].items()
+            )
+            or "none",
+            "best epoch / epochs run": (
+                f"{entry['tuning']['best_epoch']} / {entry['tuning']['epochs_run']}"
+            ),
+            "cut by its limit": _cut_text(entry["tuning"]),
+        }
+        for row, entry in checked.items()
+    ]
+    return (
+        "\nDid the search tune? A setting at an edge of its range (5% of the range, on the log "
+        "scale for the learning rate, or the smallest or largest of ordered choices) may have "
+        "its best beyond the space; a best trial **cut by its limit** was still at its best "
+        "validation on its last epoch, so longer trials might pick other settings.\n\n"
+        + markdown(pd.DataFrame(rows))
+        + "\n"
+    )
+
+
+def _schedule_text(budget: Budget) -> str:
+    """The spread first trials and the pruning warm-up, when the budget sets them."""
+    count = spread_count(budget)
+    if not count:
+        return ""
+    rates = ", ".join(f"{params['lr']:.2g}" for params in spread("gru4rec", budget.widths, count))
+    return (
+        f"The first {count} trials of every study tried the same learning rates ({rates}), "
+        "the other settings at the middle of the space; then TPE. A trial may be pruned once "
+        f"it has run {budget.prune_warmup} epochs. "
+    )
+
+
+def search(layout: Layout, budget: Budget) -> str:
     best = read_best(layout)
     if best is None:
         return "## 1. Search\n\nSkipped: every model ran with the shipped defaults.\n"
@@ -75,7 +136,9 @@ def search(layout: Layout) -> str:
     return (
         "## 1. Search (validation only)\n\nOptuna TPE (seeded), median pruning on validation "
         "NDCG@10, the same number of trials for every model; spaces in "
-        "`deepm3/suite/spaces.py`. DeepM3's variants (RK4, no ODE, target time) reuse DeepM3's "
-        "best settings. Short trials favour models that learn fast. Trials in "
-        "`search/trials_*.csv`.\n\n" + markdown(pd.DataFrame(rows)) + "\n"
+        f"`deepm3/suite/spaces.py`. {_schedule_text(budget)}{_variants_text(best)}Short "
+        "trials favour models that learn fast. Trials in `search/trials_*.csv`.\n\n"
+        + markdown(pd.DataFrame(rows))
+        + "\n"
+        + _tuning(best)
     )

@@ -7,6 +7,7 @@
     torchrun --nproc-per-node N -m deepm3 train ...   (N processes, DistributedDataParallel)
     deepm3 evaluate RUN_DIR [--protocol full|sampled]
     deepm3 report [RUN_DIR ...] --out FOLDER
+    deepm3 calibration LADDER --dataset D --out FILE.md
     deepm3 models
     deepm3 recommend RUN_DIR [--input requests.jsonl] [--output answers.jsonl]
     deepm3 export RUN_DIR [--format torchscript|onnx] [--out DIR] [--solver euler|rk4]
@@ -123,6 +124,14 @@ def build_parser() -> argparse.ArgumentParser:
     report.add_argument("--out", required=True, help="folder for table.md, the plot and runs/")
     report.add_argument("--title", default="Comparison")
     report.set_defaults(handler=(COMMANDS, "report"))
+
+    calibration = sub.add_parser(
+        "calibration", help="calibration ladder rungs against published numbers (markdown)"
+    )
+    calibration.add_argument("ladder", help="a ladder folder: <model>/<rung>/runs/<run>/")
+    calibration.add_argument("--dataset", required=True, help="whose published numbers to show")
+    calibration.add_argument("--out", required=True, help="the markdown file to write")
+    calibration.set_defaults(handler=(COMMANDS, "calibration"))
 
     evaluate = sub.add_parser("evaluate", help="evaluate a finished run's best model on test")
     evaluate.add_argument("run_dir")

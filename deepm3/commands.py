@@ -23,6 +23,7 @@ from deepm3.models import (
     option_ranges,
 )
 from deepm3.models.contract import count_parameters
+from deepm3.reporting import calibration as calibration_table
 from deepm3.reporting.comparison import write_report
 from deepm3.reporting.records import collect
 from deepm3.suite import stages
@@ -168,6 +169,15 @@ def report(args: argparse.Namespace) -> int:
     collect([Path(d) for d in args.run_dirs], out)
     print(write_report(out, args.title))
     print(f"written: {out}/table.md, {out}/comparison.png, records in {out}/runs/")
+    return 0
+
+
+def calibration(args: argparse.Namespace) -> int:
+    ladder = Path(args.ladder)
+    if not ladder.is_dir():
+        raise ConfigError(f"no ladder folder {ladder}")
+    print(calibration_table.write(ladder, args.dataset, Path(args.out)))
+    print(f"written: {args.out}")
     return 0
 
 

@@ -6,7 +6,8 @@
 #
 #   DATASET=amazon-beauty MODEL=sasrec JOBS=2 bash scripts/experiments/calibrate.sh [RUNG ...]
 #
-# Resumable: a finished seed is skipped, a killed one resumes from its last.pt; rerun the same
+# Then writes results/<suite>/<data>/standard/calibration.md: every rung of every model against
+# the published numbers (deepm3 calibration). Resumable: a finished seed is skipped, a killed one resumes from its last.pt; rerun the same
 # command. Seeds run as parallel single-thread processes (JOBS of them).
 set -euo pipefail
 cd "$(dirname "$0")/../.."
@@ -50,3 +51,6 @@ for rung in "${rungs[@]}"; do
   [ ${#dirs[@]} -gt 0 ] && $PY -m deepm3 report "${dirs[@]}" --out "$OUT/$rung" \
     --title "Calibration ladder, $DATASET, $MODEL, $rung ($(head -1 "$CONFIGS/$rung.yaml" | sed 's/^# //'))"
 done
+# every model's rungs on this data set against the published numbers
+$PY -m deepm3 calibration "$(dirname "$OUT")" --dataset "$DATASET" \
+  --out "$(dirname "$(dirname "$OUT")")/calibration.md" > /dev/null

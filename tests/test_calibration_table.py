@@ -1,0 +1,57 @@
+"""The calibration table: rungs summarised from their records, the recipe chosen by validation."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from deepm3.cli import main
+from deepm3.reporting import calibration
+
+RECORD = Path(__file__).parents[1] / "results/amazon/amazon-beauty/core/runs/sasrec-s0"
+
+
+def rung(root: Path, model: str, name: str, scores: list[tuple[float, float]]) -> None:
+    """A rung of committed-record copies whose (valid, test) NDCG@10 are ``scores``."""
+    for seed, (valid, test) in enumerate(scores):
+        folder = root / model / name / "runs" / f"{model}-s{seed}"
+        shutil.copytree(RECORD, folder)
+        metrics = json.loads((folder / "metrics.json").read_text())
+        metrics["valid"]["ndcg@10"], metrics["test"]["ndcg@10"] = valid, test
+        (folder / "metrics.json").write_text(json.dumps(metrics))
+
+
+def test_the_recipe_is_chosen_by_validation_never_by_test(tmp_path):
+    rung(tmp_path, "sasrec", "r1", [(0.050, 0.040), (0.052, 0.042), (0.051, 0.041)])
+    rung(tmp_path, "sasrec", "r2", [(0.045, 0.060), (0.046, 0.061), (0.044, 0.059)])
+    rung(tmp_path, "gru4rec", "r1", [(0.090, 0.090)])  # another model never counts for SASRec
+    rungs = calibration.ladder(tmp_path)
+    assert list(zip(rungs["model"], rungs["rung"], strict=True)) == [
+        ("gru4rec", "r1"),
+        ("sasrec", "r1"),
+        ("sasrec", "r2"),
+    ]
+    r1 = rungs[(rungs["model"] == "sasrec") & (rungs["rung"] == "r1")].iloc[0]
+    assert r1["test"] == pytest.approx(np.mean([0.040, 0.042, 0.041]))
+    assert r1["test_sd"] == pytest.approx(np.std([0.040, 0.042, 0.041], ddof=1))
+    assert calibration.chosen_rung(rungs, "sasrec")["rung"] == "r1"
+    said = calibration.verdict(rungs)
+    assert "rung `r1`" in said and f"below the target {calibration.TARGET}" in said
+
+
+def test_the_table_reads_the_target_and_counts_seeds(tmp_path):
+    rung(tmp_path / "ladder", "sasrec", "r4", [(0.05, 0.046), (0.05, 0.044)])
+    out = tmp_path / "calibration.md"
+    code = main(
+        ["calibration", str(tmp_path / "ladder"), "--dataset", "amazon-beauty", "--out", str(out)]
+    )
+    assert code == 0
+    text = out.read_text()
+    assert "| SASRec+SS |" in text and "0.0531" in text  # the published rows of Beauty
+    assert "0.0450 ± 0.0014" in text  # mean and sample sd of 0.046 and 0.044
+    assert "reaches the target 0.043, short of the goal 0.050" in text
+    assert "Only 2 seed(s)" in text

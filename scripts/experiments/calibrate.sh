@@ -7,8 +7,8 @@
 #   DATASET=amazon-beauty MODEL=sasrec JOBS=2 bash scripts/experiments/calibrate.sh [RUNG ...]
 #
 # Then writes results/<suite>/<data>/standard/calibration.md: every rung of every model against
-# the published numbers (deepm3 calibration). Resumable: a finished seed is skipped, a killed one resumes from its last.pt; rerun the same
-# command. Seeds run as parallel single-thread processes (JOBS of them).
+# the published numbers (deepm3 calibration). Resumable: a finished seed is skipped, a killed
+# one resumes from its last.pt; rerun the same command. Seeds run as parallel single-thread processes (JOBS of them).
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 PY=${PY:-$([ -x .venv/bin/python ] && echo .venv/bin/python || echo python3)}

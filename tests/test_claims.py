@@ -16,6 +16,7 @@ from deepm3.stats.perturbation_grid import build
 from deepm3.suite import claims
 from deepm3.suite.layout import Layout
 from deepm3.suite.report import capped_rows
+from deepm3.suite.report import core as core_report
 from deepm3.suite.report.robustness import duels
 
 
@@ -104,6 +105,9 @@ def test_capped_rows_count_only_capped_runs_still_rising(tmp_path):
         write_run(tmp_path / "gru4rec-s0", "epochs", rising),
     ]
     assert capped_rows(runs) == {"deepm3": (1, 2), "gru4rec": (1, 1)}
+    # the core table's "stopped by" says which caps stopped runs still rising
+    assert core_report._stops(runs[:2]) == "patience, time_budget (1 still rising)"
+    assert core_report._stops(runs[2:3]) == "epochs"
 
 
 def test_the_drop_difference_pairs_users_by_id():

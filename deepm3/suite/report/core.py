@@ -31,6 +31,23 @@ def by_row(records: list[RunRecord]) -> dict[str, list[RunRecord]]:
     return grouped
 
 
+def _stops(group: list[RunRecord]) -> str:
+    """The stop reasons of a row's runs; ``<cap> (k still rising)`` counts the runs a cap
+    stopped while their validation NDCG@10 still rose (not converged)."""
+    reasons = sorted({r.metrics["stopped_by"] for r in group if r.metrics["stopped_by"]})
+    rising = {
+        reason: sum(r.metrics["stopped_by"] == reason and r.capped_while_rising for r in group)
+        for reason in reasons
+    }
+    return (
+        ", ".join(
+            f"{reason} ({rising[reason]} still rising)" if rising[reason] else reason
+            for reason in reasons
+        )
+        or "-"
+    )
+
+
 def _line(row: str, group: list[RunRecord]) -> tuple[dict, float, float]:
     metrics = [r.metrics for r in group]
     mean, sd, half = effects.seed_interval([m["test"]["ndcg@10"] for m in metrics])
@@ -47,8 +64,7 @@ def _line(row: str, group: list[RunRecord]) -> tuple[dict, float, float]:
         "epochs (best)": "-"
         if row in COUNT_ROWS
         else ", ".join(f"{m['epochs_run']} ({m['best_epoch']})" for m in metrics),
-        "stopped by": ", ".join(sorted({m["stopped_by"] for m in metrics if m["stopped_by"]}))
-        or "-",
+        "stopped by": _stops(group),
         "s/epoch": f"{np.mean(per_epoch):.1f}" if per_epoch else "-",
         "parameters": f"{metrics[0]['parameters']['total']:,}",
     }
@@ -77,8 +93,9 @@ def core(records: list[RunRecord], layout: Layout) -> tuple[str, CoreFacts]:
         "## 2. Core comparison (test, full ranking)\n\nMean ± sd over seeds and the 95% "
         "Student-t interval of the mean. `NDCG@10 untied`: users whose test event does not share "
         "its timestamp with the last history event. `stopped by`: patience (early stopping), "
-        "time_budget (the run's time cap was hit: the model may still have been improving), "
-        "epochs. `deepm3-target` predicts at the target's timestamp (it knows when the next "
+        "time_budget (the run's time cap was hit), epochs (its epoch cap); `(k still rising)`: "
+        "k of those runs had validation NDCG@10 still rising over their last 5 validations, "
+        "not converged. `deepm3-target` predicts at the target's timestamp (it knows when the next "
         "event happens): a different protocol, not comparable with the other rows.\n\n"
         + markdown(frame)
         + "\n\n![core](core.png)\n"

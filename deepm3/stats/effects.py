@@ -15,6 +15,7 @@ import numpy as np
 import pandas as pd
 from scipy import stats
 
+from deepm3.stats.drops import user_ndcg_under
 from deepm3.stats.hierarchical import hierarchical_bootstrap
 from deepm3.stats.irregularity import quantile_groups
 from deepm3.stats.significance import (
@@ -199,20 +200,10 @@ def perturbation_effects(ranks: list[pd.DataFrame], keys: list[str]) -> pd.DataF
     repeats, averaged). Returns rows key, clean, perturbed, relative, ci_low, ci_high, p.
     """
 
-    def seed_mean(column_of) -> np.ndarray:
-        per_seed = []
-        for frame in ranks:
-            columns = column_of(frame)
-            values = np.mean([per_user_ndcg(frame[c].to_numpy(), K) for c in columns], axis=0)
-            per_seed.append(pd.Series(values, index=frame["user"].to_numpy()))
-        return pd.concat(per_seed, axis=1).mean(axis=1).sort_index().to_numpy()
-
-    clean = seed_mean(lambda frame: ["clean"])
+    clean = user_ndcg_under(ranks, "clean").to_numpy()
     rows = []
     for key in keys:
-        perturbed = seed_mean(
-            lambda frame, key=key: [c for c in frame.columns if c.split("#")[0] == key]
-        )
+        perturbed = user_ndcg_under(ranks, key).to_numpy()
         change = relative_change(perturbed, clean)
         rows.append(
             {

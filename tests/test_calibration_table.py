@@ -11,6 +11,7 @@ import pytest
 
 from deepm3.cli import main
 from deepm3.reporting import calibration
+from deepm3.suite.report import calibration_section
 
 RECORD = Path(__file__).parents[1] / "results/amazon/amazon-beauty/core/runs/sasrec-s0"
 
@@ -55,3 +56,13 @@ def test_the_table_reads_the_target_and_counts_seeds(tmp_path):
     assert "0.0450 ± 0.0014" in text  # mean and sample sd of 0.046 and 0.044
     assert "reaches the target 0.043, short of the goal 0.050" in text
     assert "Only 2 seed(s)" in text
+
+
+def test_a_suite_report_carries_the_calibration_verdict_when_the_table_exists(tmp_path):
+    assert calibration_section(tmp_path) == ""  # no ladder run yet: no section
+    rung(tmp_path / "ladder", "sasrec", "r4", [(0.05, 0.046)])
+    calibration.write(tmp_path / "ladder", "amazon-beauty", tmp_path / calibration.FILE)
+    section = calibration_section(tmp_path)
+    assert section.startswith("## Calibration")
+    assert "[calibration.md](calibration.md)" in section
+    assert "rung `r4`" in section and "reaches the target 0.043" in section

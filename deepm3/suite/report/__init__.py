@@ -11,8 +11,9 @@ function of one topic that returns its markdown and the typed facts the claims n
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
-from deepm3.reporting import records
+from deepm3.reporting import calibration, records
 from deepm3.reporting.text import markdown
 from deepm3.stats.perturbation_grid import build
 from deepm3.suite import claims
@@ -37,6 +38,21 @@ def _log(layout: Layout) -> list[dict]:
     if not layout.log.is_file():
         return []
     return [json.loads(line) for line in layout.log.read_text().splitlines()]
+
+
+def calibration_section(out: Path) -> str:
+    """The calibration ladder's verdict and a link, when ``out/calibration.md`` exists (written
+    by ``deepm3 calibration``, scripts/experiments/calibrate.sh); empty otherwise."""
+    table = out / calibration.FILE
+    if not table.is_file():
+        return ""
+    text = table.read_text()
+    said = text.split("## Verdict", 1)[1].strip() if "## Verdict" in text else ""
+    return (
+        "## Calibration\n\nOur models against published numbers on the same split, and the "
+        f"ladder of recipes that led to the settings used here: [{calibration.FILE}]"
+        f"({calibration.FILE}). {said}\n"
+    )
 
 
 def capped_rows(core_records: list[records.RunRecord]) -> dict[str, tuple[int, int]]:
@@ -86,6 +102,7 @@ def write(title: str, headline: str | None, budget: Budget, design: Design, layo
         CLAIMS_INTRO + markdown(verdicts) + "\n",
         headline_text if headline == "robustness" else "",
         header.search(layout, budget),
+        calibration_section(layout.out),
         core_text,
         significance_text,
         irregular_text,

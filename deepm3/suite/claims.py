@@ -226,10 +226,12 @@ def _row_verdict(row) -> str:
 
 
 def _row_figure(row) -> str:
-    return "; ".join(
+    """``+1.00% [low, high], p=...``, the untied co-primary test in brackets after it."""
+    texts = [
         f"{label}{pct(relative)} {ci(low, high)}, p={p_text(p)}"
         for label, relative, low, high, p in _tests(row)
-    )
+    ]
+    return texts[0] + "".join(f" ({text})" for text in texts[1:])
 
 
 def main_table(significance: pd.DataFrame) -> dict:
@@ -242,7 +244,7 @@ def main_table(significance: pd.DataFrame) -> dict:
         verdict = "confirmed"
     else:
         verdict = "refuted" if "worse" in verdicts else "inconclusive"
-    figure = " | ".join(f"vs {r.baseline}: {_row_figure(r)}" for r in significance.itertuples())
+    figure = "; ".join(f"vs {r.baseline}: {_row_figure(r)}" for r in significance.itertuples())
     return {"claim": PAPER["main"], "our figure": figure, "verdict": verdict}
 
 

@@ -58,7 +58,8 @@ def epoch_seconds(variant, table, num_items, device, max_batches: int) -> dict:
         batch = table.batch(rows).to(device)
         with torch.autocast(device.type, dtype=torch.bfloat16, enabled=amp):
             states, _ = run_model(model, batch)
-            loss = sequence_loss("ce", states, model.item_embedding.weight, batch.targets, 1)
+            scored = model.readout(states)
+            loss = sequence_loss("ce", scored, model.item_embedding.weight, batch.targets, 1)
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(model.parameters(), GRAD_CLIP)

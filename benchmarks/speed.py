@@ -108,7 +108,7 @@ def saved_activation_bytes(model, inputs, targets) -> int:
 
     with torch.autograd.graph.saved_tensors_hooks(pack, lambda tensor: tensor):
         states, _ = model(*inputs)
-        sequence_loss("ce", states, model.item_embedding.weight, targets, 1)
+        sequence_loss("ce", model.readout(states), model.item_embedding.weight, targets, 1)
     return total
 
 
@@ -138,7 +138,7 @@ def measure(variant: str, batch: int, length: int, device: torch.device, repeats
     def train_step():
         model.train()
         states, aux = model(*inputs)
-        loss = sequence_loss("ce", states, model.item_embedding.weight, targets, 1)
+        loss = sequence_loss("ce", model.readout(states), model.item_embedding.weight, targets, 1)
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         optimizer.step()
@@ -148,7 +148,7 @@ def measure(variant: str, batch: int, length: int, device: torch.device, repeats
     def infer():
         model.eval()
         states, aux = model(*inputs)
-        item_scores(states[:, -1], model.item_embedding)
+        item_scores(model, states[:, -1])
         nfe["infer"] = aux.get("nfe", 0)
 
     started = time.perf_counter()

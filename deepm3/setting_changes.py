@@ -5,13 +5,16 @@ run must read back as the same run. Two kinds of change keep it so:
 
 * :data:`ADDED_LATER`: a setting added after runs were recorded, with the value those runs used;
   a stored config that lacks one is complete and reads it as that value (:func:`fill_added_later`;
-  any other missing key is damage).
+  any other missing key is damage). A ``model.`` setting belongs to the models whose options
+  declare it, and is filled for those only. At that value a setting is also left out of a suite
+  run's identity (:mod:`deepm3.suite.training`), so committed runs keep their hash.
 * :data:`MOVED`: a setting that now lives elsewhere; a run directory, config file or command
   line that still names it is read as its new form (:func:`read_moved`).
 """
 
 from __future__ import annotations
 
+from collections.abc import Collection
 from typing import Any
 
 from deepm3.settings import check_choice
@@ -20,7 +23,9 @@ from deepm3.settings import check_choice
 # it (a default may change later: train.min_epochs is 5 today, and was 0 for every run recorded
 # before it existed). eval.max_scores and train.loss_chunk bound memory (the batching of
 # eval_batch_size alone); eval_users=0 scores every user; logq=false corrects none; min_epochs=0
-# lets patience count from the first validation, as it always did.
+# lets patience count from the first validation, as it always did; loss_sampling=uniform draws as
+# every sampled loss did (its alpha acts with popularity only, and stays at its default).
+# GRU4Rec's and DeepM3's hidden_dropout=0 and output_norm=none score the recurrent state as is.
 ADDED_LATER: dict[str, Any] = {
     "eval.max_scores": 1 << 22,
     "eval.eval_users": 0,
@@ -28,6 +33,10 @@ ADDED_LATER: dict[str, Any] = {
     "train.loss_chunk": 16384,
     "train.logq": False,
     "train.min_epochs": 0,
+    "train.loss_sampling": "uniform",
+    "train.loss_sampling_alpha": 0.5,
+    "model.hidden_dropout": 0.0,
+    "model.output_norm": "none",
 }
 # train.accelerate chose DeepM3's static loop beside model.implementation; model.implementation
 # alone chooses the loop now (deepm3.models.loops.LOOPS), and accelerate=none left it as it was.
@@ -47,12 +56,15 @@ def read_moved(sections: dict[str, dict[str, Any]], where: str = "") -> dict[str
     return sections
 
 
-def fill_added_later(sections: dict[str, dict[str, Any]]) -> dict[str, dict[str, Any]]:
+def fill_added_later(
+    sections: dict[str, dict[str, Any]], model_keys: Collection[str] = ()
+) -> dict[str, dict[str, Any]]:
     """``sections`` with every setting of :data:`ADDED_LATER` they lack set to the value runs
-    recorded without it used (today's default may differ), as a copy."""
+    recorded without it used (today's default may differ), as a copy. ``model_keys``: the
+    options of the run's model; a ``model.`` setting is filled only when it is one of them."""
     sections = {name: dict(values) for name, values in sections.items()}
     for dotted, value in ADDED_LATER.items():
         section, key = dotted.split(".")
-        if section in sections:
+        if section in sections and (section != "model" or key in model_keys):
             sections[section].setdefault(key, value)
     return sections

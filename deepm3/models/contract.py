@@ -7,8 +7,11 @@ A model maps a batch of left-padded sequences to one hidden state per position::
         -> (states (B, T, d), aux: dict)
 
 ``states[:, t]`` may only depend on events ``<= t`` (causality) and never on padding. Item scores
-are dot products with the model's tied item embeddings (:func:`item_scores`), so losses and
-evaluation never branch on the model type. ``aux`` carries extras such as the number of
+are dot products of the model's ``readout(states)`` with its tied item embeddings
+(:func:`item_scores`; the training loss scores the same ``readout(states)``), so losses and
+evaluation never branch on the model type. The readout is the identity for models whose
+states are scored as they are; a recurrent model may normalise them there, after its
+recurrence (:mod:`deepm3.models.readout`). ``aux`` carries extras such as the number of
 function evaluations (``nfe``) of an ODE solver. :func:`run_model` is the one place that unpacks
 a :class:`~deepm3.data.sequences.Batch` into these arguments, and :func:`states_at_events` the
 one place that calls a model without ``next_gaps`` (the states right after each event).
@@ -47,6 +50,10 @@ class SequenceModel(Protocol):
         next_gaps: torch.Tensor | None = None,
         time_scale: torch.Tensor | None = None,
     ) -> tuple[torch.Tensor, dict]: ...
+
+    def readout(self, states: torch.Tensor) -> torch.Tensor:
+        """States (..., d) -> the vectors scored against the item table (..., d)."""
+        ...
 
 
 class EvolvingModel(SequenceModel, Protocol):
@@ -96,9 +103,10 @@ def states_at_events(
     return states
 
 
-def item_scores(states: torch.Tensor, item_embedding: nn.Embedding) -> torch.Tensor:
-    """Scores of every item: states (..., d) -> (..., num_items + 1); column 0 is padding."""
-    return states @ item_embedding.weight.T
+def item_scores(model: SequenceModel, states: torch.Tensor) -> torch.Tensor:
+    """Scores of every item, in float32: the model's states (..., d) -> (..., num_items + 1),
+    ``model.readout(states)`` against the item table; column 0 is padding."""
+    return model.readout(states.float()) @ model.item_embedding.weight.T
 
 
 def real_positions(items: torch.Tensor) -> torch.Tensor:

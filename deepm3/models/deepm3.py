@@ -22,6 +22,7 @@ from deepm3.errors import ConfigError
 from deepm3.models.accelerated import BATCH_BUCKETS, BucketedRecurrence
 from deepm3.models.contract import absolute_time_feature, real_positions
 from deepm3.models.loops import LOOPS, field_drift
+from deepm3.models.readout import OUTPUT_NORMS, Readout
 from deepm3.ode.field import LIPSCHITZ_MODES, FieldWeights, VectorField
 from deepm3.ode.solvers import METHODS, Drift, evolve, fixed_step_methods, is_adaptive
 from deepm3.settings import check_choice, check_settings, setting
@@ -49,7 +50,11 @@ class DeepM3Options:
     lipschitz: str = "spectral"
     lipschitz_constant: float = setting(1.0, above=0)
     predict_at: str = "last_event"  # last_event | target_time
-    dropout: float = setting(0.2, low=0, below=1)
+    dropout: float = setting(0.2, low=0, below=1)  # on the input item embeddings
+    # the scored state, after the recurrence (deepm3.models.readout): dropout on it, and
+    # output_norm none | layer (a LayerNorm); the flow and the GRU read the raw state
+    hidden_dropout: float = setting(0.0, low=0, below=1)
+    output_norm: str = "none"
     rtol: float = setting(1e-5, above=0)  # an adaptive solver only
     atol: float = setting(1e-6, above=0)
     # the loop over events, a name in deepm3.models.loops.LOOPS: fast (fused, any solver) |
@@ -64,6 +69,7 @@ class DeepM3Options:
         check_choice("model.lipschitz", self.lipschitz, tuple(LIPSCHITZ_MODES))
         check_choice("model.predict_at", self.predict_at, PREDICT_AT)
         check_choice("model.implementation", self.implementation, tuple(LOOPS))
+        check_choice("model.output_norm", self.output_norm, OUTPUT_NORMS)
         check_settings(self, "model")
         if LOOPS[self.implementation].static and is_adaptive(self.solver):
             raise ConfigError(
@@ -100,6 +106,7 @@ class DeepM3(nn.Module):
             if options.ode == "ode"
             else None
         )
+        self.head = Readout(size, options.hidden_dropout, options.output_norm)
 
     @property
     def evolves_to_query_time(self) -> bool:
@@ -164,6 +171,11 @@ class DeepM3(nn.Module):
             )
             out, evaluations = flat.reshape(batch, length, -1), evaluations + calls
         return out, {"nfe": evaluations}
+
+    def readout(self, states: torch.Tensor) -> torch.Tensor:
+        """States (..., d), right after an event or evolved to a query time -> the vectors
+        scored against the item table (..., d). The recurrence never reads them."""
+        return self.head(states)
 
     def advance(
         self, h: torch.Tensor, gaps: torch.Tensor, last_times: torch.Tensor

@@ -1,5 +1,11 @@
 """GRU4Rec (Hidasi et al., 2016) as a sequence encoder: a GRU over item embeddings.
 
+Options follow the official code's names where they meet: ``dropout`` acts on the input item
+embeddings (its ``dropout_p_embed``), ``hidden_dropout`` on the state before it is scored (its
+``dropout_p_hidden``); ``output_norm=layer`` normalises that state (:mod:`deepm3.models.readout`,
+not in the original). Negatives with popularity sampling (its ``sample_alpha``) and the logQ
+correction are training settings (``train.loss_sampling``, ``train.logq``).
+
 Left-padded rows are shifted to the front before the GRU runs: the recurrence then reads every
 real event from the zero initial state, and padding comes only after them, where it cannot
 change an earlier output. (Packing gives the same numbers but its CPU backward is ~30x slower.)
@@ -13,16 +19,20 @@ import torch
 from torch import nn
 
 from deepm3.models.contract import real_positions
-from deepm3.settings import check_settings, setting
+from deepm3.models.readout import OUTPUT_NORMS, Readout
+from deepm3.settings import check_choice, check_settings, setting
 
 
 @dataclass(frozen=True)
 class GRU4RecOptions:
     hidden_size: int = setting(128, low=1)
     num_layers: int = setting(1, low=1)
-    dropout: float = setting(0.2, low=0, below=1)
+    dropout: float = setting(0.2, low=0, below=1)  # on the input item embeddings
+    hidden_dropout: float = setting(0.0, low=0, below=1)  # on the state before it is scored
+    output_norm: str = "none"  # none | layer (a LayerNorm of the scored state)
 
     def __post_init__(self) -> None:
+        check_choice("model.output_norm", self.output_norm, OUTPUT_NORMS)
         check_settings(self, "model")
 
 
@@ -49,6 +59,7 @@ class GRU4Rec(nn.Module):
         nn.init.normal_(self.item_embedding.weight, std=size**-0.5)
         self.dropout = nn.Dropout(options.dropout)
         self.gru = nn.GRU(size, size, num_layers=options.num_layers, batch_first=True)
+        self.head = Readout(size, options.hidden_dropout, options.output_norm)
 
     def forward(
         self,
@@ -64,3 +75,7 @@ class GRU4Rec(nn.Module):
         out, _ = self.gru(x)
         states = shift_left_padding(out, lengths, to_front=False)
         return states * real_positions(items)[..., None], {}
+
+    def readout(self, states: torch.Tensor) -> torch.Tensor:
+        """States (..., d) -> the vectors scored against the item table (..., d)."""
+        return self.head(states)

@@ -66,7 +66,7 @@ class Scoring:
         return self.solvers[solver] if solver in self.solvers else self.model
 
     def _scores(self, h: torch.Tensor) -> torch.Tensor:
-        return item_scores(h.float(), self.model.item_embedding)
+        return item_scores(self.model, h)
 
     @torch.no_grad()
     def histories(self, batch: Batch, at: np.ndarray, solver: str | None) -> torch.Tensor:

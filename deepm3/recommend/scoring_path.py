@@ -62,7 +62,7 @@ class ScoringPath(nn.Module):
         h = states_at_events(self.model, items, timestamps, time_gaps, time_scale)[:, -1]
         if self.flows:
             h = evolve_to(self.model, h, timestamps[:, -1], query_times)
-        return item_scores(h.float(), self.model.item_embedding)
+        return item_scores(self.model, h)
 
 
 def example_inputs(recommender: Recommender, batch: int) -> tuple[Batch, torch.Tensor]:

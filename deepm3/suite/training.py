@@ -20,6 +20,7 @@ from typing import Any
 from deepm3.config import RunConfig, load_config
 from deepm3.defaults import shipped_settings
 from deepm3.reporting.records import collect
+from deepm3.setting_changes import ADDED_LATER
 from deepm3.suite.design import RunSpec, merge
 from deepm3.suite.layout import Layout
 from deepm3.suite.pool import Execution
@@ -32,12 +33,21 @@ NOT_IDENTITY = {
     "data": ("data_dir",),
     "eval": ("max_scores",),
 }
-# Options added after results were committed, whose default reproduces the earlier behaviour:
-# left out of the identity at their default, so committed runs keep their hash.
-NEUTRAL_AT_DEFAULT = {
-    "train": {"logq": False, "min_epochs": 0},
-    "eval": {"eval_users": 0, "eval_users_seed": 0},
-}
+
+
+def _neutral_settings() -> dict[str, dict[str, Any]]:
+    """Settings added after results were committed (:data:`ADDED_LATER`, beyond the machine
+    settings of :data:`NOT_IDENTITY`), by section, with the value those runs used."""
+    neutral: dict[str, dict[str, Any]] = {}
+    for dotted, value in ADDED_LATER.items():
+        section, key = dotted.split(".")
+        if key not in NOT_IDENTITY.get(section, ()):
+            neutral.setdefault(section, {})[key] = value
+    return neutral
+
+
+# left out of a run's identity at the value older runs used, so committed runs keep their hash
+NEUTRAL_AT_DEFAULT = _neutral_settings()
 MARKER = "suite.json"
 
 

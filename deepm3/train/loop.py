@@ -38,6 +38,7 @@ from deepm3.eval.evaluator import EvalResult
 from deepm3.models.contract import item_scores, run_model
 from deepm3.train import checkpoint, distributed
 from deepm3.train.losses import check_negatives, sequence_loss, target_log_q
+from deepm3.train.negatives import NegativeSampler, negative_sampler
 from deepm3.train.rundir import read_log
 from deepm3.train.selection import (
     TrainingError,
@@ -53,7 +54,7 @@ def model_scorer(model: nn.Module):
 
     def score(batch: Batch) -> torch.Tensor:
         states, _ = run_model(model, batch)
-        return item_scores(states[:, -1].float(), model.item_embedding)
+        return item_scores(model, states[:, -1])
 
     return score
 
@@ -92,11 +93,13 @@ def _run_epoch(
     epoch: int,
     device: torch.device,
     item_log_q: torch.Tensor | None = None,
+    sampler: NegativeSampler | None = None,
 ) -> tuple[float, int]:
     """One pass over the training users; returns mean loss and function evaluations.
 
     ``item_log_q`` (N + 1,): log frequency of each item among the training targets, which
     ``inbatch_ce`` needs for its logQ correction (:func:`deepm3.train.losses.target_log_q`).
+    ``sampler``: where the sampled losses draw negatives (None: uniformly).
 
     ``trainer`` is ``model`` or its ``DistributedDataParallel`` wrapper (its forward is the one
     that synchronises gradients). Under torchrun, the loss is the mean over ranks and batches of
@@ -123,7 +126,7 @@ def _run_epoch(
             states, aux = run_model(trainer, batch)
             loss = sequence_loss(
                 train.loss,
-                states,
+                model.readout(states),
                 model.item_embedding.weight,
                 batch.targets,
                 train.loss_negatives,
@@ -131,6 +134,7 @@ def _run_epoch(
                 logq=train.logq,
                 item_log_q=item_log_q,
                 chunk=train.loss_chunk,
+                sampler=sampler,
             )
         weight = distributed.loss_weight(positions, global_positions, world)  # 1.0 alone
         optimizer.zero_grad(set_to_none=True)
@@ -219,15 +223,18 @@ def fit(
         tqdm.write(f"training on {distributed.describe()}; global batch {train.batch_size} rows")
     table = training_table(data, config.data.train_windows, config.data.window_stride)
     item_log_q = None
-    if train.loss == "inbatch_ce":
+    if train.loss == "inbatch_ce" or train.loss_sampling == "popularity":
         counts = np.bincount(table.targets.ravel(), minlength=data.num_items + 1)
         item_log_q = target_log_q(counts).to(device)
+    sampler = negative_sampler(
+        train.loss_sampling, data.num_items, item_log_q, train.loss_sampling_alpha
+    ).to(device)
     scorer = model_scorer(model)
     while (reason := stop_reason(state, train)) is None:
         epoch = state.epoch + 1
         started = time.perf_counter()
         loss, evaluations = _run_epoch(
-            trainer, model, optimizer, table, config, epoch, device, item_log_q
+            trainer, model, optimizer, table, config, epoch, device, item_log_q, sampler
         )
         seconds = time.perf_counter() - started
         record = {"epoch": epoch, "loss": loss, "seconds": round(seconds, 3), "nfe": evaluations}

@@ -7,13 +7,15 @@ embedding size.
 * ``ce``: full softmax cross-entropy over all items (the default); memory O(P x N).
 * ``chunked_ce``: the same value and gradients, computed over chunks of items in forward and
   backward, so memory is O(P x chunk) (see :class:`ChunkedSoftmaxCE`).
-* ``sampled_ce``: softmax over the target and ``K`` uniform negatives per position.
-* ``shared_ce``: softmax over the target and ``K`` uniform negatives shared by the whole batch
+* ``sampled_ce``: softmax over the target and ``K`` sampled negatives per position.
+* ``shared_ce``: softmax over the target and ``K`` sampled negatives shared by the whole batch
   (much cheaper when items are many; see :func:`shared_sampled_ce`).
 * ``inbatch_ce``: softmax over the target and the other targets of the batch, with the logQ
   correction by training frequency (see :func:`inbatch_ce`).
 * ``bpr``: ``-log sigmoid(s_pos - s_neg)`` averaged over ``K`` negatives (``K = 1`` reproduces
   the one-negative protocol of the original DeepM3 code).
+
+The sampled losses draw uniformly, or by popularity (:mod:`deepm3.train.negatives`).
 
 **logQ correction.** A sampled softmax estimates the full one when each sampled negative ``j``
 stands for the ``1 / (K Q(j))`` items it represents, ``Q`` being the proposal it was drawn from
@@ -42,10 +44,12 @@ import numpy as np
 import torch
 from torch import nn
 
-from deepm3.config import LOSSES
+from deepm3.config import LOSSES, SAMPLED_LOSSES
 from deepm3.errors import ConfigError
+from deepm3.train.negatives import NegativeSampler, uniform_sampler
 
-SAMPLED_LOSSES = ("sampled_ce", "shared_ce", "bpr")  # the losses that draw train.loss_negatives
+# log(K Q(j)) of sampled negatives: one float for all draws, a tensor per draw, or None (off)
+Correction = float | torch.Tensor | None
 
 
 def check_negatives(loss: str, num_negatives: int, num_items: int) -> None:
@@ -202,10 +206,11 @@ def candidate_scores(
 
 
 def _positive_first_ce(
-    positive: torch.Tensor, negative: torch.Tensor, log_expected_count: float | None
+    positive: torch.Tensor, negative: torch.Tensor, log_expected_count: Correction
 ) -> torch.Tensor:
     """Mean cross-entropy of the softmax over [positive (P,), negative (P, K)] whose answer is
-    the positive; with ``log_expected_count`` = log(K Q), negatives are logQ-corrected."""
+    the positive; with ``log_expected_count`` = log(K Q) (a float, or (K,) or (P, K) per
+    draw), negatives are logQ-corrected."""
     if log_expected_count is not None:
         positive, negative = positive.float(), negative.float() - log_expected_count
     logits = torch.cat([positive[:, None], negative], dim=1).float()
@@ -217,12 +222,13 @@ def sampled_softmax_ce(
     items: torch.Tensor,
     targets: torch.Tensor,
     negatives: torch.Tensor,
-    log_expected_count: float | None = None,
+    log_expected_count: Correction = None,
 ) -> torch.Tensor:
     """Softmax over the target and K negatives of its own: states (P, d), items (N + 1, d),
     targets (P,), negatives (P, K). A negative equal to the target is masked.
-    ``log_expected_count`` = log(K Q(j)) turns on the logQ correction (module docstring); for
-    K uniform draws over N items it is log(K / N). None: no correction."""
+    ``log_expected_count`` = log(K Q(j)), a float or (P, K) per draw, turns on the logQ
+    correction (module docstring); for K uniform draws over N items it is log(K / N). None: no
+    correction."""
     positive, negative = candidate_scores(states, items, targets, negatives)
     return _positive_first_ce(positive, negative, log_expected_count)
 
@@ -232,13 +238,14 @@ def shared_sampled_ce(
     items: torch.Tensor,
     targets: torch.Tensor,
     negatives: torch.Tensor,
-    log_expected_count: float | None = None,
+    log_expected_count: Correction = None,
 ) -> torch.Tensor:
-    """Softmax over the target and K uniform negatives shared by every position: states (P, d),
+    """Softmax over the target and K negatives shared by every position: states (P, d),
     negatives (K,). One (P, d) x (d, K) product instead of a (P, K, d) gather, so the output
     layer costs K / N of the full softmax. A negative equal to a position's target is masked.
     Without the correction (None) the loss ranks the target against K items as if they were
-    all the items; ``log_expected_count`` = log(K / N) makes it an estimate of the full CE."""
+    all the items; ``log_expected_count`` = log(K Q(j)), a float or (K,) per draw (log(K / N)
+    for uniform draws), makes it an estimate of the full CE."""
     positive = (states * items[targets]).sum(-1)  # (P,)
     negative = states @ items[negatives].T  # (P, K)
     negative = negative.masked_fill(negatives[None, :] == targets[:, None], float("-inf"))
@@ -301,12 +308,16 @@ def sequence_loss(
     logq: bool = False,
     item_log_q: torch.Tensor | None = None,
     chunk: int = 16384,
+    sampler: NegativeSampler | None = None,
 ) -> torch.Tensor:
     """Loss over every position of (B, T, d) states with (B, T) next-item targets.
 
-    ``logq`` corrects ``sampled_ce`` and ``shared_ce`` for uniform sampling (module docstring);
-    the exact losses and ``bpr`` refuse it. ``inbatch_ce`` always corrects, with
-    ``item_log_q`` (N + 1,) (:func:`target_log_q`). ``chunk``: items per chunk of ``chunked_ce``.
+    ``sampled_ce``, ``shared_ce`` and ``bpr`` draw ``num_negatives`` negatives from ``sampler``
+    (:mod:`deepm3.train.negatives`; None: uniform over the table's items) with ``generator``.
+    ``logq`` corrects ``sampled_ce`` and ``shared_ce`` by ``log(K Q(j))`` for the sampler's
+    ``Q`` (module docstring); the exact losses and ``bpr`` refuse it. ``inbatch_ce`` always
+    corrects, with ``item_log_q`` (N + 1,) (:func:`target_log_q`). ``chunk``: items per chunk
+    of ``chunked_ce``.
     """
     if name not in LOSSES:
         raise ValueError(f"unknown loss {name!r}; valid: {', '.join(LOSSES)}")
@@ -323,13 +334,15 @@ def sequence_loss(
     if name == "inbatch_ce":
         return inbatch_ce(states, item_table, targets, item_log_q)
     num_items = item_table.shape[0] - 1
+    sampler = sampler if sampler is not None else uniform_sampler(num_items)
+    if sampler.num_items != num_items:
+        raise ValueError(
+            f"the sampler draws among {sampler.num_items} items, the table has {num_items}"
+        )
     _check_negatives_fit(name, states, item_table, num_negatives)
     shape = (num_negatives,) if name == "shared_ce" else (len(targets), num_negatives)
-    negatives = torch.randint(1, num_items + 1, shape, generator=generator, device="cpu").to(
-        targets.device
-    )
-    # K uniform draws over N items: Q(j) = 1 / N, so log(K Q(j)) = log(K / N)
-    correction = math.log(num_negatives / num_items) if logq else None
+    negatives = sampler.draw(shape, generator, targets.device)
+    correction = sampler.log_expected_count(negatives) if logq else None
     if name == "shared_ce":
         return shared_sampled_ce(states, item_table, targets, negatives, correction)
     if name == "sampled_ce":

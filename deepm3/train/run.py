@@ -28,7 +28,13 @@ from deepm3.data.prepare import Prepared, prepare, resolved
 from deepm3.data.sequences import evaluation_table
 from deepm3.errors import ConfigError, DeepM3Error
 from deepm3.eval.evaluator import EvalResult, Scorer, evaluate
-from deepm3.models import COUNT_BASELINES, build_model, model_options
+from deepm3.models import (
+    COUNT_BASELINES,
+    build_model,
+    check_name,
+    describe_options,
+    model_options,
+)
 from deepm3.models.contract import count_parameters
 from deepm3.models.loops import LOOPS
 from deepm3.ode.field import lipschitz_upper_bound, measured_lipschitz
@@ -97,7 +103,8 @@ def load_plan(run_dir: str | Path, device: str | None = None) -> RunPlan:
     if (run_dir / "provenance.json").exists():
         read_record(run_dir / "provenance.json")
     try:
-        config = config_from_dict(saved, str(path))
+        check_name(name)
+        config = config_from_dict(saved, str(path), tuple(describe_options(name)))
         _check_complete(saved, model_options(name, config.model), path)
     except ConfigError as exc:
         raise ConfigError(

@@ -47,9 +47,7 @@ PROTOCOLS = ("full", "sampled")
 NEGATIVE_SAMPLING = ("uniform", "popularity")
 LOSSES = ("ce", "chunked_ce", "sampled_ce", "shared_ce", "inbatch_ce", "bpr")
 SAMPLED_LOSSES = ("sampled_ce", "shared_ce", "bpr")  # the losses that draw train.loss_negatives
-# train.loss_sampling_alpha's default: GRU4Rec's official cross-entropy parameter files
-# (hidasib/GRU4Rec paramfiles, rsc15 and rees46) sample with alpha 0.5
-SAMPLING_ALPHA = 0.5
+SAMPLING_ALPHA = 0.5  # loss_sampling_alpha's default, as in GRU4Rec's official CE settings
 DEVICES = ("auto", "cpu", "cuda", "mps")
 # Validation NDCG@10 selects the model (best checkpoint, early stopping): eval.ks must hold 10.
 SELECTION_K = 10
@@ -146,10 +144,8 @@ class TrainConfig:
     loss_negatives: int = setting(100, low=1)
     loss_chunk: int = setting(16384, low=1)  # chunked_ce: items per chunk (memory ~ P x chunk)
     logq: bool = False  # logQ correction of the sampled softmax losses (inbatch_ce: always)
-    # how the sampled losses draw negatives (deepm3.train.negatives): uniform over the items |
-    # popularity: Q(j) proportional to count_j ** loss_sampling_alpha, training target counts
-    loss_sampling: str = "uniform"
-    # popularity's exponent (GRU4Rec's sample_alpha): 0 is uniform, 1 follows the counts
+    loss_sampling: str = "uniform"  # negatives: uniform | popularity (deepm3.train.negatives)
+    # popularity: Q(j) ~ count_j ** alpha (GRU4Rec's sample_alpha; 0: uniform, 1: the counts)
     loss_sampling_alpha: float = setting(SAMPLING_ALPHA, low=0, high=1)
     # validations without NDCG@10 improvement before stopping: validation NDCG@10 is noisy from
     # epoch to epoch, and patience 3 stopped runs at 0.134 whose twins reached 0.153
@@ -176,21 +172,13 @@ class TrainConfig:
                 f"train.logq corrects the sampled softmax losses (sampled_ce, shared_ce, "
                 f"inbatch_ce) only; train.loss={self.loss!r} is exact or pairwise: set logq=false"
             )
-        self._check_sampling()
-
-    def _check_sampling(self) -> None:
-        """Refuse sampling settings that would change nothing: a run's identity holds only what
-        it computes with."""
         if self.loss_sampling != "uniform" and self.loss not in SAMPLED_LOSSES:
             raise ConfigError(
                 f"train.loss_sampling chooses the negatives of {', '.join(SAMPLED_LOSSES)}; "
                 f"train.loss={self.loss!r} draws none: set loss_sampling=uniform"
             )
         if self.loss_sampling == "uniform" and self.loss_sampling_alpha != SAMPLING_ALPHA:
-            raise ConfigError(
-                f"train.loss_sampling_alpha shapes loss_sampling=popularity only; with "
-                f"loss_sampling=uniform leave it at {SAMPLING_ALPHA:g}"
-            )
+            raise ConfigError("train.loss_sampling_alpha acts with loss_sampling=popularity only")
 
 
 @dataclass(frozen=True)
@@ -307,13 +295,10 @@ def did_you_mean(key: str, model_keys: tuple[str, ...] = ()) -> str:
     return f"; did you mean {' or '.join(names[c] for c in close)}?" if close else ""
 
 
-def config_from_dict(
-    saved: dict[str, Any], where: str, model_keys: tuple[str, ...] = ()
-) -> RunConfig:
+def config_from_dict(saved: dict, where: str, model_keys: tuple[str, ...] = ()) -> RunConfig:
     """Rebuild a :class:`RunConfig` from its :meth:`RunConfig.to_dict` form, strictly: a key
     that no longer exists is an error (a moved one is read as its new form), and every value is
-    checked again. ``model_keys``: the options of the run's model (a model setting added later
-    is filled for those only)."""
+    checked again; model settings added later are filled for ``model_keys`` only."""
     missing = [s for s in (*SECTIONS, "model") if not isinstance(saved.get(s), dict)]
     if missing:
         raise ConfigError(f"{where}: missing section(s) {', '.join(missing)}")

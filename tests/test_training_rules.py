@@ -6,6 +6,7 @@ import dataclasses
 import json
 import math
 
+import numpy as np
 import pandas as pd
 import pytest
 import torch
@@ -258,12 +259,16 @@ def test_every_scalable_loss_trains_end_to_end(csv, tmp_path, overrides):
 
 def _sampled_ce_by_hand(states, item_table, targets, negatives, correction) -> torch.Tensor:
     """The sampled softmax of the losses module docstring, one position at a time:
-    ``-s_t + log(exp(s_t) + sum_{k: j_k != t} exp(s_{j_k} - correction))``."""
+    ``-s_t + log(exp(s_t) + sum_{k: j_k != t} exp(s_{j_k} - correction_k))``; ``correction``
+    is one float, or (P, K) per draw."""
+    corrections = torch.as_tensor(correction, dtype=torch.float64).expand(negatives.shape)
     losses = []
-    for state, target, drawn in zip(states, targets, negatives, strict=True):
+    for state, target, drawn, shifts in zip(states, targets, negatives, corrections, strict=True):
         positive = float(state @ item_table[target])
         terms = [positive] + [
-            float(state @ item_table[j]) - correction for j in drawn.tolist() if j != target
+            float(state @ item_table[j]) - float(shift)
+            for j, shift in zip(drawn.tolist(), shifts, strict=True)
+            if j != target
         ]
         losses.append(math.log(sum(math.exp(t) for t in terms)) - positive)
     return torch.tensor(sum(losses) / len(losses))
@@ -293,6 +298,38 @@ def test_the_loop_minimises_the_logq_corrected_loss_when_asked(csv, tmp_path, mo
     generator = torch.Generator().set_state(drawn_from)  # the same draws as the loop's
     negatives = torch.randint(1, num_items + 1, (len(targets), 4), generator=generator)
     correction = math.log(4 / num_items) if logq else 0.0
+    expected = _sampled_ce_by_hand(states, item_table, targets, negatives, correction)
+    assert float(value.detach()) == pytest.approx(float(expected), rel=1e-5)
+
+
+def test_popularity_negatives_come_from_the_training_target_counts(csv, tmp_path, monkeypatch):
+    """train.loss_sampling=popularity reaches the loss: the first batch's loss equals the
+    sampled softmax by hand over draws from Q(j) ~ max(c_j, 0.5) ** alpha, c_j counted here
+    among the targets the loop trains on, each corrected by log(K Q(j))."""
+    real = loop.sequence_loss
+    batches = []
+
+    def spy(name, states, item_table, targets, num_negatives, generator, **kwargs):
+        drawn_from = generator.get_state()
+        value = real(name, states, item_table, targets, num_negatives, generator, **kwargs)
+        batches.append((states.detach(), item_table.detach().clone(), targets, drawn_from, value))
+        return value
+
+    monkeypatch.setattr(loop, "sequence_loss", spy)
+    settings = ("epochs=1", "loss=sampled_ce", "loss_negatives=4", "logq=true")
+    config = config_for(csv, *settings, "loss_sampling=popularity", "loss_sampling_alpha=0.7")
+    run("sasrec", config, tmp_path)
+    states, item_table, targets, drawn_from, value = batches[0]
+    states, targets = states[targets > 0], targets[targets > 0]
+    data = prepare(config.data)
+    table = loop.training_table(data, config.data.train_windows, config.data.window_stride)
+    counts = np.bincount(table.targets.ravel(), minlength=data.num_items + 1)[1:]
+    q = np.maximum(counts, 0.5) ** 0.7
+    q = torch.tensor(q / q.sum())
+    generator = torch.Generator().set_state(drawn_from)  # the same draws as the loop's
+    negatives = torch.multinomial(q, len(targets) * 4, True, generator=generator) + 1
+    negatives = negatives.view(len(targets), 4)
+    correction = torch.log(4 * q[negatives - 1])
     expected = _sampled_ce_by_hand(states, item_table, targets, negatives, correction)
     assert float(value.detach()) == pytest.approx(float(expected), rel=1e-5)
 

@@ -104,9 +104,11 @@ def states_at_events(
 
 
 def item_scores(model: SequenceModel, states: torch.Tensor) -> torch.Tensor:
-    """Scores of every item, in float32: the model's states (..., d) -> (..., num_items + 1),
-    ``model.readout(states)`` against the item table; column 0 is padding."""
-    return model.readout(states.float()) @ model.item_embedding.weight.T
+    """Scores of every item: the model's states (..., d) -> (..., num_items + 1),
+    ``model.readout(states)`` against the item table, in the table's precision (float32 for
+    bfloat16 states under autocast); column 0 is padding."""
+    table = model.item_embedding.weight
+    return model.readout(states.to(table.dtype)) @ table.T
 
 
 def real_positions(items: torch.Tensor) -> torch.Tensor:

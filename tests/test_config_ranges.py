@@ -81,13 +81,15 @@ def _boundary_cases(bounds: Range, kind: type) -> list[tuple[float, float]]:
     return cases
 
 
-def _companions(cls: type, name: str, value: float) -> dict[str, float]:
+def _companions(cls: type, name: str, value: float) -> dict[str, float | str]:
     """Other fields set so that a cross-field rule does not hide the field under test."""
     if "num_heads" in {f.name for f in dataclasses.fields(cls)}:
         if name == "hidden_size" and value >= 1:
             return {"num_heads": 1}
         if name == "num_heads" and 1 <= value <= INT64_MAX:
             return {"hidden_size": value}
+    if name == "loss_sampling_alpha":  # acts with popularity sampling only
+        return {"loss": "shared_ce", "loss_sampling": "popularity"}
     if name in ("temporal_valid", "temporal_test") and value < 1:
         other = "temporal_test" if name == "temporal_valid" else "temporal_valid"
         return {other: math.ulp(0.0)}

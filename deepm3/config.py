@@ -361,6 +361,17 @@ def _read_file(path: Path) -> dict[str, Any]:
     return loaded
 
 
+def _check_keys(values: dict[Any, Any], where: str) -> None:
+    """Every key of a section read from YAML is a name: ``~: 1`` (null) or ``1: 2`` (a number)
+    is a ConfigError naming the file, the section and the key."""
+    for key in values:
+        if not isinstance(key, str) or not key.strip():
+            name = "null (~)" if key is None else shown(key)
+            raise ConfigError(
+                f"{where}: key {name} is not a setting name (keys are names such as epochs)"
+            )
+
+
 def load_config(
     path: str | Path | None = None,
     overrides: list[str] | tuple[str, ...] = (),
@@ -383,11 +394,14 @@ def load_config(
                 )
             if not isinstance(values, dict):
                 raise ConfigError(f"{path}: section {section!r} must be a mapping")
+            _check_keys(values, f"{path}: {section}")
             raw[section].update(values)
     for item in overrides:
         if "=" not in item:
             raise ConfigError(f"override {shown(item)} must look like key=value")
         key, text = item.split("=", 1)
+        if not key.strip():
+            raise ConfigError(f"override {shown(item)} has no key")
         section, name = _route_override(key.strip())
         raw[section][name] = _parse_scalar(text.strip())
     raw = read_moved(raw)

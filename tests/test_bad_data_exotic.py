@@ -375,6 +375,53 @@ def test_blank_line_of_more_separators_than_fields(tmp_path: Path, name: str) ->
     assert stats(args_for(path))["raw"] == {"users": 3, "items": 7, "interactions": 9}
 
 
+# Every reader's file kind, archives and compressed files among them.
+FILE_KINDS = [*TEXT_READERS, "ml-1m.zip", "ml-100k.zip", "Books_5.json.gz"]
+
+
+def good_text(reader: str) -> str:
+    to_text = TEXT_READERS.get(reader, (_jsonl, 1))[0]
+    if reader.endswith(".zip"):
+        to_text = _dat if reader == "ml-1m.zip" else _udata
+    return to_text(good_rows())
+
+
+@pytest.mark.parametrize("reader", FILE_KINDS)
+def test_a_file_name_in_upper_case_is_read_by_its_reader(tmp_path: Path, reader: str) -> None:
+    """``EVENTS.CSV`` is a table, as ``events.csv`` is (names are matched ignoring case)."""
+    (tmp_path / "lower").mkdir()
+    (tmp_path / "upper").mkdir()
+    lower = write_reader_file(tmp_path / "lower", reader, good_text(reader).encode(), 0)
+    upper = tmp_path / "upper" / reader.upper()
+    upper.write_bytes(lower.read_bytes())
+    expected = {"users": 3, "items": 7, "interactions": 9}
+    assert stats(args_for(lower))["raw"] == expected
+    assert stats(args_for(upper))["raw"] == expected
+
+
+WHITESPACE_LINES = st.text(alphabet=" \t\x0b\x0c\x1f", min_size=1, max_size=6)
+
+
+@pytest.mark.parametrize("reader", FILE_KINDS)
+def test_whitespace_only_lines_are_skipped_by_every_reader(
+    tmp_path_factory: pytest.TempPathFactory, reader: str
+) -> None:
+    """A line of spaces and tabs is blank: every reader skips it (ratings.dat once refused
+    a tab-only line as a stray tab), and the data read is the same as without it."""
+
+    @settings(max_examples=8, deadline=None, database=None)
+    @given(data=st.data())
+    def check(data: st.DataObject) -> None:
+        lines = good_text(reader).splitlines()
+        for _ in range(data.draw(st.integers(1, 3))):
+            lines.insert(data.draw(st.integers(0, len(lines))), data.draw(WHITESPACE_LINES))
+        folder = Path(tempfile.mkdtemp(dir=tmp_path_factory.getbasetemp()))
+        path = write_reader_file(folder, reader, ("\n".join(lines) + "\n").encode(), 0)
+        assert stats(args_for(path))["raw"] == {"users": 3, "items": 7, "interactions": 9}
+
+    check()
+
+
 # --------------------------------------------------------------------------------------------
 # Valid input read wrongly before: a byte-order mark in the MovieLens files
 

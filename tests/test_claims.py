@@ -10,7 +10,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from deepm3.reporting.records import RunRecord, still_rising
+from deepm3.errors import DataError
+from deepm3.reporting.records import RunRecord, still_rising, validation_curve
 from deepm3.stats.drops import drop_difference, user_ndcg_under
 from deepm3.stats.perturbation_grid import build
 from deepm3.suite import claims
@@ -94,6 +95,27 @@ def write_run(folder: Path, stopped_by: str, curve: list[float]) -> RunRecord:
     (folder / "log.jsonl").write_text("\n".join(lines) + "\n")
     metrics = {"stopped_by": stopped_by, "epochs_run": len(curve)}
     return RunRecord(folder.name, folder, {}, {}, metrics)
+
+
+@pytest.mark.parametrize(
+    ("line", "expected"),
+    [
+        (b"\x00\xff not json", "line 3: damaged (not UTF-8 text)"),
+        (b'{"epoch": 2, "valid": {"hr@10": 0.3}}', "line 3: damaged, no validation ndcg@10"),
+        (b'{"valid": {"ndcg@10": 0.3}}', "line 3: damaged, no integer 'epoch'"),
+    ],
+)
+def test_a_damaged_log_line_names_its_file_and_line(tmp_path, line, expected):
+    """The validation curve reads the log as a resume does (one reader): blank and
+    whitespace-only lines count in the line numbers but hold no record."""
+    log = tmp_path / "log.jsonl"
+    good = json.dumps({"epoch": 1, "valid": {"ndcg@10": 0.2}})
+    log.write_bytes(f"{good}\n \t\n".encode() + line + b"\n")
+    with pytest.raises(DataError) as error:
+        validation_curve(tmp_path)
+    assert str(error.value).startswith(f"{log}, {expected}"), error.value
+    log.write_text(f"{good}\n \t\n\n{good.replace('0.2', '0.25')}\n")
+    assert validation_curve(tmp_path) == [0.2, 0.25]
 
 
 def test_capped_rows_count_only_capped_runs_still_rising(tmp_path):

@@ -10,12 +10,14 @@ from __future__ import annotations
 import dataclasses
 import math
 import re
+import tempfile
 import typing
 from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
+import yaml
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from synthetic import write_synthetic_csv
@@ -358,3 +360,51 @@ def test_negatives_beyond_the_items_are_refused_with_the_item_count():
     targets = torch.ones(1, 4096, dtype=torch.int64)
     with pytest.raises(ConfigError, match=r"needs about .* GiB.*the data set has 40 items"):
         sequence_loss("sampled_ce", states, items, targets, 10**12)
+
+
+# --------------------------------------------------------------------------------------------
+# Keys that are not names: one ConfigError naming the file and the key, never a traceback
+
+
+@pytest.mark.parametrize(
+    ("text", "named"),
+    [
+        ("data:\n  ~: 1\n", "data: key null (~)"),
+        ("model:\n  1: 2\n", "model: key 1"),
+        ("train:\n  epochs: 1\n  null: 3\n", "train: key null (~)"),
+        ("eval:\n  '': 5\n", "eval: key ''"),
+    ],
+)
+def test_cli_config_key_that_is_not_a_name(csv, tmp_path, capsys, text, named):
+    config = tmp_path / "keys.yaml"
+    config.write_text(text)
+    args = ["train", "--dataset", str(csv), "--model", "sasrec", "--out", str(tmp_path / "run")]
+    code = main([*args, "--config", str(config)])
+    captured = capsys.readouterr()
+    lines = captured.err.splitlines()
+    assert code == 2 and len(lines) == 1, captured.err
+    assert lines[0] == (
+        f"deepm3: error: {config}: {named} is not a setting name (keys are names such as epochs)"
+    )
+    assert not (tmp_path / "run" / "config.json").exists()
+
+
+@settings(max_examples=50, deadline=None)
+@given(
+    section=st.sampled_from(["data", "eval", "train", "model"]),
+    key=st.none() | st.integers() | st.floats() | st.booleans() | st.just(" "),
+)
+def test_any_yaml_key_that_is_not_a_name_is_a_config_error_naming_the_file(section, key):
+    folder = Path(tempfile.mkdtemp())
+    path = folder / "generated.yaml"
+    path.write_text(yaml.safe_dump({section: {key: 1}}))
+    with pytest.raises(ConfigError, match=rf"^{re.escape(str(path))}: {section}: key "):
+        load_config(path)
+
+
+@pytest.mark.parametrize("override", ["=1", " =1", "=", " = x"])
+def test_cli_override_without_a_key(csv, tmp_path, capsys, override):
+    args = ["train", "--dataset", str(csv), "--model", "sasrec", "--out", str(tmp_path / "run")]
+    code = main([*args, override])
+    lines = capsys.readouterr().err.splitlines()
+    assert code == 2 and lines == [f"deepm3: error: override {override!r} has no key"]

@@ -355,6 +355,43 @@ def test_a_log_line_cut_off_by_a_crash_is_dropped_on_resume(runs, tmp_path):
     assert log.read_text() == good
 
 
+def test_a_log_replaced_by_garbage_is_refused_on_resume(runs, tmp_path_factory):
+    """Garbage without a line break is one unterminated last line: it was once dropped as a line
+    cut off by a crash, and the run resumed with an empty log. last.pt holds epoch 1, so the
+    log must hold its line: the error names the file (and the damaged line when there is one)."""
+
+    def epoch_one(line: bytes) -> bool:
+        with contextlib.suppress(ValueError, RecursionError):
+            value = json.loads(line)
+            return isinstance(value, dict) and value.get("epoch") == 1
+        return False
+
+    @HYPOTHESIS
+    @given(garbage=LOG_LINES.filter(lambda b: b"\n" not in b and not epoch_one(b)))
+    def check(garbage: bytes) -> None:
+        scratch = Path(tempfile.mkdtemp(dir=tmp_path_factory.getbasetemp()))
+        run_dir = copy_run(runs, scratch)
+        log = run_dir / "log.jsonl"
+        log.write_bytes(garbage)
+        damaged = not _is_blank_or_a_log_record(garbage)
+        fails(
+            command("resume", run_dir, scratch),
+            f"{log}, line 1: damaged" if damaged else f"{log}: damaged",
+            "no line for epoch(s) 1 that last.pt holds",
+        )
+        assert log.read_bytes() == garbage  # refused before anything is rewritten
+
+    check()
+
+
+def test_a_log_that_lost_an_epoch_is_refused_on_resume(runs, tmp_path):
+    run_dir = copy_run(runs, tmp_path)
+    log = run_dir / "log.jsonl"
+    record = json.loads(log.read_text())
+    log.write_text(json.dumps({**record, "epoch": 2}) + "\n")  # epoch 1's line replaced
+    fails(command("resume", run_dir, tmp_path), f"{log}: damaged, no line for epoch(s) 1")
+
+
 def test_resume_refuses_every_other_option_naming_them(runs, tmp_path):
     run_dir = copy_run(runs, tmp_path)
     args = ["train", "--resume", str(run_dir), "epochs=abc", "--model", "x", "--out", "y"]

@@ -266,7 +266,7 @@ def read_amazon_json(path: Path, schema: str | None = None) -> pd.DataFrame:
                         continue
                 fields, number = _read_lines(text, events, fields, path, number)
     except (OSError, EOFError, zlib.error) as exc:
-        what = "compressed file" if path.suffix == ".gz" else "file"
+        what = "compressed file" if path.suffix.lower() == ".gz" else "file"
         detail = exc.strerror if isinstance(exc, OSError) and exc.strerror else exc
         raise DataError(f"{path}: cannot read {what} ({detail})") from None
     except UnicodeDecodeError as exc:  # raised at the start of the line that holds the byte

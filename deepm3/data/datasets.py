@@ -110,7 +110,7 @@ def is_generic(dataset: str) -> bool:
     return (
         dataset not in DATASETS
         and dataset not in ALIASES
-        and (Path(dataset).suffix in GENERIC_SUFFIXES or Path(dataset).exists())
+        and (Path(dataset).suffix.lower() in GENERIC_SUFFIXES or Path(dataset).exists())
     )
 
 
@@ -132,7 +132,7 @@ def locate(spec: DatasetSpec, data_dir: Path | None) -> Path:
                 if name in spec.named_folder_only and folder.resolve().name not in spec.folders:
                     continue
                 if candidate.is_file():
-                    if candidate.suffix == ".zip":
+                    if candidate.suffix.lower() == ".zip":
                         verify(candidate, spec.md5)
                     return candidate
         raise DataError(

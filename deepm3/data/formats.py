@@ -48,7 +48,9 @@ READERS: tuple[tuple[str, Reader], ...] = (
 
 
 def find_reader(name: str) -> Reader | None:
-    """The reader of a file called ``name``, or None when no pattern matches."""
+    """The reader of a file called ``name``, or None when no pattern matches; the name is
+    matched ignoring case (``EVENTS.CSV`` is a table, as on a case-insensitive disk)."""
+    name = name.lower()
     return next((reader for pattern, reader in READERS if fnmatchcase(name, pattern)), None)
 
 

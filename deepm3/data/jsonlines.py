@@ -109,7 +109,7 @@ def _gunzip(handle: BinaryIO, size: int) -> Iterator[bytes]:
 
 def _raw_blocks(path: Path, size: int) -> Iterator[bytes]:
     with open(path, "rb") as handle:
-        if path.suffix == ".gz":
+        if path.suffix.lower() == ".gz":
             yield from _gunzip(handle, size)
         else:
             yield from iter(lambda: handle.read(size), b"")

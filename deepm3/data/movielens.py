@@ -14,6 +14,7 @@ is an error naming the member: unpack it and pass the folder.
 from __future__ import annotations
 
 import lzma
+import re
 import zipfile
 import zlib
 from pathlib import Path
@@ -25,6 +26,7 @@ from deepm3.data.tabular import frame_from_columns, read_atomic
 from deepm3.errors import DataError
 
 RATING_FIELDS = ["user", "item", "rating", "timestamp"]
+WHITESPACE_LINE = re.compile(r"^[^\S\n]+$", re.MULTILINE)  # spaces, tabs, ... and nothing else
 
 
 def _latin1(data: bytes) -> str:
@@ -67,14 +69,17 @@ def _frame(fields: pd.DataFrame, shown: Path) -> pd.DataFrame:
 def read_ml1m(path: Path) -> pd.DataFrame:
     """Read ML-1M ratings from ``ratings.dat`` or ``ml-1m.zip``."""
     path = Path(path)
-    if path.suffix == ".zip":
+    if path.suffix.lower() == ".zip":
         text, shown = _read_member(path, "ratings.dat")
     else:
         text, shown = _latin1(read_bytes(path)), path
     if not text.strip():
         raise DataError(f"{shown}: file is empty")
     # '::' is a two-character separator; the C parser needs one character, and '\t' never
-    # occurs in the file. A line with a stray tab would show up as a wrong field count.
+    # occurs in the file. A line with a stray tab would show up as a wrong field count; a
+    # whitespace-only line is blank, skipped as every reader skips it (its tabs hold no data).
+    if "\t" in text:
+        text = WHITESPACE_LINE.sub("", text)
     if "\t" in text:
         line = text[: text.index("\t")].count("\n") + 1
         raise DataError(f"{shown}: line {line}: unexpected tab character")
@@ -85,9 +90,9 @@ def read_ml1m(path: Path) -> pd.DataFrame:
 def read_ml100k(path: Path) -> pd.DataFrame:
     """Read ML-100K from ``u.data``, ``ml-100k.zip`` or the RecBole ``ml-100k.inter``."""
     path = Path(path)
-    if path.suffix == ".inter":
+    if path.suffix.lower() == ".inter":
         return read_atomic(path)
-    if path.suffix == ".zip":
+    if path.suffix.lower() == ".zip":
         text, shown = _read_member(path, "u.data")
         return _frame(read_delimited(shown, "\t", RATING_FIELDS, text=text), shown)
     return _frame(read_delimited(path, "\t", RATING_FIELDS), path)

@@ -155,7 +155,7 @@ def read_table(
     """A CSV/TSV file with a header naming the user, item and timestamp columns."""
     path = Path(path)
     if sep is None:
-        sep = "\t" if path.suffix in (".tsv", ".tab") else ","
+        sep = "\t" if path.suffix.lower() in (".tsv", ".tab") else ","
     # A tab typed on a command line (sep=\t) arrives as backslash + t.
     sep = {"\\t": "\t", "tab": "\t", "TAB": "\t"}.get(sep, sep)
     if len(sep) != 1:

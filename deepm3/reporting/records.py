@@ -10,7 +10,6 @@ records (``deepm3 report``, the suite's report) goes through :func:`read`.
 
 from __future__ import annotations
 
-import json
 import re
 import shutil
 from dataclasses import dataclass
@@ -18,7 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from deepm3.errors import ConfigError, DataError
-from deepm3.train.rundir import failure, read_record
+from deepm3.train.rundir import failure, read_log, read_record
 
 COLUMNS = ("ndcg@10", "hr@10", "mrr@10", "ndcg@20", "hr@20")
 RECORD_FILES = (
@@ -122,14 +121,14 @@ def validation_curve(folder: Path) -> list[float]:
     if not path.is_file():
         return []
     curve = []
-    for number, line in enumerate(path.read_text(errors="replace").splitlines(), 1):
+    for number, record in read_log(path):
+        valid = record.get("valid")
+        if valid is None:
+            continue
         try:
-            entry = json.loads(line) if line.strip() else {}
-            valid = entry.get("valid") if isinstance(entry, dict) else None
-            if isinstance(valid, dict):
-                curve.append(float(valid["ndcg@10"]))
-        except (json.JSONDecodeError, KeyError, TypeError, ValueError):
-            raise DataError(f"{path}:{number}: damaged log line") from None
+            curve.append(float(valid["ndcg@10"]))
+        except (KeyError, TypeError, ValueError):
+            raise DataError(f"{path}, line {number}: damaged, no validation ndcg@10") from None
     return curve
 
 

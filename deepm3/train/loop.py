@@ -175,7 +175,8 @@ def _truncate_log(path: Path, epochs_kept: int) -> None:
     """After a resume, drop log lines of epochs that the checkpoint does not contain."""
     if not path.exists():
         return
-    kept = [record for record in read_log(path) if record["epoch"] <= epochs_kept]
+    records = read_log(path, epochs_kept)
+    kept = [record for _, record in records if record["epoch"] <= epochs_kept]
     path.write_text("".join(json.dumps(record) + "\n" for record in kept))
 
 

@@ -129,14 +129,18 @@ def read_record(path: Path, required: tuple[str, ...] = ()) -> dict[str, Any]:
     return value
 
 
-def read_log(path: Path) -> list[dict[str, Any]]:
-    """The records of ``log.jsonl``, each with an integer ``epoch``.
+def read_log(path: Path, epochs_kept: int | None = None) -> list[tuple[int, dict[str, Any]]]:
+    """The records of ``log.jsonl`` with their line numbers, each with an integer ``epoch``;
+    blank (or whitespace-only) lines are skipped. Every reader of a log goes through here.
 
     A final line without its newline that does not parse was cut off when a process died while
     writing it; it is dropped (its epoch never reached a checkpoint: the log line comes first).
+    ``epochs_kept`` (a resume: the epochs ``last.pt`` holds) must each have their line, so a
+    damaged log is refused rather than read as one cut off by a crash.
     """
     lines = read_bytes(path).split(b"\n")
     records = []
+    cut_off = None
     for number, raw in enumerate(lines, start=1):
         where = f"{path}, line {number}"
         try:
@@ -144,15 +148,42 @@ def read_log(path: Path) -> list[dict[str, Any]]:
             if not line.strip():
                 continue
             record = parse_json(line, where)
-        except DataError:
+        except DataError as error:
             if number == len(lines):  # unterminated last line: cut off mid-write
+                cut_off = error
                 break
             raise
         epoch = record.get("epoch") if isinstance(record, dict) else None
         if type(epoch) is not int:
             raise DataError(f"{path}, line {number}: damaged, no integer 'epoch' in {line[:60]!r}")
-        records.append(record)
+        records.append((number, record))
+    if epochs_kept is not None:
+        _check_epochs(path, {record["epoch"] for _, record in records}, epochs_kept, cut_off)
     return records
+
+
+def _check_epochs(
+    path: Path, logged: set[int], epochs_kept: int, cut_off: DataError | None
+) -> None:
+    """Every epoch up to ``epochs_kept`` has its line in the log at ``path``."""
+    missing = [epoch for epoch in range(1, epochs_kept + 1) if epoch not in logged]
+    if not missing:
+        return
+    lacking = f"no line for epoch(s) {_spans(missing)} that last.pt holds"
+    if cut_off is not None:
+        raise DataError(f"{cut_off}; {lacking}, so it is not a line cut off by a crash")
+    raise DataError(f"{path}: damaged, {lacking}")
+
+
+def _spans(numbers: list[int]) -> str:
+    """``[1, 2, 3, 7]`` as ``1-3, 7``: a short list of missing epochs."""
+    spans: list[list[int]] = []
+    for number in numbers:
+        if spans and number == spans[-1][1] + 1:
+            spans[-1][1] = number
+        else:
+            spans.append([number, number])
+    return ", ".join(str(a) if a == b else f"{a}-{b}" for a, b in spans)
 
 
 def _kind(value: Any) -> str:

@@ -32,6 +32,11 @@ from deepm3.errors import DeepM3Error
 from deepm3.suite import STAGES
 
 COMMANDS = "deepm3.commands"
+# recommend and serve need the run directory alone; the data only for requests by user id
+DATA_FOR_USERS = (
+    "folder with the run's raw data, read for requests by user id (default: $DEEPM3_DATA_DIR, "
+    "else where the run found it; never downloaded)"
+)
 
 
 def _serving_commands(sub: argparse._SubParsersAction) -> None:
@@ -42,7 +47,7 @@ def _serving_commands(sub: argparse._SubParsersAction) -> None:
     recommend.add_argument("run_dir")
     recommend.add_argument("--input", default="-", help="JSON-lines requests (default stdin)")
     recommend.add_argument("--output", default="-", help="JSON-lines answers (default stdout)")
-    recommend.add_argument("--data-dir", help="folder with the run's raw data files")
+    recommend.add_argument("--data-dir", help=DATA_FOR_USERS)
     recommend.add_argument("--device", help="cpu, cuda, mps (default: the run's setting)")
     recommend.add_argument("--batch-size", type=int, default=256, help="requests per forward")
     recommend.add_argument(
@@ -57,7 +62,9 @@ def _serving_commands(sub: argparse._SubParsersAction) -> None:
     export.add_argument("run_dir")
     export.add_argument("--format", default="torchscript", choices=("torchscript", "onnx"))
     export.add_argument("--out", help="folder for the export (default RUN_DIR/export-FORMAT)")
-    export.add_argument("--data-dir", help="folder with the run's raw data files")
+    export.add_argument(
+        "--data-dir", help="folder with the run's raw data (a run without serving.npz only)"
+    )
     export.add_argument(
         "--solver", help="DeepM3: re-solve the same weights with a fixed-step method (euler, rk4)"
     )
@@ -67,7 +74,7 @@ def _serving_commands(sub: argparse._SubParsersAction) -> None:
     serve.add_argument("run_dir")
     serve.add_argument("--host", default="127.0.0.1")
     serve.add_argument("--port", type=int, default=8000)
-    serve.add_argument("--data-dir", help="folder with the run's raw data files")
+    serve.add_argument("--data-dir", help=DATA_FOR_USERS)
     serve.add_argument("--device", help="cpu, cuda, mps (default: the run's setting)")
     serve.add_argument(
         "--unknown-items", default="ignore", choices=("ignore", "reject"),

@@ -10,7 +10,7 @@ import pytest
 from deepm3.config import DataConfig, EvalConfig
 from deepm3.data.prepare import prepare
 from deepm3.eval.evaluator import evaluate
-from deepm3.models.baselines import Popularity
+from deepm3.models.baselines import Popularity, training_counts
 
 RAW = {
     "ml-100k": (943, 1682, 100_000),
@@ -65,6 +65,6 @@ def test_cache_is_reused_and_fingerprint_is_stable(real_data_dir):
 
 def test_popularity_baseline_on_ml100k_full_ranking(real_data_dir):
     data = prepare(DataConfig(dataset="ml-100k", data_dir=str(real_data_dir)))
-    result = evaluate(Popularity(data), data, "test", EvalConfig())
+    result = evaluate(Popularity(training_counts(data)), data, "test", EvalConfig())
     # Popularity is weak but far above chance (10 / 1349 items) under full ranking.
     assert 10 / data.num_items < result.metrics["hr@10"] < 0.2

@@ -33,6 +33,7 @@ SMALL = ["hidden_size=8", "max_len=10", "batch_size=8", "progress=false", "num_t
 COMMANDS = ("evaluate", "resume", "report", "recommend", "export")
 PLANNED = ("evaluate", "resume", "recommend", "export")  # the commands that rebuild the model
 WEIGHTS = ("evaluate", "resume", "recommend", "export")  # the commands that read best.pt
+SERVED = ("recommend", "export")  # the commands that read serving.npz
 HYPOTHESIS = settings(max_examples=25, deadline=None, database=None)
 
 
@@ -151,6 +152,8 @@ DAMAGES: dict[str, tuple[str, Callable[[bytes], bytes], tuple[str, ...], str]] =
     "last-truncated": ("last.pt", lambda data: data[:1000], ("resume",), "not a readable"),
     "log-not-json": ("log.jsonl", lambda data: data + b"{oops\n", ("resume",), "line 2"),
     "log-no-epoch": ("log.jsonl", lambda data: b'{"loss": 1.0}\n' + data, ("resume",), "epoch"),
+    "serving-garbage": ("serving.npz", lambda data: b"PK\x03\x04junk", SERVED, "damaged"),
+    "serving-truncated": ("serving.npz", lambda data: data[: len(data) // 2], SERVED, "damaged"),
     "provenance-truncated": ("provenance.json", lambda data: data[:40], COMMANDS, "not valid"),
     "provenance-array": ("provenance.json", lambda data: b"[]", COMMANDS, "a JSON object"),
     "metrics-truncated": ("metrics.json", lambda data: data[:40], ("report",), "not valid JSON"),
@@ -174,7 +177,9 @@ def test_a_damaged_run_file_is_one_error_naming_it(runs, tmp_path, damage, name)
     assert not (tmp_path / "report" / "runs").exists()  # report copies nothing from a bad run
 
 
-@pytest.mark.parametrize("damage", ["config-missing-key", "provenance-array", "best-truncated"])
+@pytest.mark.parametrize(
+    "damage", ["config-missing-key", "provenance-array", "best-truncated", "serving-garbage"]
+)
 def test_serve_refuses_a_damaged_run_before_it_listens(runs, tmp_path, monkeypatch, damage):
     from deepm3.recommend import server
 
@@ -315,6 +320,23 @@ def test_any_damaged_checkpoint_is_one_error_naming_it(runs, tmp_path_factory):
     check()
 
 
+def test_any_damaged_serving_file_is_one_error_naming_it(runs, tmp_path_factory):
+    @HYPOTHESIS
+    @given(
+        cut=st.floats(0.0, 1.0, exclude_max=True),
+        garbage=st.none() | st.binary(max_size=200),
+    )
+    def check(cut: float, garbage: bytes | None) -> None:
+        scratch = Path(tempfile.mkdtemp(dir=tmp_path_factory.getbasetemp()))
+        run_dir = copy_run(runs, scratch)
+        path = run_dir / "serving.npz"
+        good = path.read_bytes()
+        path.write_bytes(good[: int(cut * len(good))] if garbage is None else garbage)
+        fails(command("recommend", run_dir, scratch), f"{path}: damaged")
+
+    check()
+
+
 def _is_blank_or_a_log_record(line: bytes) -> bool:
     """What ``read_log`` accepts: a blank line, or an object with an integer epoch."""
     if not line.decode("utf-8", "replace").strip():
@@ -373,12 +395,10 @@ def test_a_log_replaced_by_garbage_is_refused_on_resume(runs, tmp_path_factory):
         run_dir = copy_run(runs, scratch)
         log = run_dir / "log.jsonl"
         log.write_bytes(garbage)
-        damaged = not _is_blank_or_a_log_record(garbage)
-        fails(
-            command("resume", run_dir, scratch),
-            f"{log}, line 1: damaged" if damaged else f"{log}: damaged",
-            "no line for epoch(s) 1 that last.pt holds",
-        )
+        if _is_blank_or_a_log_record(garbage):  # read, but epoch 1 has no line
+            fails(command("resume", run_dir, scratch), f"{log}: damaged, no line for epoch(s) 1")
+        else:  # the line itself is damaged: named, however it is damaged
+            fails(command("resume", run_dir, scratch), f"{log}, line 1: damaged")
         assert log.read_bytes() == garbage  # refused before anything is rewritten
 
     check()

@@ -45,6 +45,7 @@ def test_two_epochs_on_ml100k_beat_popularity_on_validation(
         "provenance.json",
         "metrics.json",
         "log.jsonl",
+        "serving.npz",  # what recommend, serve and export read without the data
         "best.pt",
         "last.pt",
         "per_user_test.csv.gz",

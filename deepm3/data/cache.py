@@ -37,7 +37,7 @@ def fingerprint(events: Events, split: Split) -> str:
     return digest.hexdigest()[:16]
 
 
-def _pack_ids(ids: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+def pack_ids(ids: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Ids as one UTF-8 byte array and (n + 1,) offsets: no pickle, no fixed-width strings."""
     encoded = [str(value).encode("utf-8") for value in ids]
     offsets = np.zeros(len(encoded) + 1, dtype=np.int64)
@@ -45,7 +45,7 @@ def _pack_ids(ids: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return np.frombuffer(b"".join(encoded), dtype=np.uint8), offsets
 
 
-def _unpack_ids(data: np.ndarray, offsets: np.ndarray) -> np.ndarray:
+def unpack_ids(data: np.ndarray, offsets: np.ndarray) -> np.ndarray:
     blob = data.astype(np.uint8, copy=False).tobytes()
     bounds = offsets.tolist()
     if bounds[0] != 0 or bounds[-1] != len(blob) or (np.diff(offsets) < 0).any():
@@ -61,7 +61,7 @@ def save_cache(path: Path, name: str, events: Events, split: Split, stats: dict)
     for f in dataclasses.fields(Events):
         value = getattr(events, f.name)
         if f.name.endswith("_ids"):
-            arrays[f"events_{f.name}"], arrays[f"events_{f.name}_offsets"] = _pack_ids(value)
+            arrays[f"events_{f.name}"], arrays[f"events_{f.name}_offsets"] = pack_ids(value)
         else:
             arrays[f"events_{f.name}"] = value
     meta = np.array(json.dumps({"name": name, "stats": stats}))
@@ -89,7 +89,7 @@ def load_cache(path: Path) -> tuple[str, Events, Split, dict]:
         for f in dataclasses.fields(Events):
             key = f"events_{f.name}"
             ids = f.name.endswith("_ids")
-            fields[f.name] = _unpack_ids(data[key], data[f"{key}_offsets"]) if ids else data[key]
+            fields[f.name] = unpack_ids(data[key], data[f"{key}_offsets"]) if ids else data[key]
         events = Events(**fields)
         split = Split(**{f.name: data[f"split_{f.name}"] for f in dataclasses.fields(Split)})
         meta = json.loads(str(data["meta"]))

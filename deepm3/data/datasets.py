@@ -90,6 +90,7 @@ DATASETS: dict[str, DatasetSpec] = {
 }
 ALIASES = {"amazon": "amazon-books", "ml1m": "ml-1m", "ml100k": "ml-100k"}
 GENERIC_SUFFIXES = (".csv", ".tsv", ".tab", ".inter", ".txt")
+DATA_DIR_VARIABLE = "DEEPM3_DATA_DIR"  # the folder of raw files when none is given
 
 
 def get_spec(dataset: str) -> DatasetSpec:
@@ -115,7 +116,7 @@ def is_generic(dataset: str) -> bool:
 
 
 def resolve_data_dir(data_dir: str | None) -> Path | None:
-    value = data_dir or os.environ.get("DEEPM3_DATA_DIR")
+    value = data_dir or os.environ.get(DATA_DIR_VARIABLE)
     return Path(value) if value else None
 
 

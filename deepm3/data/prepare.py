@@ -12,6 +12,7 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
+import os
 import sys
 from dataclasses import dataclass
 from pathlib import Path
@@ -20,7 +21,13 @@ import numpy as np
 
 from deepm3.config import DataConfig
 from deepm3.data.cache import DAMAGED, fingerprint, load_cache, save_cache
-from deepm3.data.datasets import get_spec, is_generic, locate, resolve_data_dir
+from deepm3.data.datasets import (
+    DATA_DIR_VARIABLE,
+    get_spec,
+    is_generic,
+    locate,
+    resolve_data_dir,
+)
 from deepm3.data.delimited import cannot_read
 from deepm3.data.download import cache_dir, file_digest
 from deepm3.data.formats import reader_for
@@ -95,6 +102,23 @@ def _raw_path(config: DataConfig) -> Path:
             raise DataError(f"{path}: file not found")
         return path
     return locate(get_spec(config.dataset), data_dir(config))
+
+
+def available(config: DataConfig) -> DataConfig | None:
+    """``config`` pointed at its raw file where that is on this machine, else None; nothing is
+    downloaded. A file named by path must exist; a named data set is looked for in
+    ``DEEPM3_DATA_DIR``, then in the config's own ``data_dir`` (where a run found it)."""
+    if is_generic(config.dataset):
+        return config if Path(config.dataset).is_file() else None
+    folders = [folder for folder in (os.environ.get(DATA_DIR_VARIABLE), config.data_dir) if folder]
+    for folder in folders:
+        try:
+            if Path(folder).is_dir():
+                locate(get_spec(config.dataset), Path(folder))
+                return dataclasses.replace(config, data_dir=folder)
+        except (DataError, OSError):
+            continue
+    return None
 
 
 def data_dir(config: DataConfig) -> Path | None:

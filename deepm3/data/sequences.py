@@ -204,10 +204,11 @@ def personal_time_scales(data: Prepared) -> np.ndarray:
     return np.where(scales == largest, 1, scales)
 
 
-def evaluation_table(data: Prepared, role: str) -> SequenceTable:
-    """One row per evaluated user: the last ``max_len`` events before the target."""
+def evaluation_table(data: Prepared, role: str, first: int | None = None) -> SequenceTable:
+    """One row per evaluated user: the last ``max_len`` events before the target (only the
+    ``first`` users evaluated, when given)."""
     positions = {"valid": data.split.valid_pos, "test": data.split.test_pos}[role]
-    users = np.flatnonzero(positions >= 0)
+    users = np.flatnonzero(positions >= 0)[:first]
     starts = data.events.offsets[users]
     ends = starts + positions[users]
     items = _pad_windows(data.events.items, starts, ends, data.max_len)

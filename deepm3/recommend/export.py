@@ -126,7 +126,7 @@ def export_run(
             f"the {fmt} export differs from the eager model by {worst:.2e} (limit "
             f"{PARITY_LIMIT:.0e}); nothing was written"
         )
-    ids = recommender.data.events.item_ids.tolist()
+    ids = recommender.item_ids.tolist()
     (folder / "items.txt").write_text("\n".join(["<pad>", *map(str, ids[1:])]) + "\n")
     manifest = {
         "format": fmt,
@@ -135,7 +135,7 @@ def export_run(
         "solver": path.model.solver if path.flows else None,
         "run_dir": str(run_dir),
         "max_len": recommender.max_len,
-        "num_items": recommender.data.num_items,
+        "num_items": recommender.serving.num_items,
         "inputs": {
             "items": "(B, max_len) int64, left-padded with 0",
             "timestamps": "(B, max_len) int64 unix seconds",
@@ -145,7 +145,7 @@ def export_run(
         "output": "scores (B, num_items + 1) float32; column 0 is padding",
         "vocabulary": "items.txt: line i + 1 is item index i",
         "parity_max_abs_diff": measured,
-        "data_fingerprint": recommender.data.fingerprint,
+        "data_fingerprint": recommender.serving.fingerprint,
         "torch": torch.__version__,
         "python": platform.python_version(),
         "git_commit": git_commit(),

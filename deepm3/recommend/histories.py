@@ -14,6 +14,7 @@ from deepm3.data.prepare import Prepared
 from deepm3.data.sequences import Batch, history_table, personal_time_scales
 from deepm3.recommend.requests import Request, RequestError
 from deepm3.recommend.state import StateCache
+from deepm3.train.serving import ServingData
 
 UNKNOWN_ITEMS = ("ignore", "reject")
 FUTURE_SLACK = 86_400  # seconds an event may lie ahead of the server's clock
@@ -32,23 +33,39 @@ class History:
 
 
 class Histories:
-    """The run's vocabulary and known users, and the cache of users seen since."""
+    """The run's vocabulary, its known users (when its data is available), and the cache of
+    users seen since."""
 
     def __init__(
-        self, data: Prepared, cache: StateCache, unknown: str, clock: Callable[[], float]
+        self,
+        serving: ServingData,
+        data: Prepared | None,
+        cache: StateCache,
+        unknown: str,
+        clock: Callable[[], float],
     ) -> None:
+        """``serving``: the run's vocabulary and ``max_len``; ``data``: its training data, or
+        None where it is not available (no known users then)."""
         self.data, self.cache, self.unknown, self.clock = data, cache, unknown, clock
-        self.max_len = data.max_len
-        events = data.events
-        self.item_index = {raw: i for i, raw in enumerate(events.item_ids[1:].tolist(), start=1)}
-        self.user_index = {raw: u for u, raw in enumerate(events.user_ids[1:].tolist(), start=1)}
-        self.time_scales = personal_time_scales(data)
+        self.max_len = serving.max_len
+        ids = serving.item_ids[1:].tolist()
+        self.item_index = {raw: i for i, raw in enumerate(ids, start=1)}
+        self.user_index: dict[str, int] = {}
+        if data is not None:
+            users = data.events.user_ids[1:].tolist()
+            self.user_index = {raw: u for u, raw in enumerate(users, start=1)}
+            self.time_scales = personal_time_scales(data)
 
     def _known(self, user: str) -> tuple[np.ndarray, np.ndarray, np.ndarray, int]:
         """(seen items, window items, window times, time scale) of a cached or known user."""
         entry = self.cache.get(user)
         if entry is not None:
             return entry.seen, entry.window_items, entry.window_times, entry.time_scale
+        if self.data is None:
+            raise RequestError(
+                f"user {user!r:.60}: the run's data is not available here to read their "
+                "history (pass --data-dir or set DEEPM3_DATA_DIR); send the user's events"
+            )
         index = self.user_index.get(user)
         if index is None:
             raise RequestError(f"unknown user {user!r:.60}: send their events instead")

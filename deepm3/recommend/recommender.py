@@ -1,14 +1,18 @@
 """Recommend from a trained run: for any user, from their own events, at a query time.
 
-``Recommender.from_run(RUN_DIR)`` rebuilds the run's model with its best weights and the run's
-data (for the item vocabulary and the histories of known users; its fingerprint must match the
-one the run recorded). :meth:`Recommender.recommend_many` answers a list of requests in batches
-(one forward per batch, not per request); ``deepm3 recommend`` and ``deepm3 serve`` call it.
+``Recommender.from_run(RUN_DIR)`` rebuilds the run's model with its best weights from the run
+directory alone (its ``serving.npz`` holds the item vocabulary: :mod:`~.loading`), and reads the
+run's data where it is on the machine, for the histories of known users (its fingerprint must
+match the one the run recorded). :meth:`Recommender.recommend_many` answers a list of requests
+in batches (one forward per batch, not per request); ``deepm3 recommend`` and ``deepm3 serve``
+call it.
 It orchestrates the pieces, one module each:
 
 * :mod:`~deepm3.recommend.histories`: a request's history. A known user's history is every
   event of that user in the run's data (training, validation and test: what the data file
   holds), followed by the events the request adds; the model reads the last ``max_len``.
+  Without the data, a request by user id is refused (send the user's events) unless the user
+  has a cached state.
 * :mod:`~deepm3.recommend.scoring`: histories or cached states -> item scores. ``at`` (unix
   seconds) evolves the state of a model with a flow (DeepM3) from the last event to that time,
   exactly what ``predict_at=target_time`` does with the target's time; other models do not
@@ -37,18 +41,15 @@ import numpy as np
 import torch
 from torch import nn
 
-from deepm3.data.prepare import Prepared
-from deepm3.data.sequences import Batch
 from deepm3.errors import ConfigError
 from deepm3.ode.solvers import fixed_step_methods
 from deepm3.recommend import auto
 from deepm3.recommend.histories import UNKNOWN_ITEMS, Histories, History
-from deepm3.recommend.loading import load_run
+from deepm3.recommend.loading import LoadedRun, load_run
 from deepm3.recommend.ranking import candidates, top_k
 from deepm3.recommend.requests import Recommendation, Request, RequestError, parse_request
 from deepm3.recommend.scoring import Scoring
 from deepm3.recommend.state import StateCache, UserState, uses_cached_state
-from deepm3.train.run import RunPlan
 
 Answer = Recommendation | RequestError
 
@@ -58,10 +59,7 @@ class Recommender:
 
     def __init__(
         self,
-        plan: RunPlan,
-        data: Prepared,
-        scorer: Callable[[Batch], torch.Tensor],
-        model: nn.Module | None,
+        run: LoadedRun,
         *,
         unknown_items: str = "ignore",
         batch_size: int = 256,
@@ -81,14 +79,16 @@ class Recommender:
         for name, (value, valid, expected) in checks.items():
             if not valid:  # NaN fails every comparison, so it lands here too
                 raise ConfigError(f"{name} must be {expected}, got {value!r:.40}")
-        self.plan, self.data, self.scorer, self.model = plan, data, scorer, model
-        self.name, self.max_len = plan.name, data.max_len
+        self.plan, self.serving, self.data = run.plan, run.serving, run.data
+        self.scorer, self.model = run.scorer, run.model
+        self.name, self.max_len = run.plan.name, run.serving.max_len
+        self.item_ids = run.serving.item_ids  # (N + 1,) raw id of each item index
         self.unknown_items, self.batch_size = unknown_items, batch_size
         self.auto_threshold, self.auto_budget_ms, self.clock = auto_threshold, auto_budget_ms, clock
         self.cache = StateCache(cache_size)
-        self.scoring = Scoring(model, scorer, self.max_len, batch_size)
+        self.scoring = Scoring(run.model, run.scorer, self.max_len, batch_size)
         self.device = self.scoring.device
-        self.histories = Histories(data, self.cache, unknown_items, clock)
+        self.histories = Histories(run.serving, run.data, self.cache, unknown_items, clock)
         # running means per fixed-step method, for solver=auto
         self.seconds_per_request = dict.fromkeys(fixed_step_methods(), 0.0)
 
@@ -96,8 +96,9 @@ class Recommender:
     def from_run(
         cls, run_dir: str | Path, *, data_dir: str | None = None, device: str | None = None, **kw
     ) -> Recommender:
-        """The run's best model and its data (``data_dir`` overrides where the raw files are)."""
-        return cls(*load_run(run_dir, data_dir, device), **kw)
+        """The run's best model, from its directory alone; its data, where available, for
+        the histories of known users (``data_dir``: where the raw files are)."""
+        return cls(load_run(run_dir, data_dir, device), **kw)
 
     @property
     def solvers(self) -> dict[str, nn.Module]:
@@ -174,7 +175,7 @@ class Recommender:
                 answers[number] = error
                 continue
             groups.setdefault(request.solver if self.scoring.evolves else None, []).append(number)
-        ids = self.data.events.item_ids
+        ids = self.item_ids
         for solver, pairs in cached.items():
             at = [requests[number].at or 0 for number, _ in pairs]
             scores = self.scoring.many_states([entry for _, entry in pairs], at, solver)

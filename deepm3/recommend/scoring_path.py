@@ -15,7 +15,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from deepm3.data.sequences import Batch, evaluation_table, gap_features
+from deepm3.data.sequences import Batch, gap_features
 from deepm3.errors import ConfigError
 from deepm3.models.contract import item_scores, states_at_events
 from deepm3.ode.field import FrozenField
@@ -66,9 +66,10 @@ class ScoringPath(nn.Module):
 
 
 def example_inputs(recommender: Recommender, batch: int) -> tuple[Batch, torch.Tensor]:
-    """Real inputs: the first ``batch`` test histories (repeated when there are fewer), and
-    query times (B,) int64, every other row 3 days after its last event."""
-    table = evaluation_table(recommender.data, "test")
+    """Real inputs: the first ``batch`` test histories (repeated when there are fewer; the run
+    directory keeps the first of them, :mod:`deepm3.train.serving`), and query times (B,) int64,
+    every other row 3 days after its last event."""
+    table = recommender.serving.examples
     if not len(table):
         raise ConfigError("the run's data has no test users to take example inputs from")
     data = table.batch(np.arange(batch) % len(table))

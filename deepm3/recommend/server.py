@@ -14,7 +14,8 @@ Errors are ``{"error": "one-line reason"}``, never a traceback, with a 4xx statu
 400 for an empty body or malformed JSON (NaN and Infinity included), 413 for a body over
 ``max_body_bytes`` or a list over ``max_list`` requests, 422 for an empty list or a request the
 model cannot answer (wrong types, unknown keys, unsorted or future times, no known item, unknown
-user, unknown items when the recommender rejects them), 404 and 405 for other paths and methods;
+user, a user id when the run's data is not on the machine, unknown items when the recommender
+rejects them), 404 and 405 for other paths and methods;
 503 when ``max_queue`` requests are already waiting, 500 only for a bug. What is only adjusted
 (unknown items ignored, a history truncated to ``max_len``, ``at`` ignored by a model without a
 flow) is answered with 200 and reported in the answer's ``notes``.
@@ -28,6 +29,7 @@ its own request (500, logged with its traceback); the server keeps serving.
 from __future__ import annotations
 
 import gc
+import sys
 import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -215,6 +217,7 @@ def create_app(
     async def health() -> JSONResponse:
         return JSONResponse({
             "status": "ok", "model": recommender.name, "max_len": recommender.max_len,
+            "known_users": len(recommender.histories.user_index),  # 0 without the run's data
             "solvers": sorted(recommender.solvers), "cache": await batcher.call(snapshot),
             "uptime_s": round(time.monotonic() - started, 3), "waiting": batcher.waiting,
             "max_batch": max_batch, "max_wait_ms": max_wait_ms,
@@ -240,7 +243,14 @@ def serve(
     (``max_batch``, ``max_wait_ms``, ...) or to :meth:`Recommender.from_run` (``data_dir``,
     ``device``, ``unknown_items``, ``cache_size``, ...)."""
     app_options = {key: options.pop(key) for key in APP_OPTIONS if key in options}
-    app = create_app(Recommender.from_run(run_dir, **options), **app_options)
+    recommender = Recommender.from_run(run_dir, **options)
+    if recommender.data is None:
+        print(
+            "deepm3 serve: note: the run's training data is not on this machine (pass "
+            "--data-dir or set DEEPM3_DATA_DIR): requests by user id need the user's events",
+            file=sys.stderr,
+        )
+    app = create_app(recommender, **app_options)
     gc.collect()
     gc.freeze()  # the model and the data live as long as the server: keep them out of GC passes
     uvicorn.run(app, host=host, port=port, log_level=log_level, access_log=access_log)

@@ -39,6 +39,7 @@ from deepm3.suite.training import Source, resolved_config
 from deepm3.train.loop import fit
 from deepm3.train.run import build_scorer, plan_run
 from deepm3.train.rundir import write_json
+from deepm3.train.serving import serving_data
 
 COUNTED = (optuna.trial.TrialState.COMPLETE, optuna.trial.TrialState.PRUNED)
 
@@ -133,7 +134,7 @@ def _objective(row: str, search: Search, worker: int = 0):
         )
         plan = plan_run(chosen.model, resolved_config(spec, search.source, search.execution))
         data = prepare(plan.config.data)
-        _, network = build_scorer(plan, data)
+        _, network = build_scorer(plan, serving_data(data, plan.name))
         folder = search.layout.trial_dir(spec.name)
         if folder.exists():
             shutil.rmtree(folder)

@@ -45,12 +45,14 @@ from deepm3.train.loop import TrainState, fit, model_scorer
 from deepm3.train.rundir import (
     FAILED,
     RUN_FILES,
+    SERVING,
     after_failure,
     failure,
     provenance,
     read_record,
     write_json,
 )
+from deepm3.train.serving import ServingData, save_serving, serving_data
 
 
 @dataclass(frozen=True)
@@ -139,12 +141,14 @@ def _naming(path: Path, error: Exception) -> str:
     return str(error) if str(path) in str(error) else f"{path}: {error}"
 
 
-def build_scorer(plan: RunPlan, data: Prepared) -> tuple[Scorer, nn.Module | None]:
-    """The plan's scorer, and its model when it is trainable (on ``plan.device``)."""
+def build_scorer(plan: RunPlan, serving: ServingData) -> tuple[Scorer, nn.Module | None]:
+    """The plan's scorer, and its model when it is trainable (on ``plan.device``), from what
+    the run directory keeps (:mod:`deepm3.train.serving`): a count baseline from its counts."""
     if not plan.trainable:
-        return COUNT_BASELINES[plan.name](data), None
+        return COUNT_BASELINES[plan.name](serving.counts), None
     torch.manual_seed(plan.config.train.seed)
-    model = build_model(plan.name, data.num_items, plan.options, data.max_len).to(plan.device)
+    model = build_model(plan.name, serving.num_items, plan.options, serving.max_len)
+    model = model.to(plan.device)
     return model_scorer(model), model
 
 
@@ -266,6 +270,9 @@ def _train_and_record(plan: RunPlan, out: Path, resume: bool) -> dict:
     if plan.config.train.num_threads > 0:
         torch.set_num_threads(plan.config.train.num_threads)
     data = distributed.leader_first(lambda: prepare(plan.config.data))
+    serving = serving_data(data, plan.name)
+    if main and (not resume or not (out / SERVING).exists()):
+        save_serving(out / SERVING, serving)
     if main and not resume:
         write_json(out / "config.json", {"model_name": plan.name, **plan.config.to_dict()})
         write_json(
@@ -278,7 +285,7 @@ def _train_and_record(plan: RunPlan, out: Path, resume: bool) -> dict:
             ),
         )
     started = time.perf_counter()
-    scorer, model = build_scorer(plan, data)
+    scorer, model = build_scorer(plan, serving)
     state = None
     if model is not None:
         state, valid, test = fit(model, data, plan.config, out, plan.device, resume=resume)
@@ -319,18 +326,24 @@ def load_trained(
             plan, options=dataclasses.replace(plan.options, **option_changes)
         )
     data = prepare(plan.config.data) if data is None else data
-    scorer, model = build_scorer(plan, data)
+    scorer, model = build_scorer(plan, serving_data(data, plan.name))
     if model is not None:
-        best = run_dir / "best.pt"
-        if not best.exists():
-            reason = failure(run_dir)
-            raise ConfigError(
-                f"{run_dir}: no best.pt; the run has not validated any epoch"
-                + (f" (it failed: {reason})" if reason else "")
-            )
-        checkpoint.load_model(best, model, plan.device)
-        model.eval()
+        load_best(run_dir, plan, model)
     return plan, data, scorer, model
+
+
+def load_best(run_dir: Path, plan: RunPlan, model: nn.Module) -> None:
+    """Load the run's ``best.pt`` into ``model`` (on ``plan.device``) and put it in eval mode;
+    a ConfigError when the run has not validated any epoch."""
+    best = Path(run_dir) / "best.pt"
+    if not best.exists():
+        reason = failure(run_dir)
+        raise ConfigError(
+            f"{run_dir}: no best.pt; the run has not validated any epoch"
+            + (f" (it failed: {reason})" if reason else "")
+        )
+    checkpoint.load_model(best, model, plan.device)
+    model.eval()
 
 
 def evaluate_run(run_dir: str | Path, protocol: str) -> dict:

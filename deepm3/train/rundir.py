@@ -2,11 +2,13 @@
 
 Files: ``config.json`` (resolved config), ``provenance.json`` (command, git commit, seed, data
 fingerprint and statistics, library versions), ``metrics.json`` and per-user ranks
-``per_user_<role>.csv.gz`` (user, target, rank, tied), the training log ``log.jsonl`` and the
-checkpoints ``last.pt`` and ``best.pt``; ``failed.json`` (the reason) marks a run whose training
-failed after its first checkpoint. JSON is written to a temporary file and renamed, so a crash
-never leaves a half-written file; files read back are checked, and a damaged one is a
-:class:`~deepm3.errors.DataError` that names it and says what is wrong.
+``per_user_<role>.csv.gz`` (user, target, rank, tied), the training log ``log.jsonl``, the
+checkpoints ``last.pt`` and ``best.pt``, and ``serving.npz`` (the item vocabulary and what else
+recommending needs without the training data: :mod:`deepm3.train.serving`); ``failed.json``
+(the reason) marks a run whose training failed after its first checkpoint. JSON is written to a
+temporary file and renamed, so a crash never leaves a half-written file; files read back are
+checked, and a damaged one is a :class:`~deepm3.errors.DataError` that names it and says what is
+wrong.
 """
 
 from __future__ import annotations
@@ -31,12 +33,14 @@ RUN_FILES = (
     "config.json",
     "provenance.json",
     "log.jsonl",
+    "serving.npz",
     "last.pt",
     "best.pt",
     "metrics.json",
     "per_user_valid.csv.gz",
     "per_user_test.csv.gz",
 )
+SERVING = "serving.npz"  # what recommending needs without the training data (train.serving)
 FAILED = "failed.json"  # {"error": ...}: training failed after a checkpoint was written
 
 

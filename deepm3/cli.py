@@ -121,6 +121,12 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument(
         "--overwrite", action="store_true", help="replace a run already in the run directory"
     )
+    train.add_argument(
+        "--estimate",
+        action="store_true",
+        help="time a few training batches and one validation here, print how long the run "
+        "would take; train nothing",
+    )
     train.add_argument("overrides", nargs="*", help="settings as key=value (epochs=3)")
     train.set_defaults(handler=(COMMANDS, "train"))
 

@@ -31,6 +31,7 @@ from deepm3.suite.budgets import SUITES
 from deepm3.suite.layout import Layout
 from deepm3.suite.pool import DEVICES, Execution, default_jobs
 from deepm3.suite.training import Source
+from deepm3.train.estimate import estimate_run
 from deepm3.train.run import evaluate_run, resume, run
 from deepm3.train.rundir import failure
 
@@ -107,7 +108,7 @@ def _print_metrics(metrics: dict, out: Path) -> None:
 
 def train(args: argparse.Namespace) -> int:
     if args.resume:
-        options = ("dataset", "model", "data_dir", "config", "out", "overwrite")
+        options = ("dataset", "model", "data_dir", "config", "out", "overwrite", "estimate")
         given = [
             f"--{o.replace('_', '-')}" for o in options if getattr(args, o) not in (None, False)
         ]
@@ -124,6 +125,9 @@ def train(args: argparse.Namespace) -> int:
     if not args.dataset or not args.model:
         raise ConfigError("train needs --dataset and --model (or --resume RUN_DIR)")
     config = run_config(args.dataset, args.model, args.config, args.overrides, args.data_dir)
+    if args.estimate:
+        print(estimate_run(args.model, config).line())
+        return 0
     out = Path(args.out or f"runs/{args.dataset}-{args.model}")
     _print_metrics(run(args.model, config, out, overwrite=args.overwrite), out)
     return 0

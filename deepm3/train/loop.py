@@ -37,6 +37,7 @@ from deepm3.errors import DataError
 from deepm3.eval.evaluator import EvalResult
 from deepm3.models.contract import item_scores, run_model
 from deepm3.train import checkpoint, distributed
+from deepm3.train.eta import duration, remaining_seconds
 from deepm3.train.losses import check_negatives, sequence_loss, target_log_q
 from deepm3.train.negatives import NegativeSampler, negative_sampler
 from deepm3.train.rundir import read_log
@@ -180,13 +181,18 @@ def _truncate_log(path: Path, epochs_kept: int) -> None:
     path.write_text("".join(json.dumps(record) + "\n" for record in kept))
 
 
-def _summary(record: dict, state: TrainState) -> str:
-    text = f"epoch {record['epoch']}: loss {record['loss']:.4f}, {record['seconds']:.1f} s"
+def _summary(record: dict, state: TrainState, epochs: int, left: float | None) -> str:
+    """One line per epoch; ``left``: seconds the remaining epochs would take at this run's
+    rate so far (None when training stops after this epoch)."""
+    text = f"epoch {record['epoch']}/{epochs}: loss {record['loss']:.4f}, {record['seconds']:.1f} s"
     if "valid" in record:
         text += (
             f", valid {SELECTION_METRIC} {record['valid'][SELECTION_METRIC]:.4f} "
             f"(best {state.best_metric:.4f} at epoch {state.best_epoch})"
         )
+    if left is not None:
+        more = epochs - state.epoch
+        text += f"; about {duration(left)} left ({more} more epoch{'s' * (more > 1)} at most)"
     return text
 
 
@@ -231,6 +237,7 @@ def fit(
         train.loss_sampling, data.num_items, item_log_q, train.loss_sampling_alpha
     ).to(device)
     scorer = model_scorer(model)
+    first_epoch, clock = state.epoch, time.perf_counter()  # this process's rate, for the ETA
     while (reason := stop_reason(state, train)) is None:
         epoch = state.epoch + 1
         started = time.perf_counter()
@@ -254,7 +261,11 @@ def fit(
                     state.stopped_by = "pruned"
             _append_log(log_path, record)
             checkpoint.save(last_path, _checkpoint_payload(model, optimizer, state, config))
-            tqdm.write(_summary(record, state))
+            left = None
+            if stop_reason(state, train) is None:
+                elapsed = time.perf_counter() - clock
+                left = remaining_seconds(elapsed, epoch - first_epoch, train.epochs - first_epoch)
+            tqdm.write(_summary(record, state, train.epochs, left))
         state = distributed.from_main(state)  # rank 0's clock and validations decide for all
     state.stopped_by = reason
     if not main:

@@ -13,6 +13,7 @@ import subprocess
 import pytest
 from synthetic import REPO
 
+from deepm3.cli import main
 from deepm3.config import load_config
 from deepm3.defaults import run_config
 from deepm3.train import loop
@@ -63,6 +64,22 @@ def test_an_estimate_adds_training_and_every_evaluation():
     # setup 1 + 3 epochs x 10 batches x 0.5 s + (3 validations + valid and test once) x 2 s
     assert estimate.seconds == pytest.approx(1 + 15 + 10)
     assert estimate.line().endswith("(26 s)")  # scripts/demo.sh reads the seconds there
+
+
+def test_an_estimate_writes_nothing_and_a_resumed_run_cannot_ask_for_one(
+    synthetic_events, tmp_path, capsys
+):
+    csv = str(synthetic_events)
+    settings = ["hidden_size=8", "max_len=10", "batch_size=8", "epochs=2"]
+    args = ["train", "--dataset", csv, "--model", "gru4rec", "--out", str(tmp_path / "run")]
+    assert main([*args, "--estimate", *settings]) == 0
+    line = capsys.readouterr().out.strip()
+    assert re.fullmatch(r"gru4rec: 2 epochs x \d+ batches x .* \(\d+ s\)", line)
+    assert not (tmp_path / "run").exists()  # nothing trained, no run directory
+    assert main(["train", "--resume", str(tmp_path / "run"), "--estimate"]) == 2
+    assert capsys.readouterr().err.strip() == (
+        "deepm3: error: --resume takes no other options or key=value settings: --estimate"
+    )
 
 
 def _quick(csv, *extra: str):

@@ -31,7 +31,7 @@ lint: install
 	$(BIN)/ruff format --check deepm3 tests benchmarks
 
 bench: install
-	$(BIN)/python benchmarks/speed.py --quick
+	$(BIN)/python benchmarks/speed.py --quick --threads 1
 
 # Mutation testing of the modules that compute published numbers (not part of `make test`):
 # writes results/mutation/score.json and score.md (about 4 minutes on 2 cores).

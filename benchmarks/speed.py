@@ -1,16 +1,21 @@
 """Training-step and inference speed of every model, side by side, in one process.
 
-    python benchmarks/speed.py --quick            # < 2 minutes on 2 CPU cores (make bench)
+    python benchmarks/speed.py --quick --threads 1   # make bench: 3 settings, models interleaved
     python benchmarks/speed.py                    # every model, B in {1, 256}, T in {50, 200}
     bash benchmarks/gpu.sh                        # on a GPU: with the accelerated recurrence
 
 A training step is forward + full-softmax cross-entropy over all items + backward + AdamW;
-inference is forward + scoring the last state against every item, without gradients. Both are
-timed after warm-up, synchronised on GPUs, as median and 95th percentile over repeats. Memory is
-the CUDA peak on GPUs; on the CPU it is the size of the tensors saved for backward in one step
-(the activation memory that grows with B and T). Ratios are against SASRec measured in the same
-run, and of DeepM3-Euler against DeepM3-RK4; the fast DeepM3 recurrence is also compared with the
-eager reference. Numbers are not asserted anywhere: this is a measurement, not a test.
+inference is forward + scoring the last state against every item, without gradients. At each
+setting (B, T) every model is built first, then timed interleaved (``interleave.py``): each
+round runs one training step of every model (the order reversed every other round), after one
+warm-up round; then inference likewise. Times are the median and 95th percentile over rounds,
+synchronised on GPUs. A ratio is taken within each round and reported as the median over rounds
+with its interquartile range, so a change of the machine's load between models does not move it:
+against SASRec and against DeepM3 without the flow (the GRU alone, ``deepm3-no-ode``), of
+DeepM3-Euler against DeepM3-RK4, and of the fast DeepM3 recurrence against the eager reference.
+Memory is the CUDA peak on GPUs; on the CPU it is the size of the tensors saved for backward in
+one step (the activation memory that grows with B and T). Numbers are not asserted anywhere:
+this is a measurement, not a test.
 
 Variants named ``-compiled``, ``-graph`` and ``-graph-compiled`` run DeepM3's recurrence through
 a static loop of ``deepm3/models/loops.py`` (``model.implementation`` compile, cuda_graph,
@@ -25,19 +30,31 @@ the JSON is rewritten after every measurement, and a failed variant is recorded,
 from __future__ import annotations
 
 import argparse
+import functools
 import json
+import os
 import platform
 import statistics
 import sys
 import time
 import traceback
+from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 
 import torch
+from torch import nn
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from speed_report import add_ratios, format_table, format_targets, target_ratios  # noqa: E402
+from interleave import interleaved_times  # noqa: E402
+from speed_report import (  # noqa: E402
+    add_ratios,
+    format_ratio_table,
+    format_table,
+    format_targets,
+    target_ratios,
+)
 from variants import ACCELERATED, CUDA_ONLY, VARIANTS, build_variant, card_name  # noqa: E402
 
 from deepm3.models.contract import count_parameters, item_scores  # noqa: E402
@@ -52,11 +69,12 @@ QUICK_VARIANTS = [
     "sasrec",
     "tisasrec",
     "gru4rec",
+    "deepm3-no-ode",
     "deepm3-euler",
     "deepm3-euler-eager",
     "deepm3-rk4",
 ]
-QUICK_SETTINGS = [(256, 200), (1, 200)]
+QUICK_SETTINGS = [(256, 200), (1, 200), (256, 50)]
 FULL_SETTINGS = [(1, 50), (1, 200), (256, 50), (256, 200)]
 FIRST_SETTINGS = [(256, 200), (1, 200), (1, 50)]  # measured first: the targets' settings
 
@@ -127,7 +145,22 @@ def field_weights_ms(model, device: torch.device, repeats: int) -> float:
     return 1e3 * statistics.median(_timed(once, repeats, 1, device))
 
 
-def measure(variant: str, batch: int, length: int, device: torch.device, repeats: int) -> dict:
+@dataclass
+class Bench:
+    """One variant at one setting, built and called once (which compiles or captures an
+    accelerated recurrence), ready to be timed."""
+
+    variant: str
+    model: nn.Module
+    inputs: tuple
+    targets: torch.Tensor
+    train_step: Callable[[], None]
+    infer: Callable[[], None]
+    nfe: dict
+    setup_s: float
+
+
+def prepare(variant: str, batch: int, length: int, device: torch.device) -> Bench:
     model = build_variant(variant, NUM_ITEMS, length, device)
     optimizer = torch.optim.AdamW(model.parameters(), lr=1e-3)
     items, timestamps, gaps, next_gaps, targets = synthetic_batch(batch, length, device)
@@ -156,21 +189,22 @@ def measure(variant: str, batch: int, length: int, device: torch.device, repeats
     infer()
     _sync(device)
     setup = time.perf_counter() - started
-    # The heaviest setting (B=256, T=200) takes seconds per step on a CPU, and the adaptive
-    # solver as long on any device: fewer repeats there.
-    heavy = variant in ADAPTIVE or (device.type == "cpu" and batch * length >= 256 * 200)
-    train_times = _timed(train_step, max(1, repeats // (4 if heavy else 1)), 1, device)
-    infer_times = _timed(infer, max(1, repeats // (4 if variant in ADAPTIVE else 1)), 1, device)
+    return Bench(variant, model, inputs, targets, train_step, infer, nfe, setup)
+
+
+def finish(bench: Bench, train_times: list[float], infer_times: list[float], device) -> dict:
+    """The row of a timed ``bench``: times over its rounds (kept, for the ratios), memory,
+    the field's weights, parameters."""
+    batch, length = bench.inputs[0].shape
     if device.type == "cuda":
         torch.cuda.reset_peak_memory_stats(device)
-        train_step()
+        bench.train_step()
         memory = torch.cuda.max_memory_allocated(device)
     else:
-        memory = saved_activation_bytes(model, inputs, targets)
-    model.train()
-    field_ms = field_weights_ms(model, device, repeats)
+        memory = saved_activation_bytes(bench.model, bench.inputs, bench.targets)
+    bench.model.train()
     return {
-        "model": variant,
+        "model": bench.variant,
         "batch": batch,
         "length": length,
         "train_ms": 1e3 * statistics.median(train_times),
@@ -179,12 +213,42 @@ def measure(variant: str, batch: int, length: int, device: torch.device, repeats
         "infer_p95_ms": 1e3 * _percentile(infer_times, 0.95),
         "train_events_per_s": batch * length / statistics.median(train_times),
         "memory_mb": memory / 2**20,
-        "nfe_infer": nfe.get("infer", 0),
-        "parameters": count_parameters(model)["total"],
-        "repeats": len(train_times),
-        "setup_s": setup,
-        "field_weights_ms": field_ms,
+        "nfe_infer": bench.nfe.get("infer", 0),
+        "parameters": count_parameters(bench.model)["total"],
+        "train_rounds_ms": [round(1e3 * t, 3) for t in train_times],
+        "infer_rounds_ms": [round(1e3 * t, 4) for t in infer_times],
+        "setup_s": bench.setup_s,
+        "field_weights_ms": field_weights_ms(bench.model, device, len(infer_times)),
     }
+
+
+def rounds_for(repeats: int, batch: int, length: int, device: torch.device) -> tuple[int, int]:
+    """Timed rounds of training and of inference at a setting: ``repeats`` of each, fewer
+    training rounds at the heaviest setting on a CPU (seconds per step), more inference rounds
+    for one user (milliseconds per call)."""
+    heavy = device.type == "cpu" and batch * length >= 256 * 200
+    return (max(4, repeats // 2) if heavy else repeats), repeats * (3 if batch == 1 else 1)
+
+
+def measure_setting(variants, batch, length, device, repeats, warmup, failures) -> list[dict]:
+    """Rows of ``variants`` at (``batch``, ``length``), timed in one interleaved schedule; a
+    variant that fails to build or run its first calls is added to ``failures`` and left out."""
+    benches = []
+    for variant in variants:
+        try:
+            benches.append(prepare(variant, batch, length, device))
+        except Exception as exc:  # noqa: BLE001 (one failed variant must not end the run)
+            failures.append({"model": variant, "batch": batch, "length": length})
+            failures[-1]["error"] = f"{type(exc).__name__}: {exc}"[:1000]
+            print(f"  FAILED {variant} B={batch} T={length}:", file=sys.stderr)
+            traceback.print_exc()
+    train_rounds, infer_rounds = rounds_for(repeats, batch, length, device)
+    sync = functools.partial(_sync, device)
+    train = {b.variant: b.train_step for b in benches}
+    train_times = interleaved_times(train, train_rounds, warmup, sync=sync)
+    infer = {b.variant: b.infer for b in benches}
+    infer_times = interleaved_times(infer, infer_rounds, warmup, sync=sync)
+    return [finish(b, train_times[b.variant], infer_times[b.variant], device) for b in benches]
 
 
 def _settings(args: argparse.Namespace) -> list[tuple[int, int]]:
@@ -197,12 +261,13 @@ def _settings(args: argparse.Namespace) -> list[tuple[int, int]]:
     return sorted(settings, key=lambda s: FIRST_SETTINGS.index(s) if s in FIRST_SETTINGS else 9)
 
 
-def _measure_all(variants, settings, device, repeats, time_limit, save) -> tuple[list, list, list]:
-    """Rows, failures and skipped measurements, each passed to ``save`` as it comes; a failed
-    variant does not stop the run."""
+def _measure_all(variants, settings, device, repeats, warmup, time_limit, save) -> tuple:
+    """Rows, failures and skipped measurements, each passed to ``save`` after every setting; a
+    failed variant does not stop the run."""
     rows, failures, skipped = [], [], []
     started = time.perf_counter()
     for batch, length in settings:
+        chosen = []
         for variant in variants:
             if variant in ADAPTIVE and batch * length > ADAPTIVE_LIMIT:
                 continue  # dopri5 on 51,200 events per step ran > 10 minutes on the CPU
@@ -210,28 +275,34 @@ def _measure_all(variants, settings, device, repeats, time_limit, save) -> tuple
             late = time_limit and time.perf_counter() - started > time_limit
             if late or (mode in CUDA_ONLY and device.type != "cuda"):
                 skipped.append(f"{variant} B={batch} T={length}")
-                continue
-            try:
-                rows.append(measure(variant, batch, length, device, repeats))
-            except Exception as exc:  # noqa: BLE001 (one failed variant must not end the run)
+            else:
+                chosen.append(variant)
+        if not chosen:
+            continue
+        try:
+            measured = measure_setting(chosen, batch, length, device, repeats, warmup, failures)
+        except Exception as exc:  # noqa: BLE001 (a failure while timing loses this setting only)
+            for variant in chosen:
                 failures.append({"model": variant, "batch": batch, "length": length})
                 failures[-1]["error"] = f"{type(exc).__name__}: {exc}"[:1000]
-                print(f"  FAILED {variant} B={batch} T={length}:", file=sys.stderr)
-                traceback.print_exc()
-                continue
-            save(rows, failures, skipped)
+            traceback.print_exc()
+            continue
+        rows.extend(measured)
+        save(rows, failures, skipped)
+        for row in measured:
             print(
-                f"  measured {variant} B={batch} T={length}: "
-                f"train {rows[-1]['train_ms']:.1f} ms, infer {rows[-1]['infer_ms']:.2f} ms, "
-                f"setup {rows[-1]['setup_s']:.1f} s, field weights "
-                f"{rows[-1]['field_weights_ms']:.2f} ms",
+                f"  measured {row['model']} B={batch} T={length}: "
+                f"train {row['train_ms']:.1f} ms, infer {row['infer_ms']:.2f} ms, "
+                f"setup {row['setup_s']:.1f} s, field weights "
+                f"{row['field_weights_ms']:.2f} ms",
                 file=sys.stderr,
             )
     return rows, failures, skipped
 
 
-def _record(args, device, started: float, rows, failures, skipped, complete: bool) -> dict:
-    """The JSON of a run so far: rows as measured; ratios and targets once it is complete."""
+def _record(args, device, started: float, load: list, rows, failures, skipped, complete) -> dict:
+    """The JSON of a run so far: rows as measured; ratios and targets once it is complete.
+    ``load``: the load averages (1, 5, 15 minutes) at the start; those at writing are added."""
     if complete:
         add_ratios(rows)
     info = {
@@ -243,6 +314,10 @@ def _record(args, device, started: float, rows, failures, skipped, complete: boo
         "num_items": NUM_ITEMS,
         "loss": "full-softmax cross-entropy",
         "quick": args.quick,
+        "timing": "interleaved rounds; ratios: median of per-round ratios, iqr: [q1, q3]",
+        "repeats": args.repeats,
+        "warmup_rounds": args.warmup,
+        "load_average": {"start": load, "end": [round(x, 2) for x in os.getloadavg()]},
         "seconds": round(time.perf_counter() - started, 1),
         "complete": complete,
         "skipped": skipped,
@@ -256,7 +331,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--quick", action="store_true", help="fewer models and settings")
     parser.add_argument("--device", default="auto")
     parser.add_argument("--threads", type=int, default=0, help="CPU threads (0: torch default)")
-    parser.add_argument("--repeats", type=int, default=0, help="timed repeats (0: by mode)")
+    parser.add_argument("--repeats", type=int, default=0, help="timed rounds (0: by mode)")
+    parser.add_argument("--warmup", type=int, default=1, help="untimed rounds first")
     names = ", ".join([*VARIANTS, *ACCELERATED])
     parser.add_argument("--models", help="comma-separated subset of: " + names)
     parser.add_argument("--batches", help="comma-separated batch sizes (default 1,256)")
@@ -280,22 +356,31 @@ def main(argv: list[str] | None = None) -> int:
     default = f"{card_name(device)}{'-quick' if args.quick else ''}.json"
     out = Path(args.out) if args.out else Path(__file__).parent / "results" / default
     out.parent.mkdir(parents=True, exist_ok=True)
-    started = time.perf_counter()
+    started, load = time.perf_counter(), [round(x, 2) for x in os.getloadavg()]
+    args.repeats = args.repeats or (8 if args.quick else 15)
 
-    def save(*measured, complete: bool = False) -> dict:  # after every row: a killed run keeps them
-        record = _record(args, device, started, *measured, complete)
+    def save(*measured, complete: bool = False) -> dict:  # after each setting: a killed run keeps
+        record = _record(args, device, started, load, *measured, complete)
         out.write_text(json.dumps(record, indent=2) + "\n")
         return record
 
-    repeats = args.repeats or (4 if args.quick else 10)
-    measured = _measure_all(variants, _settings(args), device, repeats, args.time_limit, save)
+    settings, repeats = _settings(args), args.repeats
+    measured = _measure_all(variants, settings, device, repeats, args.warmup, args.time_limit, save)
     record = save(*measured, complete=True)
     info, (rows, failures, skipped) = record["info"], measured
+    rounds = ", ".join(
+        f"B={b} T={t}: {'/'.join(map(str, rounds_for(repeats, b, t, device)))}" for b, t in settings
+    )
     header = (
-        f"device {info['device']}, torch {info['torch']}, float32, "
-        f"{info['threads']} threads, {NUM_ITEMS} items, {repeats} repeats"
+        f"device {info['device']}, torch {info['torch']}, float32, {info['threads']} threads, "
+        f"{NUM_ITEMS} items; models interleaved, timed rounds (train/infer) {rounds} after "
+        f"{args.warmup} warm-up; load average {load[0]} at the start, "
+        f"{info['load_average']['end'][0]} at the end"
     )
     print(format_table(rows, header))
+    print()
+    print(format_ratio_table(rows, "Ratios: median of the per-round ratios [interquartile range]"))
+    print()
     print(format_targets(record["targets"], info["device"]))
     for failure in failures:
         print(f"FAILED {failure['model']} B={failure['batch']} T={failure['length']}: ", end="")

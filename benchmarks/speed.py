@@ -24,7 +24,7 @@ which compile or capture, are timed apart (``setup_s``), and their speed-ups are
 the eager loop and the fused recurrence.
 ``field_weights_ms`` is the field's spectral normalisation with its backward, once per training
 step. The run ends with the three target ratios of the GPU path (met or not), on any device;
-the JSON is rewritten after every measurement, and a failed variant is recorded, not fatal.
+the JSON is rewritten after every setting (B, T), and a failed variant is recorded, not fatal.
 """
 
 from __future__ import annotations

@@ -20,6 +20,8 @@ from deepm3.train.run import run
 
 SMALL = ["hidden_size=8", "max_len=10", "batch_size=8", "progress=false", "num_threads=1"]
 MODELS = ("deepm3", "sasrec", "tisasrec", "gru4rec")
+# run label -> (model, extra settings): every trainable model, and DeepM3's closed-form flow
+TRAINED = {**{name: (name, []) for name in MODELS}, "deepm3-decay": ("deepm3", ["ode=decay"])}
 
 
 @pytest.fixture(scope="module")
@@ -27,11 +29,11 @@ def runs(tmp_path_factory):
     folder = tmp_path_factory.mktemp("export")
     csv = write_synthetic_csv(folder / "events.csv", num_users=30)
     out = {}
-    for name in (*MODELS, "pop"):
-        settings = ["max_len=10"] if name == "pop" else [*SMALL, "epochs=1"]
+    for label, (name, extra) in {**TRAINED, "pop": ("pop", [])}.items():
+        settings = ["max_len=10"] if name == "pop" else [*SMALL, "epochs=1", *extra]
         config = load_config(None, settings, base={"data": {"dataset": str(csv)}})
-        run(name, config, folder / name)
-        out[name] = folder / name
+        run(name, config, folder / label)
+        out[label] = folder / label
     return out
 
 
@@ -64,16 +66,17 @@ def exported_inputs(histories, vocabulary: list[str], max_len: int, at: list[int
 
 
 @pytest.mark.parametrize("fmt", ["torchscript", "onnx"])
-@pytest.mark.parametrize("name", MODELS)
-def test_the_export_scores_like_the_eager_model(runs, name, fmt, tmp_path):
+@pytest.mark.parametrize("label", TRAINED)
+def test_the_export_scores_like_the_eager_model(runs, label, fmt, tmp_path):
     """The exported file, run here on 12 users' raw histories (time units of minutes, hours:
-    TiSASRec reads them) and query times (every other one 3 days later: DeepM3 evolves), scores
-    every item as the eager :meth:`Recommender.recommend_many` does (max abs diff < 1e-5)."""
-    folder = export_run(runs[name], fmt, tmp_path / "export")
+    TiSASRec reads them) and query times (every other one 3 days later: DeepM3 evolves, by its
+    ODE or its closed form), scores every item as the eager
+    :meth:`Recommender.recommend_many` does (max abs diff < 1e-5)."""
+    folder = export_run(runs[label], fmt, tmp_path / "export")
     manifest = json.loads((folder / "manifest.json").read_text())
-    assert manifest["format"] == fmt and manifest["model"] == name
+    assert manifest["format"] == fmt and manifest["model"] == TRAINED[label][0]
     assert set(manifest["parity_max_abs_diff"]) == {"B=1", "B=64"}
-    rec = Recommender.from_run(runs[name], clock=lambda: 2e9)
+    rec = Recommender.from_run(runs[label], clock=lambda: 2e9)
     histories = raw_histories(rec, 12)
     at = [h[-1][1] + (3 * 86_400 if row % 2 else 0) for row, h in enumerate(histories)]
     vocabulary = (folder / "items.txt").read_text().split("\n")
@@ -134,6 +137,8 @@ def test_what_cannot_be_exported_is_refused_with_a_reason(runs, tmp_path):
     assert json.loads((folder / "manifest.json").read_text())["solver"] == "euler"
     with pytest.raises(ConfigError, match="no ODE solver"):
         export_run(runs["sasrec"], "torchscript", tmp_path / "s", solver="rk4")
+    with pytest.raises(ConfigError, match="no ODE solver"):  # a closed form: nothing to choose
+        export_run(runs["deepm3-decay"], "torchscript", tmp_path / "d", solver="rk4")
     with pytest.raises(ConfigError, match="unknown export format"):
         export_run(runs["sasrec"], "tflite", tmp_path / "s")
 

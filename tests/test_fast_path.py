@@ -44,13 +44,18 @@ def run_both(inputs, length: int, **overrides):
     return results["eager"], results["fast"]
 
 
-def assert_agree(eager, fast, tolerance: float) -> None:
+def assert_agree(eager, fast, tolerance: float, solved: bool = True) -> None:
+    """Outputs and gradients within ``tolerance``; ``solved``: a flow solved by evaluations
+    (the closed form makes none)."""
     scale = eager[0].abs().max()
     assert ((fast[0] - eager[0]).abs().max() / scale) < tolerance
     for name, gradient in eager[1].items():
         relative = (fast[1][name] - gradient).abs().max() / gradient.abs().max().clamp_min(1e-12)
         assert relative < tolerance, (name, float(relative))
-    assert fast[2] < eager[2]  # the all-zero-gap step was skipped, and counted as such
+    if solved:
+        assert fast[2] < eager[2]  # the all-zero-gap step was skipped, and counted as such
+    else:
+        assert fast[2] == eager[2] == 0
 
 
 @pytest.mark.parametrize("solver", fixed_step_methods())
@@ -67,6 +72,13 @@ def test_fast_and_eager_agree_in_outputs_and_gradients(solver, lipschitz, predic
         predict_at=predict_at,
     )
     assert_agree(eager, fast, 1e-5)
+
+
+@pytest.mark.parametrize("predict_at", ["last_event", "target_time"])
+def test_the_closed_form_flow_runs_both_implementations_alike(predict_at):
+    eager, fast = run_both(batch(), 30, ode="decay", lipschitz_constant=2.0, predict_at=predict_at)
+    assert_agree(eager, fast, 1e-5, solved=False)
+    assert eager[1]["decay.coefficients.weight"].abs().max() > 0  # the flow is trained
 
 
 @pytest.mark.parametrize("solver", ADAPTIVE)

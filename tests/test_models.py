@@ -19,6 +19,8 @@ VARIANTS = {
     "deepm3-rk4-bounded": {"solver": "rk4", "lipschitz": "bounded", "steps": 2},
     "deepm3-target-time": {"predict_at": "target_time"},
     "deepm3-no-ode": {"ode": "none"},
+    "deepm3-decay": {"ode": "decay", "lipschitz_constant": 2.0},
+    "deepm3-decay-target-time": {"ode": "decay", "predict_at": "target_time"},
 }
 
 
@@ -77,7 +79,15 @@ def test_causality_a_later_item_never_changes_an_earlier_output(variant):
         assert not torch.allclose(after[0, position:], before[0, position:])
 
 
-TIME_AWARE = {"tisasrec", "deepm3", "deepm3-rk4-bounded", "deepm3-target-time", "deepm3-no-ode"}
+TIME_AWARE = {
+    "tisasrec",
+    "deepm3",
+    "deepm3-rk4-bounded",
+    "deepm3-target-time",
+    "deepm3-no-ode",
+    "deepm3-decay",
+    "deepm3-decay-target-time",
+}
 
 
 @pytest.mark.parametrize("variant", list(VARIANTS))
@@ -93,7 +103,7 @@ def test_causality_a_later_timestamp_never_changes_an_earlier_output(variant):
         later[:, position:] += 3600 * 50 + 17 * torch.arange(MAX_LEN - position)
         later[items == 0] = 0
         after = run(model, items, later)
-        kept = position - 1 if variant == "deepm3-target-time" else position
+        kept = position - 1 if variant.endswith("target-time") else position
         torch.testing.assert_close(after[:, :kept], before[:, :kept], rtol=0, atol=1e-10)
         moved_any |= not torch.allclose(after[0, position:], before[0, position:])
     assert moved_any == (variant in TIME_AWARE)  # time-blind models ignore timestamps entirely
@@ -128,7 +138,12 @@ def test_batch_composition_invariance(variant):
 def test_target_time_prediction_uses_the_gap_and_default_does_not():
     items, timestamps = random_batch()
     time_gaps, next_gaps = features(items, timestamps)
-    for variant, should_change in (("deepm3-target-time", True), ("deepm3", False)):
+    for variant, should_change in (
+        ("deepm3-target-time", True),
+        ("deepm3", False),
+        ("deepm3-decay-target-time", True),
+        ("deepm3-decay", False),
+    ):
         model = make(variant)
         first, _ = model(items, timestamps, time_gaps, next_gaps)
         second, _ = model(items, timestamps, time_gaps, next_gaps * 3)

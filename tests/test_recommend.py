@@ -17,6 +17,7 @@ from deepm3.data.sequences import evaluation_table
 from deepm3.errors import ConfigError
 from deepm3.eval.evaluator import evaluate
 from deepm3.models import build_model, model_options
+from deepm3.models.contract import states_at_events
 from deepm3.recommend import Recommender, RequestError, parse_request
 from deepm3.recommend.auto import normalised_entropy
 from deepm3.train.loop import model_scorer
@@ -34,6 +35,7 @@ def runs(tmp_path_factory):
     for label, name, extra in (
         ("deepm3", "deepm3", []),
         ("target", "deepm3", ["predict_at=target_time"]),
+        ("decay", "deepm3", ["ode=decay"]),
         ("sasrec", "sasrec", []),
         ("pop", "pop", []),
     ):
@@ -58,7 +60,7 @@ def all_scores(rec, answer):
     return dict(zip(answer.items, answer.scores, strict=True))
 
 
-@pytest.mark.parametrize("label", ["deepm3", "sasrec", "pop"])
+@pytest.mark.parametrize("label", ["deepm3", "decay", "sasrec", "pop"])
 def test_recommend_ranks_like_the_evaluator_for_test_users(runs, label):
     """Each test user's history, sent as raw events, ranked by recommend over every item: the
     scores are those :func:`deepm3.eval.evaluator.evaluate` scored, and the test target sits
@@ -122,11 +124,12 @@ def test_at_evolves_deepm3_exactly_as_predict_at_target_time(runs):
     assert changed > 0  # a later query time changes the ranking
 
 
-def test_incremental_state_equals_a_full_replay(runs):
+@pytest.mark.parametrize("label", ["deepm3", "decay"])
+def test_incremental_state_equals_a_full_replay(runs, label):
     """Events added one by one are absorbed without replaying (one forward pass, for the first
     event), and a query evolves the cached state without any forward pass: the same scores as
     replaying the whole history."""
-    rec = recommender(runs["deepm3"])
+    rec = recommender(runs[label])
     forwards = []  # the batch size of every forward pass (twins share the hooks)
     rec.model.register_forward_hook(lambda module, inputs, output: forwards.append(len(inputs[0])))
     table = evaluation_table(rec.data, "test")
@@ -150,6 +153,50 @@ def test_incremental_state_equals_a_full_replay(runs):
     known = rec.data.events.user_ids[1]
     rec.add_events(known, [])  # a known user: the data's history, replayed once
     assert len(rec.cache) == 4 and rec.cache.nbytes() > 0
+
+
+def test_at_changes_a_decay_ranking_only_through_the_closed_form(runs):
+    """ode=decay: the scores at a later ``at`` are the item table against the state after the
+    last event relaxed over the gap to ``at``, written out here from the model's parameters;
+    without ``at``, against that state itself. A solver asked for is ignored (exact)."""
+    rec = recommender(runs["decay"])
+    model, table = rec.model, evaluation_table(rec.data, "test")
+    weight, bias = model.decay.coefficients.weight, model.decay.coefficients.bias
+    size, everything = weight.shape[1], rec.data.num_items
+    ids = rec.data.events.item_ids
+    changed = 0
+    for row in range(8):
+        batch = table.batch(np.array([row]))
+        events = raw_history(rec, table.items[row], table.timestamps[row])
+        at = events[-1][1] + 30 * 86_400
+        gap = float(np.log1p(30 * 24))  # log1p(hours), the gap transform
+        with torch.no_grad():
+            h = states_at_events(model, batch.items, batch.timestamps, batch.time_gaps)[:, -1]
+            pre = h @ weight.T + bias
+            target, rate = torch.tanh(pre[:, :size]), torch.sigmoid(pre[:, size:])
+            relaxed = target + (h - target) * torch.exp(
+                -model.options.lipschitz_constant * rate * gap
+            )
+            expected = {
+                "now": (model.readout(h) @ model.item_embedding.weight.T)[0],
+                "later": (model.readout(relaxed) @ model.item_embedding.weight.T)[0],
+            }
+        answers = {
+            "now": rec.recommend(events, k=everything, include_history=True),
+            "later": rec.recommend(events, at=at, k=everything, include_history=True),
+        }
+        for key, answer in answers.items():
+            got = all_scores(rec, answer)
+            assert (
+                max(abs(got[ids[i]] - float(expected[key][i])) for i in range(1, 1 + everything))
+                < 1e-5
+            )
+            assert answer.solver is None
+        changed += answers["later"].items != answers["now"].items
+        asked = rec.recommend(events, at=at, k=everything, include_history=True, solver="rk4")
+        assert asked.scores == answers["later"].scores and asked.solver is None
+        assert any("solver ignored" in note for note in asked.notes)
+    assert changed > 0  # a later query time changes the ranking
 
 
 def test_cached_users_are_answered_together_like_one_by_one(runs):
@@ -415,6 +462,7 @@ def test_models_declare_whether_they_evolve_to_a_query_time():
     for name, values, evolves in (
         ("deepm3", {}, True),
         ("deepm3", {"ode": "none"}, False),
+        ("deepm3", {"ode": "decay"}, True),
         ("sasrec", {}, False),
         ("tisasrec", {}, False),
         ("gru4rec", {}, False),

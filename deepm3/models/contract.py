@@ -17,10 +17,11 @@ a :class:`~deepm3.data.sequences.Batch` into these arguments, and :func:`states_
 one place that calls a model without ``next_gaps`` (the states right after each event).
 
 Every model declares one capability, ``evolves_to_query_time``: True for a model with a learned
-flow in time (DeepM3 with ``ode=ode``), which then also offers :class:`EvolvingModel`'s methods
-(evolve a state to a later time, absorb one new event, re-solve with another ODE method). Code
-that uses a trained model (recommend, export, serve) asks this flag, never the model's type or
-its private parts.
+flow in time (DeepM3 with ``ode=ode`` or ``ode=decay``), which then also offers
+:class:`EvolvingModel`'s methods (evolve a state to a later time, absorb one new event, and,
+for a flow solved numerically, re-solve with another ODE method; ``solver`` None: a closed-form
+flow, nothing to re-solve). Code that uses a trained model (recommend, export, serve) asks these,
+never the model's type or its private parts.
 """
 
 from __future__ import annotations
@@ -59,10 +60,13 @@ class SequenceModel(Protocol):
 class EvolvingModel(SequenceModel, Protocol):
     """What a model with ``evolves_to_query_time`` True offers besides the contract."""
 
-    solver: str  # the ODE method it solves its flow with (a name in deepm3.ode.solvers.METHODS)
+    # the ODE method it solves its flow with (a name in deepm3.ode.solvers.METHODS); None for a
+    # flow in closed form (exact: no method to choose)
+    solver: str | None
 
     def with_solver(self, method: str) -> EvolvingModel:
-        """A twin sharing every weight that solves the same flow with ``method``."""
+        """A twin sharing every weight that solves the same flow with ``method`` (a model whose
+        ``solver`` is a method only)."""
         ...
 
     def advance(

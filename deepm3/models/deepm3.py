@@ -1,8 +1,12 @@
 """DeepM3: an ODE-RNN for irregularly timed interactions.
 
-Between two events the user state follows the learned ODE ``dh/dt = f(h, t)`` over the real
-(transformed) gap; at each event a GRU cell reads the item embedding and the gap. Padding leaves
-the state unchanged, and there are no virtual zero-padded events in between.
+Between two events the user state follows a flow over the real (transformed) gap; at each event
+a GRU cell reads the item embedding and the gap. Padding leaves the state unchanged, and there
+are no virtual zero-padded events in between. The flow is one of :data:`FLOWS`
+(``model.ode``): ``ode``, the learned ODE ``dh/dt = f(h, t)`` solved by ``model.solver``;
+``decay``, a closed-form relaxation toward an equilibrium read from the state after the last
+event (:mod:`deepm3.ode.decay`: no solver, rates bounded by ``lipschitz_constant``); ``none``,
+a plain GRU (the ablation).
 
 By default the prediction for the next item uses the state right after the last event, with
 no knowledge of when the next event happens. ``predict_at=target_time`` instead evolves that
@@ -23,11 +27,15 @@ from deepm3.models.accelerated import BATCH_BUCKETS, BucketedRecurrence
 from deepm3.models.contract import absolute_time_feature, real_positions
 from deepm3.models.loops import LOOPS, field_drift
 from deepm3.models.readout import OUTPUT_NORMS, Readout
+from deepm3.ode.decay import DecayFlow, DecayWeights, decay_flow
 from deepm3.ode.field import LIPSCHITZ_MODES, FieldWeights, VectorField
 from deepm3.ode.solvers import METHODS, Drift, evolve, fixed_step_methods, is_adaptive
 from deepm3.settings import check_choice, check_settings, setting
 
 PREDICT_AT = ("last_event", "target_time")
+# model.ode: the flow between events. ode: the learned field, solved by model.solver | decay: the
+# closed form of deepm3.ode.decay | none: no flow (a plain GRU of the same sizes)
+FLOWS = ("ode", "decay", "none")
 
 
 def previous_event_time(timestamps: torch.Tensor, real: torch.Tensor) -> torch.Tensor:
@@ -42,12 +50,14 @@ def previous_event_time(timestamps: torch.Tensor, real: torch.Tensor) -> torch.T
 class DeepM3Options:
     hidden_size: int = setting(128, low=1)
     field_width: int = setting(128, low=1)  # hidden units of the vector field's MLP
-    ode: str = "ode"  # ode | none (ablation: a plain GRU of the same sizes)
+    ode: str = "ode"  # a name in FLOWS: ode | decay (closed form) | none (ablation: plain GRU)
+    # solver, steps, lipschitz, rtol, atol: the ode flow's; decay solves exactly (none of them)
     solver: str = "euler"  # a name in deepm3.ode.solvers.METHODS: euler | rk4 | dopri5 (adaptive)
     steps: int = setting(1, low=1)  # steps per gap of a fixed-step solver
     # spectral: f is L-Lipschitz in h | bounded: |f_i| < L, bounds the drift's size, not its
     # Lipschitz constant | none
     lipschitz: str = "spectral"
+    # L: the ode field's constant; with ode=decay the rates' bound (the field is L-Lipschitz)
     lipschitz_constant: float = setting(1.0, above=0)
     predict_at: str = "last_event"  # last_event | target_time
     dropout: float = setting(0.2, low=0, below=1)  # on the input item embeddings
@@ -64,13 +74,18 @@ class DeepM3Options:
     implementation: str = "fast"
 
     def __post_init__(self) -> None:
-        check_choice("model.ode", self.ode, ("ode", "none"))
+        check_choice("model.ode", self.ode, FLOWS)
         check_choice("model.solver", self.solver, tuple(METHODS))
         check_choice("model.lipschitz", self.lipschitz, tuple(LIPSCHITZ_MODES))
         check_choice("model.predict_at", self.predict_at, PREDICT_AT)
         check_choice("model.implementation", self.implementation, tuple(LOOPS))
         check_choice("model.output_norm", self.output_norm, OUTPUT_NORMS)
         check_settings(self, "model")
+        if LOOPS[self.implementation].static and self.ode == "decay":
+            raise ConfigError(
+                f"model.implementation={self.implementation} steps the ODE field only: "
+                "ode=decay runs with implementation=fast or eager"
+            )
         if LOOPS[self.implementation].static and is_adaptive(self.solver):
             raise ConfigError(
                 f"model.implementation={self.implementation} cannot run the adaptive solver "
@@ -106,22 +121,27 @@ class DeepM3(nn.Module):
             if options.ode == "ode"
             else None
         )
+        self.decay = DecayFlow(size, options.lipschitz_constant) if options.ode == "decay" else None
         self.head = Readout(size, options.hidden_dropout, options.output_norm)
 
     @property
     def evolves_to_query_time(self) -> bool:
-        """The model contract's capability: True with a learned flow (``ode=ode``), which
-        :meth:`advance` and :meth:`absorb` follow; ``ode=none`` is a plain GRU."""
-        return self.field is not None
+        """The model contract's capability: True with a learned flow (``ode=ode`` or
+        ``decay``), which :meth:`advance` and :meth:`absorb` follow; ``ode=none`` is a plain
+        GRU."""
+        return self.field is not None or self.decay is not None
 
     @property
-    def solver(self) -> str:
-        """The ODE method this model solves its flow with (a name in ``ode.solvers.METHODS``)."""
-        return self.options.solver
+    def solver(self) -> str | None:
+        """The ODE method this model solves its flow with (a name in ``ode.solvers.METHODS``);
+        None without a flow to solve (``ode=decay`` is exact, ``ode=none`` has none)."""
+        return self.options.solver if self.field is not None else None
 
     def with_solver(self, method: str) -> DeepM3:
         """A twin that solves the same flow with ``method``: it shares every parameter and
         submodule with this model (a shallow copy), only its options differ."""
+        if self.field is None:
+            raise ValueError(f"ode={self.options.ode} has no ODE to solve with {method}")
         twin = copy.copy(self)
         twin.options = replace(self.options, solver=method)
         return twin
@@ -131,10 +151,24 @@ class DeepM3(nn.Module):
         options = self.options
         return evolve(drift, h, gaps, options.solver, options.steps, options.rtol, options.atol)
 
-    def _flow_field(
-        self, weights: FieldWeights, h: torch.Tensor, gaps: torch.Tensor, context: torch.Tensor
+    def flow_weights(self) -> FieldWeights | DecayWeights | None:
+        """The flow's effective weights for one model call (None without a flow)."""
+        if self.field is not None:
+            return self.field.weights()
+        return self.decay.weights() if self.decay is not None else None
+
+    def between(
+        self,
+        weights: FieldWeights | DecayWeights,
+        h: torch.Tensor,
+        gaps: torch.Tensor,
+        context: torch.Tensor,
     ) -> tuple[torch.Tensor, int]:
-        """Evolve h (B, d) over gaps (B,) under the field with context (B,)."""
+        """Evolve h (B, d), right after each row's event, over gaps (B,) under the model's flow
+        (``weights`` from :meth:`flow_weights`; context (B,) the field's, which decay does not
+        read) -> (h (B, d), field evaluations: 0 for the closed form)."""
+        if isinstance(weights, DecayWeights):
+            return decay_flow(weights, h, gaps), 0
         return self.flow(field_drift(weights, context), h, gaps)
 
     def forward(
@@ -155,7 +189,7 @@ class DeepM3(nn.Module):
         real = real_positions(items)  # (B, T)
         inputs = torch.cat([self.dropout(self.item_embedding(items)), time_gaps[..., None]], -1)
         previous_time = previous_event_time(timestamps, real)  # the context of the gap before t
-        weights = self.field.weights() if self.field is not None else None
+        weights = self.flow_weights()
         loop = LOOPS[self.options.implementation].run
         out, evaluations = loop(self, inputs, time_gaps, previous_time, real, weights)
         if (
@@ -163,7 +197,7 @@ class DeepM3(nn.Module):
             and next_gaps is not None
             and weights is not None
         ):
-            flat, calls = self._flow_field(
+            flat, calls = self.between(
                 weights,
                 out.reshape(batch * length, -1),
                 next_gaps.reshape(-1),
@@ -183,10 +217,10 @@ class DeepM3(nn.Module):
         """Evolve states h (B, d) over transformed gaps (B,) float after events at ``last_times``
         (B,) int64 seconds: the state at a later query time, as ``predict_at=target_time`` does
         after the last event. ``ode=none`` has no flow and returns h unchanged."""
-        if self.field is None:
+        weights = self.flow_weights()
+        if weights is None:
             return h, 0
-        context = absolute_time_feature(last_times)
-        return self._flow_field(self.field.weights(), h, gaps, context)
+        return self.between(weights, h, gaps, absolute_time_feature(last_times))
 
     def absorb(
         self,
@@ -199,9 +233,10 @@ class DeepM3(nn.Module):
         each row's previous event, items (B,) int64, gaps (B,) float transformed gap since that
         event, previous_times (B,) int64 its seconds (0 with gap 0 for a first event) ->
         states (B, d) right after the new event. The same step as :meth:`forward` takes."""
-        if self.field is not None:
+        weights = self.flow_weights()
+        if weights is not None:
             context = absolute_time_feature(previous_times) * (previous_times != 0)
-            h, _ = self._flow_field(self.field.weights(), h, gaps, context)
+            h, _ = self.between(weights, h, gaps, context)
         step_input = torch.cat([self.dropout(self.item_embedding(items)), gaps[:, None]], -1)
         return self.cell(step_input, h)
 
@@ -225,7 +260,7 @@ class DeepM3(nn.Module):
         receives it), in eval mode (no dropout).
         """
         if self.field is None:
-            raise ValueError("ode=none has no vector field")
+            raise ValueError(f"ode={self.options.ode} has no vector field")
         training = self.training
         self.eval()
         try:
@@ -240,7 +275,5 @@ class DeepM3(nn.Module):
         fraction = torch.rand(rows.numel(), generator=generator).to(next_gaps)
         elapsed = fraction * next_gaps[rows, columns]
         context = absolute_time_feature(timestamps[rows, columns])
-        states, _ = self._flow_field(
-            self.field.weights(), after_event[rows, columns], elapsed, context
-        )
+        states, _ = self.between(self.field.weights(), after_event[rows, columns], elapsed, context)
         return states, elapsed, context

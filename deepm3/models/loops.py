@@ -14,7 +14,8 @@
 Every loop steps through :func:`~deepm3.ode.solvers.evolve` with the model's solver, so a method
 added to the solver table runs in each; the tests check each loop against ``eager`` in outputs
 and every parameter gradient. A static loop cannot run an adaptive solver (its steps depend on
-the data): :class:`~deepm3.models.deepm3.DeepM3Options` refuses the pair when it is built.
+the data), nor the closed-form flow (``ode=decay`` runs in ``fast`` and ``eager``):
+:class:`~deepm3.models.deepm3.DeepM3Options` refuses either pair when it is built.
 """
 
 from __future__ import annotations
@@ -27,7 +28,7 @@ import torch
 from torch import nn
 
 from deepm3.models.accelerated import BucketedRecurrence
-from deepm3.models.recurrence import ode_rnn
+from deepm3.models.recurrence import FlowWeights, ode_rnn
 from deepm3.ode.field import FieldWeights, apply_field
 from deepm3.ode.solvers import Drift
 
@@ -44,12 +45,16 @@ class Recurrent(Protocol):
         self, drift: Drift, h: torch.Tensor, gaps: torch.Tensor
     ) -> tuple[torch.Tensor, int]: ...
 
+    def between(
+        self, weights: FlowWeights, h: torch.Tensor, gaps: torch.Tensor, context: torch.Tensor
+    ) -> tuple[torch.Tensor, int]: ...
+
 
 # loop(model, inputs (B, T, d + 1) the GRU's inputs, time_gaps (B, T), previous_time (B, T) the
-# field's context over the gap before each event, real (B, T) bool, field | None)
+# field's context over the gap before each event, real (B, T) bool, the flow's weights | None)
 # -> (states (B, T, d) right after each event, field evaluations)
 LoopFunction = Callable[
-    [Recurrent, torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor, FieldWeights | None],
+    [Recurrent, torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor, FlowWeights | None],
     tuple[torch.Tensor, int],
 ]
 
@@ -65,9 +70,10 @@ def eager(
     time_gaps: torch.Tensor,
     previous_time: torch.Tensor,
     real: torch.Tensor,
-    field: FieldWeights | None,
+    field: FlowWeights | None,
 ) -> tuple[torch.Tensor, int]:
-    """The reference loop: one GRUCell and one :func:`evolve` call per event -> (B, T, d)."""
+    """The reference loop: one GRUCell and one flow per event (an :func:`evolve` call for the
+    ODE field, the closed form for decay) -> (B, T, d)."""
     h = inputs.new_zeros(inputs.shape[0], model.options.hidden_size)
     states, evaluations = [], 0
     # unbind once: indexing [:, t] inside the loop would make backward O(T^2) (each slice's
@@ -81,7 +87,7 @@ def eager(
     )
     for step_input, gap, context, present in steps:
         if field is not None:
-            h, calls = model.flow(field_drift(field, context), h, gap)
+            h, calls = model.between(field, h, gap, context)
             evaluations += calls
         h = torch.where(present, model.cell(step_input, h), h)
         states.append(h)
@@ -94,7 +100,7 @@ def fused(
     time_gaps: torch.Tensor,
     previous_time: torch.Tensor,
     real: torch.Tensor,
-    field: FieldWeights | None,
+    field: FlowWeights | None,
 ) -> tuple[torch.Tensor, int]:
     """The fused recurrence (:func:`ode_rnn`), stepping with the same solver -> (B, T, d)."""
     cell = model.cell

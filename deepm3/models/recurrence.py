@@ -11,8 +11,11 @@ reference, so every ODE method works here too. What it saves, measured by
   context term of every event computed once for the whole sequence, and ``addmm`` calls (no
   ``torch.cat`` of ``[h, time]`` per evaluation);
 * a time step at which every row's gap is zero (ties: half of MovieLens' gaps; always so for a
-  single user) skips the field entirely. Rows with a zero gap inside a mixed step are computed
+  single user) skips the flow entirely. Rows with a zero gap inside a mixed step are computed
   and multiplied by zero: gathering the moving rows cost more than it saved (measured on CPU).
+
+The closed-form flow (``ode=decay``, :func:`deepm3.ode.decay.decay_flow`) takes the same loop:
+one coefficient product and the exact relaxation per gap, no solver.
 """
 
 from __future__ import annotations
@@ -21,8 +24,11 @@ from collections.abc import Callable, Iterator, Sequence
 
 import torch
 
+from deepm3.ode.decay import DecayWeights, decay_flow
 from deepm3.ode.field import FieldWeights, field_head, first_layer_columns
 from deepm3.ode.solvers import Drift
+
+FlowWeights = FieldWeights | DecayWeights  # the weights of either flow, for one model call
 
 
 def is_onnx_exporting() -> bool:
@@ -44,6 +50,8 @@ def _building_a_graph(time_gaps: torch.Tensor) -> bool:
 
 # flow(drift, h (B, d), gaps (B,)) -> (h (B, d), evaluations): evolve with the model's solver
 Flow = Callable[[Drift, torch.Tensor, torch.Tensor], tuple[torch.Tensor, int]]
+# between(h (B, d), gap (B,), constant (B, W) | None) -> (h (B, d), evaluations): one gap's flow
+Between = Callable[[torch.Tensor, torch.Tensor, torch.Tensor | None], tuple[torch.Tensor, int]]
 
 
 def _fused_drift(
@@ -82,7 +90,7 @@ def time_major(
     time_gaps: torch.Tensor,
     context: torch.Tensor,
     present: torch.Tensor,
-    field: FieldWeights | None,
+    field: FlowWeights | None,
 ) -> tuple[Iterator[tuple], tuple[torch.Tensor, torch.Tensor] | None]:
     """What each event's step reads, in time order: (gates_x (B, 3d), gap (B,), keep (B, 1),
     constant (B, W) the field's context term and first-layer bias, or None without a field),
@@ -90,7 +98,7 @@ def time_major(
     Shared by :func:`ode_rnn` and the static loops of :mod:`deepm3.models.accelerated`."""
     constants: Sequence[torch.Tensor | None] = [None] * gate_inputs.shape[1]
     columns = None
-    if field is not None:
+    if isinstance(field, FieldWeights):
         w_h, w_elapsed, w_context = first_layer_columns(field)
         columns = (w_h, w_elapsed)
         constants = torch.addcmul(field.b_in, context.T[..., None], w_context).unbind(0)
@@ -104,6 +112,15 @@ def time_major(
     return events, columns
 
 
+def _between_events(
+    field: FlowWeights, columns: tuple[torch.Tensor, torch.Tensor] | None, flow: Flow
+) -> Between:
+    """One gap's flow: the closed form of ``decay``, or the fused field stepped by ``flow``."""
+    if isinstance(field, DecayWeights):
+        return lambda h, gap, constant: (decay_flow(field, h, gap), 0)
+    return lambda h, gap, constant: flow(_fused_drift(field, *columns, constant), h, gap)
+
+
 def ode_rnn(
     gate_inputs: torch.Tensor,
     time_gaps: torch.Tensor,
@@ -111,29 +128,31 @@ def ode_rnn(
     present: torch.Tensor,
     w_hh: torch.Tensor,
     b_hh: torch.Tensor,
-    field: FieldWeights | None,
+    field: FlowWeights | None,
     flow: Flow,
 ) -> tuple[torch.Tensor, int]:
     """Run the ODE-RNN over a sequence.
 
     gate_inputs: (B, T, 3d) = x_t W_ih^T + b_ih for every event (PyTorch GRU gate order r, z, n);
-    time_gaps, context: (B, T) float; present: (B, T) bool; w_hh (3d, d), b_hh (3d,); ``flow``
-    steps a drift over the gaps (the model's solver settings bound to ``evolve``).
+    time_gaps, context: (B, T) float; present: (B, T) bool; w_hh (3d, d), b_hh (3d,); ``field``:
+    the ODE field's weights (``flow`` steps its drift over the gaps: the model's solver settings
+    bound to ``evolve``), the closed-form decay's, or None (no flow).
     Returns states (B, T, d) and the number of field evaluations (a time step at which every
-    row's gap is zero skips the field: those evaluations are not made, nor counted).
+    row's gap is zero skips the flow: those evaluations are not made, nor counted).
     """
     batch, length, three_d = gate_inputs.shape
     h = gate_inputs.new_zeros(batch, three_d // 3)
     evaluations, states = 0, []
     events, columns = time_major(gate_inputs, time_gaps, context, present, field)
     if field is not None:
+        between = _between_events(field, columns, flow)
         if _building_a_graph(time_gaps):
             any_gap = [True] * length  # a graph for any data: a zero gap then changes nothing
         else:
             any_gap = (time_gaps != 0).any(dim=0).tolist()  # one sync, not one per step
     for t, (gates_x, gap, keep, constant) in enumerate(events):
         if field is not None and any_gap[t]:
-            h, calls = flow(_fused_drift(field, *columns, constant), h, gap)
+            h, calls = between(h, gap, constant)
             evaluations += calls
         h = torch.where(keep, _gru_update(gates_x, h, w_hh, b_hh), h)
         states.append(h)

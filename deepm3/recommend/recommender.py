@@ -111,8 +111,8 @@ class Recommender:
         return self.scoring.own_solver
 
     def _solver_name(self, requested: str | None) -> str | None:
-        """The solver that answers a request: None for models without a flow."""
-        if not self.scoring.evolves:
+        """The solver that answers a request: None for models without a flow to solve."""
+        if not self.scoring.solvers:
             return None
         if requested in (None, auto.AUTO):
             return auto.FIRST if requested == auto.AUTO else self.own_solver
@@ -124,6 +124,8 @@ class Recommender:
             notes.append(f"at ignored: {self.name} does not evolve in time (only DeepM3 does)")
         if request.solver is not None and not self.scoring.evolves:
             notes.append(f"solver ignored: {self.name} has no ODE")
+        elif request.solver is not None and not self.scoring.solvers:
+            notes.append(f"solver ignored: {self.name}'s flow is exact (a closed form)")
         return notes
 
     def _solve(self, histories: list[History], solver: str | None) -> list[torch.Tensor]:
@@ -174,7 +176,7 @@ class Recommender:
             except RequestError as error:
                 answers[number] = error
                 continue
-            groups.setdefault(request.solver if self.scoring.evolves else None, []).append(number)
+            groups.setdefault(request.solver if self.scoring.solvers else None, []).append(number)
         ids = self.item_ids
         for solver, pairs in cached.items():
             at = [requests[number].at or 0 for number, _ in pairs]
@@ -202,7 +204,7 @@ class Recommender:
         """(R,) normalised entropy of each request's Euler scores over the items it may be
         recommended (what ``solver=auto`` compares with ``auto_threshold``)."""
         histories = [self.histories.history(request, []) for request in requests]
-        scores = self._solve(histories, auto.FIRST if self.scoring.evolves else None)
+        scores = self._solve(histories, auto.FIRST if self.scoring.solvers else None)
         seen = [history.seen for history in histories]
         return auto.normalised_entropy(candidates(scores, requests, seen)).cpu().numpy()
 

@@ -4,9 +4,10 @@ A recommendation starts from the state right after a user's last event
 (:func:`~deepm3.models.contract.states_at_events`). A model that ``evolves_to_query_time`` (the
 model contract's capability: DeepM3 with a flow) then evolves that state to the query time
 (:func:`evolve_to`), exactly what ``predict_at=target_time`` does with a target's time; other
-models score the state as it is. :class:`Scoring` also holds, for such a model, one twin per
-fixed-step ODE method (the same weights re-solved: a request's ``solver``), and computes the
-states a cache keeps (a replayed history; new events absorbed one step each).
+models score the state as it is. :class:`Scoring` also holds, for a model whose flow is solved
+numerically, one twin per fixed-step ODE method (the same weights re-solved: a request's
+``solver``; a closed-form flow has none), and computes the states a cache keeps (a replayed
+history; new events absorbed one step each).
 
 Count baselines have no network: their own scorer reads the batch, and they have no states.
 """
@@ -54,9 +55,10 @@ class Scoring:
         self.device = next(model.parameters()).device if model is not None else torch.device("cpu")
         self.evolves = model is not None and model.evolves_to_query_time
         self.own_solver: str | None = model.solver if self.evolves else None
-        # with a flow: one model per ODE method, sharing the weights (the run's own first)
+        # with a flow solved numerically: one model per ODE method, sharing the weights (the
+        # run's own first); none for a closed-form flow (own_solver None)
         self.solvers: dict[str, nn.Module] = {}
-        if self.evolves:
+        if self.own_solver is not None:
             self.solvers[self.own_solver] = model
             for method in fixed_step_methods():
                 if method != self.own_solver:

@@ -45,7 +45,8 @@ class ScoringPath(nn.Module):
     def __init__(self, model: nn.Module) -> None:
         super().__init__()
         self.flows = model.evolves_to_query_time
-        if self.flows:  # a copy reading the field's normalised weights as constants
+        if self.flows and model.solver is not None:  # an ODE field: a copy reading its
+            # normalised weights as constants (a closed-form flow has no normalisation to freeze)
             model = copy.copy(model)
             model._modules = dict(model._modules)
             model.field = FrozenField(model.field)
@@ -90,7 +91,7 @@ def scoring_path(recommender: Recommender, solver: str | None = None) -> Scoring
             f"{recommender.name} is a count baseline with no network to export; "
             "export a trained model (deepm3, sasrec, tisasrec, gru4rec)"
         )
-    if model.evolves_to_query_time and is_adaptive(model.solver):
+    if model.evolves_to_query_time and model.solver is not None and is_adaptive(model.solver):
         fixed = fixed_step_methods()
         raise ConfigError(
             f"solver {model.solver} chooses its steps from the data and cannot be exported; "

@@ -25,6 +25,7 @@ VARIANTS: dict[str, tuple[str, dict]] = {
     "deepm3-euler-bounded": ("deepm3", {"solver": "euler", "lipschitz": "bounded"}),
     "deepm3-euler-none": ("deepm3", {"solver": "euler", "lipschitz": "none"}),
     "deepm3-no-ode": ("deepm3", {"ode": "none"}),
+    "deepm3-decay": ("deepm3", {"ode": "decay"}),
 }
 # name -> (the variant whose recurrence it accelerates, its model.implementation)
 ACCELERATED: dict[str, tuple[str, str]] = {

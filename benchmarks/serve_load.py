@@ -4,7 +4,7 @@
 
 1. HTTP load: starts the server for ``--run-dir`` in a subprocess (uvicorn, access log off,
    ``--threads`` torch threads), then ``--clients`` concurrent clients (asyncio, one keep-alive
-   connection each, in this process; see :class:`Connection` for why not httpx) send
+   connection each, in this process; see ``loopback.Connection`` for why not httpx) send
    ``POST /recommend`` back to back for ``--seconds`` per solver (euler, rk4, auto; one second
    of warm-up each): a random known user of the run's data, ``at`` = their last event + 1 to 72
    hours, so the server replays the user's history (up to ``max_len`` events) per request.
@@ -30,11 +30,7 @@ import argparse
 import asyncio
 import itertools
 import json
-import os
-import platform
 import random
-import socket
-import subprocess
 import sys
 import time
 from pathlib import Path
@@ -42,93 +38,23 @@ from pathlib import Path
 import httpx
 import numpy as np
 import torch
+from loopback import (
+    REPO,
+    Connection,
+    free_port,
+    load_average,
+    machine,
+    percentiles,
+    shown,
+    start_server,
+    user_queries,
+)
 from prometheus_client.parser import text_string_to_metric_families
 
-REPO = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(REPO))
+from deepm3.recommend import Recommender, parse_request
 
-from deepm3.recommend import Recommender, parse_request  # noqa: E402
-from deepm3.train.rundir import git_commit  # noqa: E402
-
-SERVER = (
-    "import json, sys; from deepm3.recommend.server import serve; serve(**json.loads(sys.argv[1]))"
-)
 GOAL_P99_MS = 50.0
 FRESH = itertools.count()  # ids of the fresh users of the in-process comparison
-
-
-def percentiles(seconds: list[float]) -> dict[str, float]:
-    values = np.asarray(seconds) * 1000
-    if not len(values):
-        return {"p50_ms": float("nan"), "p95_ms": float("nan"), "p99_ms": float("nan")}
-    p50, p95, p99 = np.percentile(values, [50, 95, 99])
-    return {"p50_ms": round(p50, 2), "p95_ms": round(p95, 2), "p99_ms": round(p99, 2)}
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
-
-
-def start_server(args: argparse.Namespace, port: int) -> subprocess.Popen:
-    """The server in a subprocess, once ``/health`` answers."""
-    options = {
-        "run_dir": args.run_dir, "port": port, "log_level": "warning", "access_log": False,
-        "data_dir": args.data_dir, "max_batch": args.max_batch, "max_wait_ms": args.max_wait_ms,
-    }  # fmt: skip
-    env = {**os.environ, "OMP_NUM_THREADS": str(args.threads), "PYTHONPATH": str(REPO)}
-    process = subprocess.Popen([sys.executable, "-c", SERVER, json.dumps(options)], env=env)
-    deadline = time.monotonic() + 120
-    while time.monotonic() < deadline:
-        if process.poll() is not None:
-            raise RuntimeError(f"the server exited with code {process.returncode}")
-        try:
-            if httpx.get(f"http://127.0.0.1:{port}/health", timeout=1).status_code == 200:
-                return process
-        except httpx.TransportError:
-            time.sleep(0.2)
-    process.kill()
-    raise RuntimeError("the server did not answer /health within 120 s")
-
-
-def user_queries(recommender: Recommender) -> list[tuple[str, int]]:
-    """(raw user id, last event time) of every user of the run's data."""
-    events = recommender.data.events
-    users = events.user_ids[1:].tolist()
-    last = events.timestamps[events.offsets[2:] - 1].tolist()
-    return list(zip(users, last, strict=True))
-
-
-class Connection:
-    """A minimal HTTP/1.1 keep-alive client for JSON POSTs on loopback.
-
-    Not httpx: on this 2-core machine ``httpx.AsyncClient`` spent about 10 ms of CPU per request
-    with 50 concurrent connections (a whole core at ~100 requests/s), so the load generator, not
-    the server, set the latency. This client costs ~0.3 ms per request."""
-
-    def __init__(self, host: str, port: int) -> None:
-        self.host, self.port = host, port
-        self.reader: asyncio.StreamReader | None = None
-        self.writer: asyncio.StreamWriter | None = None
-
-    async def post(self, path: str, payload: object) -> tuple[int, bytes]:
-        """(status, body); reconnects once the server has closed the connection."""
-        if self.writer is None or self.writer.is_closing():
-            self.reader, self.writer = await asyncio.open_connection(self.host, self.port)
-        body = json.dumps(payload).encode()
-        head = f"POST {path} HTTP/1.1\r\nHost: {self.host}\r\nContent-Type: application/json\r\n"
-        self.writer.write(f"{head}Content-Length: {len(body)}\r\n\r\n".encode() + body)
-        lines = (await self.reader.readuntil(b"\r\n\r\n")).decode("latin-1").split("\r\n")
-        headers = dict(line.lower().split(": ", 1) for line in lines[1:] if ": " in line)
-        answer = await self.reader.readexactly(int(headers.get("content-length", 0)))
-        if headers.get("connection") == "close":
-            self.writer.close()
-        return int(lines[0].split()[1]), answer
-
-    def close(self) -> None:
-        if self.writer is not None:
-            self.writer.close()
 
 
 async def client(port, queries, solver, until, warm_until, latencies, errors, rng) -> None:
@@ -207,7 +133,10 @@ def run_load(args: argparse.Namespace, queries: list) -> dict:
     """Every load phase against one server: each solver on cold users (the history replayed
     per request), then Euler on ``--cached-users`` users whose states the server has cached."""
     port = free_port()
-    server = start_server(args, port)
+    server = start_server(
+        args.run_dir, port, threads=args.threads, data_dir=args.data_dir,
+        max_batch=args.max_batch, max_wait_ms=args.max_wait_ms,
+    )  # fmt: skip
     phases = {}
     try:
         for solver in args.solvers.split(","):
@@ -283,34 +212,6 @@ def incremental_vs_replay(
     }
 
 
-def cpu_model() -> str:
-    info = Path("/proc/cpuinfo")
-    lines = info.read_text().splitlines() if info.is_file() else []
-    names = [line.split(":", 1)[1].strip() for line in lines if line.startswith("model name")]
-    return names[0] if names else platform.processor() or platform.machine()
-
-
-def shown(path: str | None) -> str | None:
-    """``path`` relative to the repository when it lies inside it."""
-    if path is None:
-        return None
-    resolved = Path(path).resolve()
-    return str(resolved.relative_to(REPO)) if resolved.is_relative_to(REPO) else path
-
-
-def machine() -> dict:
-    return {
-        "device": "cpu",
-        "cpu": cpu_model(),
-        "cores": os.cpu_count(),
-        "threads": torch.get_num_threads(),
-        "load_average_at_start": [round(x, 2) for x in os.getloadavg()],
-        "python": platform.python_version(),
-        "torch": torch.__version__,
-        "git_commit": git_commit(),
-    }
-
-
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--run-dir", default=str(REPO / "runs/demo/deepm3"))
@@ -336,7 +237,7 @@ def main(argv: list[str] | None = None) -> int:
     deepm3 = Recommender.from_run(args.run_dir, data_dir=args.data_dir)
     report["model"] = deepm3.name
     report["load"] = run_load(args, user_queries(deepm3))
-    report["load_average_after_load"] = [round(x, 2) for x in os.getloadavg()]
+    report["load_average_after_load"] = load_average()
     sasrec = None
     if args.sasrec_run_dir:
         sasrec = Recommender.from_run(args.sasrec_run_dir, data_dir=args.data_dir)

@@ -188,6 +188,8 @@ def soak(args: argparse.Namespace, mix: Mix) -> dict:
 def run_description(run_dir: str) -> dict:
     """Which run was served: its model, settings and test metrics, as recorded."""
     config = read_record(Path(run_dir) / "config.json")
+    recorded = Path(run_dir) / "provenance.json"
+    provenance = read_record(recorded) if recorded.exists() else {}
     metrics_file = Path(run_dir) / "metrics.json"
     test = json.loads(metrics_file.read_text()).get("test", {}) if metrics_file.exists() else {}
     return {
@@ -198,6 +200,9 @@ def run_description(run_dir: str) -> dict:
         "max_len": config["data"]["max_len"],
         "solver": config["model"].get("solver"),
         "test_ndcg@10": round(test["ndcg@10"], 4) if "ndcg@10" in test else None,
+        "trained_by": provenance.get("command"),
+        "trained_at_commit": provenance.get("git_commit"),
+        "data_fingerprint": provenance.get("data_fingerprint"),
     }
 
 

@@ -24,8 +24,7 @@ from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
-import yaml
-
+from deepm3.config_yaml import check_keys, parse_scalar, read_file
 from deepm3.errors import ConfigError
 from deepm3.setting_changes import ADDED_LATER as ADDED_LATER  # where older code looks for it
 from deepm3.setting_changes import MOVED, fill_added_later, read_moved
@@ -310,16 +309,6 @@ def config_from_dict(saved: dict, where: str, model_keys: tuple[str, ...] = ()) 
     )
 
 
-def _parse_scalar(text: str) -> Any:
-    """Parse the right-hand side of ``key=value`` with YAML rules (numbers, bools, lists)."""
-    try:
-        value = yaml.safe_load(text) if text != "" else ""
-    except (yaml.YAMLError, ValueError):  # ValueError: an integer of more than 4300 digits
-        return text
-    # Text that YAML reads as a mapping (``sep=::``) was meant as a plain string.
-    return text if isinstance(value, dict) else value
-
-
 def _route_override(key: str) -> tuple[str, str]:
     """Find the section of ``key`` (``section.key`` or a name unique across sections)."""
     if "." in key:
@@ -339,39 +328,6 @@ def _route_override(key: str) -> tuple[str, str]:
     return "model", key
 
 
-def _read_file(path: Path) -> dict[str, Any]:
-    """The sections of YAML config file ``path``; any failure is one line naming the file."""
-    if not path.is_file():
-        raise ConfigError(f"config file not found: {path}")
-    try:
-        loaded = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
-    except UnicodeDecodeError as exc:
-        raise ConfigError(
-            f"{path}: not UTF-8 text (byte 0x{exc.object[exc.start]:02x} at offset {exc.start})"
-        ) from None
-    except OSError as exc:
-        raise ConfigError(f"{path}: cannot read the config file ({exc.strerror})") from None
-    except yaml.YAMLError as exc:
-        detail = " ".join(str(exc).split())  # one line
-        raise ConfigError(f"{path}: not valid YAML: {detail}") from None
-    except ValueError as exc:  # an integer of more than 4300 digits
-        raise ConfigError(f"{path}: a value is too long to read ({exc})") from None
-    if not isinstance(loaded, dict):
-        raise ConfigError(f"{path}: expected a mapping of sections")
-    return loaded
-
-
-def _check_keys(values: dict[Any, Any], where: str) -> None:
-    """Every key of a section read from YAML is a name: ``~: 1`` (null) or ``1: 2`` (a number)
-    is a ConfigError naming the file, the section and the key."""
-    for key in values:
-        if not isinstance(key, str) or not key.strip():
-            name = "null (~)" if key is None else shown(key)
-            raise ConfigError(
-                f"{where}: key {name} is not a setting name (keys are names such as epochs)"
-            )
-
-
 def load_config(
     path: str | Path | None = None,
     overrides: list[str] | tuple[str, ...] = (),
@@ -387,14 +343,14 @@ def load_config(
         raw[section].update(values)
     if path is not None:
         path = Path(path)
-        for section, values in _read_file(path).items():
+        for section, values in read_file(path).items():
             if section not in raw:
                 raise ConfigError(
                     f"{path}: unknown section {section!r}; valid: data, eval, train, model"
                 )
             if not isinstance(values, dict):
                 raise ConfigError(f"{path}: section {section!r} must be a mapping")
-            _check_keys(values, f"{path}: {section}")
+            check_keys(values, f"{path}: {section}")
             raw[section].update(values)
     for item in overrides:
         if "=" not in item:
@@ -403,7 +359,7 @@ def load_config(
         if not key.strip():
             raise ConfigError(f"override {shown(item)} has no key")
         section, name = _route_override(key.strip())
-        raw[section][name] = _parse_scalar(text.strip())
+        raw[section][name] = parse_scalar(text.strip())
     raw = read_moved(raw)
     return RunConfig(
         data=build_dataclass(DataConfig, raw["data"], "data"),

@@ -169,6 +169,7 @@ LAYERS = [
     "errors",
     "settings",
     "setting_changes",
+    "config_yaml",
     "config",
     "data",
     "defaults",

@@ -21,6 +21,9 @@ VARIANTS = {
     "deepm3-no-ode": {"ode": "none"},
     "deepm3-decay": {"ode": "decay", "lipschitz_constant": 2.0},
     "deepm3-decay-target-time": {"ode": "decay", "predict_at": "target_time"},
+    "timeattn": {},
+    "timeattn-target-time": {"flow": "decay", "predict_at": "target_time"},
+    "timeattn-time-blind": {"time_bias": "none"},
 }
 
 
@@ -87,6 +90,8 @@ TIME_AWARE = {
     "deepm3-no-ode",
     "deepm3-decay",
     "deepm3-decay-target-time",
+    "timeattn",
+    "timeattn-target-time",
 }
 
 
@@ -143,6 +148,8 @@ def test_target_time_prediction_uses_the_gap_and_default_does_not():
         ("deepm3", False),
         ("deepm3-decay-target-time", True),
         ("deepm3-decay", False),
+        ("timeattn-target-time", True),
+        ("timeattn", False),
     ):
         model = make(variant)
         first, _ = model(items, timestamps, time_gaps, next_gaps)
@@ -159,7 +166,7 @@ def test_registry_rejects_unknown_names_and_options():
         model_options("sasrec", {"hiden_size": 3})
     with pytest.raises(ConfigError, match="solver must be one of"):
         model_options("deepm3", {"solver": "heun"})
-    assert set(MODELS) == {"deepm3", "sasrec", "tisasrec", "gru4rec"}
+    assert set(MODELS) == {"deepm3", "sasrec", "tisasrec", "gru4rec", "timeattn"}
 
 
 def test_tisasrec_intervals_follow_the_paper():

@@ -18,6 +18,7 @@ from deepm3.models.baselines import LastItem, Popularity
 from deepm3.models.deepm3 import DeepM3, DeepM3Options
 from deepm3.models.gru4rec import GRU4Rec, GRU4RecOptions
 from deepm3.models.sasrec import SASRec, SASRecOptions
+from deepm3.models.timeattn import TimeAttention, TimeAttentionOptions
 from deepm3.models.tisasrec import TiSASRec, TiSASRecOptions
 from deepm3.settings import RANGE
 
@@ -27,6 +28,7 @@ MODELS: dict[str, tuple[type, Callable[..., nn.Module]]] = {
     "sasrec": (SASRecOptions, SASRec),
     "tisasrec": (TiSASRecOptions, TiSASRec),
     "gru4rec": (GRU4RecOptions, GRU4Rec),
+    "timeattn": (TimeAttentionOptions, TimeAttention),
 }
 COUNT_BASELINES = {"pop": Popularity, "last_item": LastItem}
 

@@ -101,7 +101,8 @@ class MultiHeadAttention(nn.Module):
         mask: torch.Tensor,
         time: TimeTerms | None = None,
     ) -> torch.Tensor:
-        """queries, keys (B, T, d); mask (B, 1, T, T) -> (B, T, d)."""
+        """queries, keys (B, T, d); mask (B, 1, T, T) bool (True: may attend), or (B, H, T, T)
+        float added to the scores (-inf: may not; plain attention only) -> (B, T, d)."""
         batch, length, size = queries.shape
         q, k, v = self.query(queries), self.key(keys), self.value(keys)
         if time is None:

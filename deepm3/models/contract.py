@@ -16,12 +16,15 @@ function evaluations (``nfe``) of an ODE solver. :func:`run_model` is the one pl
 a :class:`~deepm3.data.sequences.Batch` into these arguments, and :func:`states_at_events` the
 one place that calls a model without ``next_gaps`` (the states right after each event).
 
-Every model declares one capability, ``evolves_to_query_time``: True for a model with a learned
-flow in time (DeepM3 with ``ode=ode`` or ``ode=decay``), which then also offers
-:class:`EvolvingModel`'s methods (evolve a state to a later time, absorb one new event, and,
+Every model declares two capabilities. ``evolves_to_query_time``: True for a model with a
+learned flow in time (DeepM3 with ``ode=ode`` or ``ode=decay``, timeattn with ``flow=decay``),
+which then also offers :class:`EvolvingModel`'s methods (evolve a state to a later time, and,
 for a flow solved numerically, re-solve with another ODE method; ``solver`` None: a closed-form
-flow, nothing to re-solve). Code that uses a trained model (recommend, export, serve) asks these,
-never the model's type or its private parts.
+flow, nothing to re-solve). ``absorbs_events``: True for a model whose state right after an
+event summarises the past, so that :meth:`EvolvingModel.absorb` takes one new event in one step
+(DeepM3 with a flow); False for a model whose output reads every event of its window (attention):
+a server keeps the window and replays it. Code that uses a trained model (recommend, export,
+serve) asks these, never the model's type or its private parts.
 """
 
 from __future__ import annotations
@@ -42,6 +45,8 @@ class SequenceModel(Protocol):
     # True: a learned flow in time, and the methods of EvolvingModel; a class attribute or a
     # property (DeepM3 answers from its options: ode=none has no flow)
     evolves_to_query_time: bool
+    # True: absorb() updates a cached state with one new event; False: replay the window
+    absorbs_events: bool
 
     def __call__(
         self,
@@ -84,7 +89,8 @@ class EvolvingModel(SequenceModel, Protocol):
         previous_times: torch.Tensor,
     ) -> torch.Tensor:
         """One new event per row (items (B,) int64, transformed gaps (B,) since the previous
-        event at ``previous_times`` (B,) int64) -> states (B, d) right after it."""
+        event at ``previous_times`` (B,) int64) -> states (B, d) right after it; only a model
+        that ``absorbs_events``."""
         ...
 
 

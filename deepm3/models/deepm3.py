@@ -132,6 +132,12 @@ class DeepM3(nn.Module):
         return self.field is not None or self.decay is not None
 
     @property
+    def absorbs_events(self) -> bool:
+        """The model contract's capability: a flow's state summarises the past, and
+        :meth:`absorb` takes one new event in one step (the plain GRU is not served so)."""
+        return self.evolves_to_query_time
+
+    @property
     def solver(self) -> str | None:
         """The ODE method this model solves its flow with (a name in ``ode.solvers.METHODS``);
         None without a flow to solve (``ode=decay`` is exact, ``ode=none`` has none)."""

@@ -51,6 +51,7 @@ def shift_left_padding(x: torch.Tensor, lengths: torch.Tensor, to_front: bool) -
 
 class GRU4Rec(nn.Module):
     evolves_to_query_time = False  # no flow in time (the model contract's capability)
+    absorbs_events = False  # no one-step update of a cached state: a server replays
 
     def __init__(self, num_items: int, options: GRU4RecOptions, max_len: int) -> None:
         super().__init__()

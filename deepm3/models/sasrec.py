@@ -39,6 +39,7 @@ class SASRecOptions:
 
 class SASRec(nn.Module):
     evolves_to_query_time = False  # no flow in time (the model contract's capability)
+    absorbs_events = False  # no one-step update of a cached state: a server replays
 
     def __init__(self, num_items: int, options: SASRecOptions, max_len: int) -> None:
         super().__init__()

@@ -23,7 +23,8 @@ It orchestrates the pieces, one module each:
   latency budget ``auto_budget_ms`` allows.
 * :mod:`~deepm3.recommend.state`: users whose events arrive one by one (:meth:`add_events`)
   keep a cached state; DeepM3 absorbs each event in one step and a query evolves the cached
-  state instead of replaying the history.
+  state instead of replaying the history (a model that ``absorbs_events``; the others, timeattn
+  included, keep the window and replay it, then evolve to ``at`` if they have a flow).
 * :mod:`~deepm3.recommend.ranking`: items the user already had are excluded unless
   ``include_history``; the top k.
 
@@ -121,7 +122,7 @@ class Recommender:
     def _notes_for(self, request: Request) -> list[str]:
         notes = []
         if request.at is not None and not self.scoring.evolves:
-            notes.append(f"at ignored: {self.name} does not evolve in time (only DeepM3 does)")
+            notes.append(f"at ignored: {self.name} does not evolve in time (it has no flow)")
         if request.solver is not None and not self.scoring.evolves:
             notes.append(f"solver ignored: {self.name} has no ODE")
         elif request.solver is not None and not self.scoring.solvers:
@@ -244,9 +245,9 @@ class Recommender:
             Request(request.user if known else None, request.events), notes
         )
         state = None
-        if self.scoring.evolves and entry is None:
+        if self.scoring.absorbs and entry is None:
             state = self.scoring.replayed_state(history)
-        elif self.scoring.evolves:
+        elif self.scoring.absorbs:
             items, times = self.histories.items(request.events, [])
             state = self.scoring.absorbed_state(entry.state, entry.last_time, items, times)
         entry = UserState(history.seen, history.items, history.times, history.time_scale, state)

@@ -54,6 +54,8 @@ class Scoring:
         self.max_len, self.batch_size = max_len, batch_size
         self.device = next(model.parameters()).device if model is not None else torch.device("cpu")
         self.evolves = model is not None and model.evolves_to_query_time
+        # a cached state updated one event at a time (absorb); otherwise a replayed window
+        self.absorbs = model is not None and model.absorbs_events
         self.own_solver: str | None = model.solver if self.evolves else None
         # with a flow solved numerically: one model per ODE method, sharing the weights (the
         # run's own first); none for a closed-form flow (own_solver None)

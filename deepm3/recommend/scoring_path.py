@@ -17,6 +17,7 @@ from torch import nn
 
 from deepm3.data.sequences import Batch, gap_features
 from deepm3.errors import ConfigError
+from deepm3.models import MODELS
 from deepm3.models.contract import item_scores, states_at_events
 from deepm3.ode.field import FrozenField
 from deepm3.ode.solvers import fixed_step_methods, is_adaptive
@@ -89,7 +90,7 @@ def scoring_path(recommender: Recommender, solver: str | None = None) -> Scoring
     if model is None:
         raise ConfigError(
             f"{recommender.name} is a count baseline with no network to export; "
-            "export a trained model (deepm3, sasrec, tisasrec, gru4rec)"
+            f"export a trained model ({', '.join(MODELS)})"
         )
     if model.evolves_to_query_time and model.solver is not None and is_adaptive(model.solver):
         fixed = fixed_step_methods()

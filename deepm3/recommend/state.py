@@ -2,9 +2,10 @@
 
 An ODE-RNN absorbs a new event in one step (:meth:`deepm3.models.deepm3.DeepM3.absorb`), so
 DeepM3's cached entry holds the state right after the user's last event; a query evolves that
-state to its time instead of replaying the history. Other models have no such state: their entry
-keeps the last ``max_len`` events, which a query replays. Every entry keeps the ids of all the
-user's items (to exclude them from recommendations).
+state to its time instead of replaying the history (a model that ``absorbs_events``, the model
+contract's capability). Other models have no such state: their entry keeps the last ``max_len``
+events, which a query replays (and a model with a flow, timeattn, evolves to the query time).
+Every entry keeps the ids of all the user's items (to exclude them from recommendations).
 
 Memory per user, stated by :meth:`UserState.nbytes`: ``4 d`` bytes of state (float32), 16 bytes
 per event of the replay window (item and time, int64; at most ``max_len`` events, models without

@@ -26,6 +26,8 @@ VARIANTS: dict[str, tuple[str, dict]] = {
     "deepm3-euler-none": ("deepm3", {"solver": "euler", "lipschitz": "none"}),
     "deepm3-no-ode": ("deepm3", {"ode": "none"}),
     "deepm3-decay": ("deepm3", {"ode": "decay"}),
+    "timeattn": ("timeattn", {}),
+    "timeattn-flow": ("timeattn", {"flow": "decay", "predict_at": "target_time"}),
 }
 # name -> (the variant whose recurrence it accelerates, its model.implementation)
 ACCELERATED: dict[str, tuple[str, str]] = {

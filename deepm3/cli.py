@@ -113,7 +113,9 @@ def build_parser() -> argparse.ArgumentParser:
         "batch, split across the processes, and rank 0 alone writes the run directory.",
     )
     train.add_argument("--dataset")
-    train.add_argument("--model", help="deepm3, sasrec, tisasrec, gru4rec, pop, last_item")
+    train.add_argument(
+        "--model", help="deepm3, sasrec, tisasrec, gru4rec, timeattn, pop, last_item"
+    )
     train.add_argument("--resume", metavar="RUN_DIR", help="continue an interrupted run")
     train.add_argument("--data-dir")
     train.add_argument("--config", help="YAML file with data/eval/train/model sections")

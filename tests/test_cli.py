@@ -14,7 +14,7 @@ from deepm3.models.contract import count_parameters
 def test_models_lists_every_model_with_its_parameter_count(capsys):
     assert main(["models", "--num-items", "100", "--max-len", "20"]) == 0
     out = capsys.readouterr().out
-    for name in ("deepm3", "sasrec", "tisasrec", "gru4rec", "pop", "last_item"):
+    for name in ("deepm3", "sasrec", "tisasrec", "gru4rec", "timeattn", "pop", "last_item"):
         assert name in out
     expected = count_parameters(build_model("sasrec", 100, model_options("sasrec", {}), 20))
     assert f"{expected['total']:,}" in out

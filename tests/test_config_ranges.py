@@ -228,7 +228,7 @@ def test_ks_must_hold_the_selection_cutoff_and_may_be_one_number():
 
 
 def test_attention_heads_must_divide_the_width():
-    for name in ("sasrec", "tisasrec"):
+    for name in ("sasrec", "tisasrec", "timeattn"):
         message = r"model\.hidden_size \(128\) must be a multiple of model\.num_heads \(3\)"
         with pytest.raises(ConfigError, match=message):
             build_dataclass(MODELS[name][0], {"num_heads": 3}, "model")

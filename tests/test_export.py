@@ -19,9 +19,13 @@ from deepm3.recommend.scoring_path import seconds_since_previous
 from deepm3.train.run import run
 
 SMALL = ["hidden_size=8", "max_len=10", "batch_size=8", "progress=false", "num_threads=1"]
-MODELS = ("deepm3", "sasrec", "tisasrec", "gru4rec")
-# run label -> (model, extra settings): every trainable model, and DeepM3's closed-form flow
-TRAINED = {**{name: (name, []) for name in MODELS}, "deepm3-decay": ("deepm3", ["ode=decay"])}
+MODELS = ("deepm3", "sasrec", "tisasrec", "gru4rec", "timeattn")
+# run label -> (model, extra settings): every trainable model, and the closed-form flows
+TRAINED = {
+    **{name: (name, []) for name in MODELS},
+    "deepm3-decay": ("deepm3", ["ode=decay"]),
+    "timeattn-flow": ("timeattn", ["flow=decay", "predict_at=target_time"]),
+}
 
 
 @pytest.fixture(scope="module")

@@ -37,6 +37,7 @@ def runs(tmp_path_factory):
         ("target", "deepm3", ["predict_at=target_time"]),
         ("decay", "deepm3", ["ode=decay"]),
         ("sasrec", "sasrec", []),
+        ("timeattn", "timeattn", ["flow=decay", "predict_at=target_time"]),
         ("pop", "pop", []),
     ):
         settings = ["max_len=10"] if name == "pop" else [*SMALL, "epochs=2", *extra]
@@ -102,8 +103,11 @@ def test_recommend_ranks_like_the_evaluator_for_test_users(runs, label):
         assert (scores > mine).sum() + 1 <= ranks[row] <= (scores >= mine).sum(), row
 
 
-def test_at_evolves_deepm3_exactly_as_predict_at_target_time(runs):
-    rec = recommender(runs["target"])
+@pytest.mark.parametrize("label", ["target", "timeattn"])
+def test_at_evolves_exactly_as_predict_at_target_time(runs, label):
+    """DeepM3 and timeattn trained with predict_at=target_time: ``at`` = a test event's time
+    gives the evaluator's scores, and a later ``at`` changes the ranking."""
+    rec = recommender(runs[label])
     table = evaluation_table(rec.data, "test")
     rows = np.arange(min(8, len(table)))
     with torch.no_grad():  # the evaluator's scores: evolved to each test event's time
@@ -197,6 +201,32 @@ def test_at_changes_a_decay_ranking_only_through_the_closed_form(runs):
         assert asked.scores == answers["later"].scores and asked.solver is None
         assert any("solver ignored" in note for note in asked.notes)
     assert changed > 0  # a later query time changes the ranking
+
+
+def test_a_model_that_cannot_absorb_keeps_the_window_and_replays_it_to_the_query_time(runs):
+    """timeattn evolves to ``at`` but absorbs no event (absorbs_events False): events added one
+    by one leave no cached state, and a cached user's query replays the window (one forward
+    pass per query) and scores exactly as sending the whole history with the same ``at``."""
+    rec = recommender(runs["timeattn"])
+    assert rec.scoring.evolves and not rec.scoring.absorbs
+    forwards = []
+    rec.model.register_forward_hook(lambda module, inputs, output: forwards.append(len(inputs[0])))
+    table = evaluation_table(rec.data, "test")
+    everything = rec.data.num_items
+    for row in range(3):
+        events = raw_history(rec, table.items[row], table.timestamps[row])
+        for event in events:
+            rec.add_events(f"w{row}", [event])
+        assert forwards == [] and rec.cache.get(f"w{row}").state is None
+        at = events[-1][1] + 5 * 86_400
+        cached = all_scores(rec, rec.recommend(user=f"w{row}", at=at, k=everything))
+        direct = all_scores(rec, rec.recommend(events[-rec.max_len :], at=at, k=everything))
+        now = all_scores(rec, rec.recommend(user=f"w{row}", k=everything))
+        assert forwards == [1, 1, 1]
+        forwards.clear()
+        assert cached.keys() == direct.keys()
+        assert max(abs(cached[i] - direct[i]) for i in direct) < 1e-6
+        assert max(abs(cached[i] - now[i]) for i in now) > 1e-4  # at moved the scores
 
 
 def test_cached_users_are_answered_together_like_one_by_one(runs):
@@ -457,8 +487,9 @@ def test_a_run_trained_on_a_gpu_is_served_on_the_cpu_with_device(runs, tmp_path)
 
 
 def test_models_declare_whether_they_evolve_to_a_query_time():
-    """The contract's capability flag: only DeepM3 with a flow evolves (its advance moves a
-    state over a gap), and its twin for another method shares every weight."""
+    """The contract's capability flags: only a model with a flow evolves (DeepM3, timeattn: its
+    advance moves a state over a gap), only DeepM3's state absorbs events, and its twin for
+    another method shares every weight."""
     for name, values, evolves in (
         ("deepm3", {}, True),
         ("deepm3", {"ode": "none"}, False),
@@ -466,9 +497,13 @@ def test_models_declare_whether_they_evolve_to_a_query_time():
         ("sasrec", {}, False),
         ("tisasrec", {}, False),
         ("gru4rec", {}, False),
+        ("timeattn", {}, False),
+        ("timeattn", {"flow": "decay", "predict_at": "target_time"}, True),
     ):
         model = build_model(name, 10, model_options(name, values), 5)
         assert model.evolves_to_query_time is evolves, (name, values)
+        # only a recurrent state absorbs one event; attention replays its window
+        assert model.absorbs_events is (evolves and name == "deepm3"), (name, values)
     model_with_flow = build_model("deepm3", 10, model_options("deepm3", {}), 5).eval()
     twin = model_with_flow.with_solver("rk4")
     assert (model_with_flow.solver, twin.solver) == ("euler", "rk4")

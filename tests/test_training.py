@@ -31,7 +31,7 @@ def ml100k_pop_valid(real_data_dir, tmp_path_factory):
     return run("pop", config, out)["valid"]["ndcg@10"]
 
 
-@pytest.mark.parametrize("model", ["deepm3", "sasrec", "tisasrec", "gru4rec"])
+@pytest.mark.parametrize("model", ["deepm3", "sasrec", "tisasrec", "gru4rec", "timeattn"])
 def test_two_epochs_on_ml100k_beat_popularity_on_validation(
     model, real_data_dir, ml100k_pop_valid, tmp_path
 ):

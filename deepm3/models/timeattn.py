@@ -137,11 +137,10 @@ class TimeAttention(nn.Module):
         if self.time_bias is None:
             return [allowed] * len(self.blocks)
         buckets = gap_buckets(timestamps)  # (B, T, T)
-        blocked = torch.tensor(float("-inf"), dtype=self.time_bias.dtype, device=items.device)
         out = []
-        for table in self.time_bias:  # (NUM_BUCKETS, H) per layer
+        for table in self.time_bias.unbind(0):  # (NUM_BUCKETS, H) per layer
             bias = nn.functional.embedding(buckets, table).permute(0, 3, 1, 2)  # (B, H, T, T)
-            out.append(torch.where(allowed, bias, blocked))
+            out.append(bias.masked_fill(~allowed, float("-inf")))
         return out
 
     def forward(

@@ -84,14 +84,15 @@ def gap_buckets(timestamps: torch.Tensor) -> torch.Tensor:
 
     ``floor(log2(gap))`` is computed in float64 and then corrected with exact comparisons
     against powers of two (exact in float64 below 2^53), so a gap of exactly ``2^k`` s falls in
-    the same bucket whatever ``log`` the runtime (eager or exported) uses.
+    the same bucket whatever ``log`` the runtime (eager or exported) uses. The correction also
+    places a zero gap: ``log2`` of it, clamped to 1, gives 0, and ``2^0 > 0`` lowers it to -1,
+    bucket 0.
     """
     gaps = (timestamps[:, :, None] - timestamps[:, None, :]).abs().double()  # (B, T, T)
     exponent = torch.floor(torch.log2(gaps.clamp_min(1.0)))
     exponent = exponent - (torch.pow(2.0, exponent) > gaps).double()
     exponent = exponent + (torch.pow(2.0, exponent + 1) <= gaps).double()
-    buckets = (exponent + 1).clamp(max=NUM_BUCKETS - 1).long()
-    return torch.where(gaps > 0, buckets, torch.zeros_like(buckets))
+    return (exponent + 1).clamp(max=NUM_BUCKETS - 1).long()
 
 
 class TimeAttention(nn.Module):

@@ -64,6 +64,9 @@ QUICK_VARIANTS = [
     "deepm3-euler",
     "deepm3-euler-eager",
     "deepm3-rk4",
+    "deepm3-decay",
+    "timeattn",
+    "timeattn-flow",
 ]
 QUICK_SETTINGS = [(256, 200), (1, 200), (256, 50)]
 FULL_SETTINGS = [(1, 50), (1, 200), (256, 50), (256, 200)]

@@ -16,6 +16,35 @@ TARGETS = [
     ("train speed-up over the eager loop", "fast_speedup_train", 256, 200, "min", 5.0, EULER),
     ("inference speed-up over the eager loop", "fast_speedup_infer", 256, 200, "min", 5.0, EULER),
     ("Euler / RK4 inference latency", "euler_vs_rk4_infer", 1, None, "max", 0.4, EULER),
+    # issue 20: the closed-form flow costs about the GRU without a flow; the attention hybrid
+    # about SASRec; one-user inference of a continuous-time model at most 3x SASRec's
+    (
+        "closed-form flow train step / GRU without flow",
+        "train_vs_no_flow",
+        256,
+        None,
+        "max",
+        1.1,
+        ["deepm3-decay"],
+    ),
+    (
+        "time-attention train step / SASRec",
+        "train_vs_sasrec",
+        256,
+        None,
+        "max",
+        1.3,
+        ["timeattn", "timeattn-flow"],
+    ),
+    (
+        "one-user inference / SASRec",
+        "infer_vs_sasrec",
+        1,
+        200,
+        "max",
+        3.0,
+        ["deepm3-euler", "deepm3-decay", "timeattn", "timeattn-flow"],
+    ),
 ]
 
 

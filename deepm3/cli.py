@@ -12,6 +12,7 @@
     deepm3 recommend RUN_DIR [--input requests.jsonl] [--output answers.jsonl]
     deepm3 export RUN_DIR [--format torchscript|onnx] [--out DIR] [--solver euler|rk4]
     deepm3 serve RUN_DIR [--host 127.0.0.1] [--port 8000] [--max-batch 64] [--max-wait-ms 2]
+                 [--warm] [--max-replay N]
     deepm3 suite ml1m|amazon [--budget smoke|quick|standard|full] [--dataset D] [--jobs N]
 
 Bad input ends with one message on stderr and exit code 2.
@@ -37,6 +38,10 @@ DATA_FOR_USERS = (
     "folder with the run's raw data, read for requests by user id (default: $DEEPM3_DATA_DIR, "
     "else where the run found it; never downloaded)"
 )
+MAX_REPLAY = (
+    "replay at most this many of a history's most recent events (default: the run's max_len; "
+    "fewer answer sooner: docs/serving.md has the measured trade-off)"
+)
 
 
 def _serving_commands(sub: argparse._SubParsersAction) -> None:
@@ -50,6 +55,7 @@ def _serving_commands(sub: argparse._SubParsersAction) -> None:
     recommend.add_argument("--data-dir", help=DATA_FOR_USERS)
     recommend.add_argument("--device", help="cpu, cuda, mps (default: the run's setting)")
     recommend.add_argument("--batch-size", type=int, default=256, help="requests per forward")
+    recommend.add_argument("--max-replay", type=int, help=MAX_REPLAY)
     recommend.add_argument(
         "--unknown-items", default="ignore", choices=("ignore", "reject"),
         help="ignore unknown item ids (reported in notes) or reject the request",
@@ -82,6 +88,11 @@ def _serving_commands(sub: argparse._SubParsersAction) -> None:
     )  # fmt: skip
     serve.add_argument("--batch-size", type=int, default=256, help="requests per forward")
     serve.add_argument("--cache-size", type=int, default=100_000, help="users in the state cache")
+    serve.add_argument("--max-replay", type=int, help=MAX_REPLAY)
+    serve.add_argument(
+        "--warm", action="store_true",
+        help="before listening, cache the state of every known user (DeepM3 with the run's data)",
+    )  # fmt: skip
     serve.add_argument("--max-batch", type=int, default=64, help="requests batched together")
     serve.add_argument(
         "--max-wait-ms", type=float, default=2.0, help="how long a batch waits to fill"

@@ -38,6 +38,7 @@ def recommend(args: argparse.Namespace) -> int:
         device=args.device,
         unknown_items=args.unknown_items,
         batch_size=args.batch_size,
+        max_replay=args.max_replay,
     )
     try:
         source = sys.stdin if args.input == "-" else open(args.input, encoding="utf-8")  # noqa: SIM115
@@ -115,7 +116,7 @@ def serve(args: argparse.Namespace) -> int:
     server.serve(
         args.run_dir, args.host, args.port,
         data_dir=args.data_dir, device=args.device, unknown_items=args.unknown_items,
-        batch_size=args.batch_size, cache_size=args.cache_size,
-        max_batch=args.max_batch, max_wait_ms=args.max_wait_ms,
+        batch_size=args.batch_size, cache_size=args.cache_size, max_replay=args.max_replay,
+        max_batch=args.max_batch, max_wait_ms=args.max_wait_ms, warm=args.warm,
     )  # fmt: skip
     return 0

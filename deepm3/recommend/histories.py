@@ -1,7 +1,12 @@
 """From requests to what the model reads: raw ids mapped through the run's vocabulary, known
 users' histories (the run's data, or the state cache), and every check that needs the run: time
 order, future times, a query time before the last event, unknown items, empty histories; and
-histories as the model's input batch (:func:`model_inputs`)."""
+histories as the model's input batch (:func:`model_inputs`).
+
+The model replays a history's last ``window`` events: ``max_len`` (what it was trained on), or
+fewer where the recommender's ``max_replay`` says so (a shorter replay answers sooner; the
+trade-off is measured by ``benchmarks/replay_tradeoff.py``). Every item of the history is
+still excluded from the recommendations."""
 
 from __future__ import annotations
 
@@ -26,8 +31,8 @@ class History:
     """What the model reads for one request."""
 
     seen: np.ndarray  # (n,) int64 every item index of the user, in order (for exclusion)
-    items: np.ndarray  # (<= max_len,) int64 the model's window: the last events' items
-    times: np.ndarray  # (<= max_len,) int64 their unix seconds
+    items: np.ndarray  # (<= window,) int64 the model's window: the last events' items
+    times: np.ndarray  # (<= window,) int64 their unix seconds
     time_scale: int  # the user's time unit (TiSASRec), seconds
     query: int  # the time to predict for: ``at``, or the last event's time
 
@@ -43,11 +48,13 @@ class Histories:
         cache: StateCache,
         unknown: str,
         clock: Callable[[], float],
+        window: int | None = None,
     ) -> None:
         """``serving``: the run's vocabulary and ``max_len``; ``data``: its training data, or
-        None where it is not available (no known users then)."""
+        None where it is not available (no known users then); ``window``: the most recent
+        events replayed (None: ``max_len``; more than ``max_len`` reads ``max_len``)."""
         self.data, self.cache, self.unknown, self.clock = data, cache, unknown, clock
-        self.max_len = serving.max_len
+        self.window = serving.max_len if window is None else min(window, serving.max_len)
         ids = serving.item_ids[1:].tolist()
         self.item_index = {raw: i for i, raw in enumerate(ids, start=1)}
         self.user_index: dict[str, int] = {}
@@ -118,20 +125,21 @@ class Histories:
             raise RequestError("no known item among the events: nothing to recommend from")
         if request.at is not None and request.at < stamps[-1]:
             raise RequestError(f"at ({request.at}) is earlier than the last event ({stamps[-1]})")
-        if len(seen) > self.max_len:
-            notes.append(f"history of {len(seen)} events truncated to the last {self.max_len}")
+        if len(seen) > self.window:
+            notes.append(f"history of {len(seen)} events truncated to the last {self.window}")
         query = int(stamps[-1]) if request.at is None else request.at
-        window = slice(-self.max_len, None)
+        window = slice(-self.window, None)
         return History(seen, items[window], stamps[window], scale, query)
 
 
-def model_inputs(histories: Sequence[History], max_len: int) -> tuple[Batch, np.ndarray]:
-    """One batch of B histories (each its last ``max_len`` events, left-padded), and (B,) int64
-    the query time of each row that asks to evolve past its last event (0 for the others)."""
+def model_inputs(histories: Sequence[History], length: int) -> tuple[Batch, np.ndarray]:
+    """One batch of B histories (each its last ``length`` events, left-padded to ``length``),
+    and (B,) int64 the query time of each row that asks to evolve past its last event (0 for
+    the others)."""
     table = history_table(
         [h.items for h in histories],
         [h.times for h in histories],
-        max_len,
+        length,
         np.array([h.time_scale for h in histories], dtype=np.int64),
         np.array([h.query for h in histories], dtype=np.int64),
     )

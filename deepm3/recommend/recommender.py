@@ -25,6 +25,11 @@ It orchestrates the pieces, one module each:
   keep a cached state; DeepM3 absorbs each event in one step and a query evolves the cached
   state instead of replaying the history (a model that ``absorbs_events``; the others, timeattn
   included, keep the window and replay it, then evolve to ``at`` if they have a flow).
+  :meth:`warm` computes the states of every known user at once, in batches (``deepm3 serve
+  --warm``), so that no known user waits for a replay.
+* ``max_replay``: how many of a history's most recent events are replayed through the model
+  (default ``max_len``, all it reads); fewer answer sooner (``benchmarks/replay_tradeoff.py``
+  measures what they cost in NDCG@10).
 * :mod:`~deepm3.recommend.ranking`: items the user already had are excluded unless
   ``include_history``; the top k.
 
@@ -53,6 +58,15 @@ from deepm3.recommend.scoring import Scoring
 from deepm3.recommend.state import StateCache, UserState, uses_cached_state
 
 Answer = Recommendation | RequestError
+MAX_REPLAY = 1 << 20
+
+
+def cache_entry(history: History, state: torch.Tensor | None) -> UserState:
+    """What the cache keeps of a history: the window as its own small arrays (a view would keep
+    the whole history it was cut from alive)."""
+    return UserState(
+        history.seen, history.items.copy(), history.times.copy(), history.time_scale, state
+    )
 
 
 class Recommender:
@@ -67,10 +81,20 @@ class Recommender:
         cache_size: int = 100_000,
         auto_threshold: float = 0.9,
         auto_budget_ms: float = 20.0,
+        max_replay: int | None = None,
         clock: Callable[[], float] = time.time,
     ) -> None:
         if unknown_items not in UNKNOWN_ITEMS:
             raise ConfigError(f"unknown_items must be one of {', '.join(UNKNOWN_ITEMS)}")
+        if max_replay is not None and (
+            isinstance(max_replay, bool)
+            or not isinstance(max_replay, int)
+            or not 1 <= max_replay <= MAX_REPLAY
+        ):
+            raise ConfigError(
+                f"max_replay must be an integer from 1 to {MAX_REPLAY} (events replayed), "
+                f"got {max_replay!r:.40}"
+            )
         checks = {
             "batch_size": (batch_size, 1 <= batch_size <= 1 << 20, "from 1 to 1048576"),
             "cache_size": (cache_size, 1 <= cache_size <= 1 << 32, "from 1 to 2**32"),
@@ -87,9 +111,12 @@ class Recommender:
         self.unknown_items, self.batch_size = unknown_items, batch_size
         self.auto_threshold, self.auto_budget_ms, self.clock = auto_threshold, auto_budget_ms, clock
         self.cache = StateCache(cache_size)
-        self.scoring = Scoring(run.model, run.scorer, self.max_len, batch_size)
+        self.histories = Histories(
+            run.serving, run.data, self.cache, unknown_items, clock, max_replay
+        )
+        self.max_replay = self.histories.window  # the events replayed: <= max_len
+        self.scoring = Scoring(run.model, run.scorer, self.max_replay, batch_size)
         self.device = self.scoring.device
-        self.histories = Histories(run.serving, run.data, self.cache, unknown_items, clock)
         # running means per fixed-step method, for solver=auto
         self.seconds_per_request = dict.fromkeys(fixed_step_methods(), 0.0)
 
@@ -246,10 +273,33 @@ class Recommender:
         )
         state = None
         if self.scoring.absorbs and entry is None:
-            state = self.scoring.replayed_state(history)
+            state = self.scoring.replayed_states([history])[0]
         elif self.scoring.absorbs:
             items, times = self.histories.items(request.events, [])
             state = self.scoring.absorbed_state(entry.state, entry.last_time, items, times)
-        entry = UserState(history.seen, history.items, history.times, history.time_scale, state)
+        entry = cache_entry(history, state)
         self.cache.put(request.user, entry)
         return {"user": request.user, "events": int(len(entry.seen)), "notes": notes}
+
+    def warm(self) -> dict:
+        """Cache the state of every known user (a model with a flow and the run's data on this
+        machine), replayed ``batch_size`` users per forward, so that their requests evolve a
+        cached state instead of replaying. With more known users than the cache holds, the
+        ones whose last event is latest. Returns users cached, seconds taken, cache bytes."""
+        started = time.perf_counter()
+        users = list(self.histories.user_index)
+        if not self.scoring.absorbs or not users:
+            return {"users": 0, "seconds": 0.0, "bytes": self.cache.nbytes()}
+        if len(users) > self.cache.capacity:
+            events = self.data.events
+            last = events.timestamps[np.asarray(events.offsets[2:]) - 1]  # (U,) users 1..U
+            latest = np.argsort(last, kind="stable")[-self.cache.capacity :]
+            users = [users[index] for index in latest]  # least recent first: evicted first
+        for start in range(0, len(users), self.batch_size):
+            chunk = users[start : start + self.batch_size]
+            histories = [self.histories.history(Request(user), []) for user in chunk]
+            states = self.scoring.replayed_states(histories)
+            for user, history, state in zip(chunk, histories, states, strict=True):
+                self.cache.put(user, cache_entry(history, state))
+        seconds = time.perf_counter() - started
+        return {"users": len(users), "seconds": seconds, "bytes": self.cache.nbytes()}

@@ -41,17 +41,18 @@ def evolve_to(
 
 class Scoring:
     """The run's network (None for a count baseline, scored by ``count_scorer``) as scores,
-    ``batch_size`` histories or states per forward."""
+    ``batch_size`` histories or states per forward, histories padded to ``length`` events (the
+    replay window: at most the run's ``max_len``)."""
 
     def __init__(
         self,
         model: nn.Module | None,
         count_scorer: Callable[[Batch], torch.Tensor],
-        max_len: int,
+        length: int,
         batch_size: int,
     ) -> None:
         self.model, self.count_scorer = model, count_scorer
-        self.max_len, self.batch_size = max_len, batch_size
+        self.length, self.batch_size = length, batch_size
         self.device = next(model.parameters()).device if model is not None else torch.device("cpu")
         self.evolves = model is not None and model.evolves_to_query_time
         # a cached state updated one event at a time (absorb); otherwise a replayed window
@@ -111,7 +112,7 @@ class Scoring:
         out, seconds = [], []
         for start in range(0, len(histories), self.batch_size):
             chunk = histories[start : start + self.batch_size]
-            batch, at = model_inputs(chunk, self.max_len)
+            batch, at = model_inputs(chunk, self.length)
             started = time.perf_counter()
             out.extend(self.histories(batch, at, solver).unbind(0))
             seconds.append((time.perf_counter() - started) / len(chunk))
@@ -131,13 +132,18 @@ class Scoring:
         return out
 
     @torch.no_grad()
-    def replayed_state(self, history: History) -> torch.Tensor:
-        """(d,) the state right after the last event of ``history`` (a full replay)."""
-        batch = model_inputs([history], self.max_len)[0].to(self.device)
-        states = states_at_events(
-            self.model, batch.items, batch.timestamps, batch.time_gaps, batch.time_scale
-        )
-        return states[0, -1].cpu()
+    def replayed_states(self, histories: Sequence[History]) -> torch.Tensor:
+        """(B, d) on the CPU: the state right after the last event of each history (a replay
+        of its window), ``batch_size`` histories per forward."""
+        out = []
+        for start in range(0, len(histories), self.batch_size):
+            chunk = histories[start : start + self.batch_size]
+            batch = model_inputs(chunk, self.length)[0].to(self.device)
+            states = states_at_events(
+                self.model, batch.items, batch.timestamps, batch.time_gaps, batch.time_scale
+            )
+            out.append(states[:, -1].cpu())
+        return torch.cat(out)  # a copy: its rows do not keep the (B, T, d) states alive
 
     @torch.no_grad()
     def absorbed_state(

@@ -218,6 +218,7 @@ def create_app(
         return JSONResponse({
             "status": "ok", "model": recommender.name, "max_len": recommender.max_len,
             "known_users": len(recommender.histories.user_index),  # 0 without the run's data
+            "max_replay": recommender.max_replay,
             "solvers": sorted(recommender.solvers), "cache": await batcher.call(snapshot),
             "uptime_s": round(time.monotonic() - started, 3), "waiting": batcher.waiting,
             "max_batch": max_batch, "max_wait_ms": max_wait_ms,
@@ -230,6 +231,19 @@ def create_app(
     return app
 
 
+def warm_line(recommender: Recommender, warmed: dict) -> str:
+    """What ``--warm`` did, on one line."""
+    if not recommender.scoring.evolves:
+        return f"deepm3 serve: --warm: nothing to warm, {recommender.name} keeps no state"
+    if recommender.data is None:
+        return "deepm3 serve: --warm: no known users without the run's data"
+    known = len(recommender.histories.user_index)
+    return (
+        f"deepm3 serve: warmed {warmed['users']} of {known} known users in "
+        f"{warmed['seconds']:.1f} s ({warmed['bytes'] / 1e6:.1f} MB in the state cache)"
+    )
+
+
 def serve(
     run_dir: str | Path,
     host: str = "127.0.0.1",
@@ -237,11 +251,13 @@ def serve(
     *,
     log_level: str = "info",
     access_log: bool = True,
+    warm: bool = False,
     **options: Any,
 ) -> None:
-    """Load ``run_dir`` and serve it until interrupted. ``options`` go to :func:`create_app`
+    """Load ``run_dir`` and serve it until interrupted; ``warm``: first cache the state of
+    every known user (:meth:`Recommender.warm`). ``options`` go to :func:`create_app`
     (``max_batch``, ``max_wait_ms``, ...) or to :meth:`Recommender.from_run` (``data_dir``,
-    ``device``, ``unknown_items``, ``cache_size``, ...)."""
+    ``device``, ``unknown_items``, ``cache_size``, ``max_replay``, ...)."""
     app_options = {key: options.pop(key) for key in APP_OPTIONS if key in options}
     recommender = Recommender.from_run(run_dir, **options)
     if recommender.data is None:
@@ -250,6 +266,8 @@ def serve(
             "--data-dir or set DEEPM3_DATA_DIR): requests by user id need the user's events",
             file=sys.stderr,
         )
+    if warm:
+        print(warm_line(recommender, recommender.warm()), file=sys.stderr)
     app = create_app(recommender, **app_options)
     gc.collect()
     gc.freeze()  # the model and the data live as long as the server: keep them out of GC passes

@@ -122,8 +122,8 @@ def main() -> None:
         [s["resident_mb"] for s in cold]
     )
     summary = {
-        "cold_seconds_median": float(np.median([s["seconds_to_answer"] for s in cold])),
-        "warm_seconds_median": float(np.median([s["seconds_to_answer"] for s in warm])),
+        "cold_seconds_median": round(float(np.median([s["seconds_to_answer"] for s in cold])), 2),
+        "warm_seconds_median": round(float(np.median([s["seconds_to_answer"] for s in warm])), 2),
         "users_warmed": users,
         "resident_kb_per_user": round(1000 * extra_mb / max(users, 1), 2),
         "cache_kb_per_user": round(1000 * warm[0]["cache_mb"] / max(users, 1), 2),

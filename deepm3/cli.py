@@ -39,8 +39,8 @@ DATA_FOR_USERS = (
     "else where the run found it; never downloaded)"
 )
 MAX_REPLAY = (
-    "replay at most this many of a history's most recent events (default: the run's max_len; "
-    "fewer answer sooner: docs/serving.md has the measured trade-off)"
+    "replay at most this many of a history's most recent events (default 50, at most the run's "
+    "max_len; fewer answer sooner: docs/serving.md has the measured trade-off)"
 )
 
 

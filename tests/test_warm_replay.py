@@ -191,3 +191,28 @@ def test_a_cached_state_is_small(run_dir):
     assert torch.isfinite(state).all()
     rec.add_events("newcomer", raw_events(rec, user)[:5])  # one replay: exactly its own state
     assert rec.cache.get("newcomer").state.untyped_storage().nbytes() == hidden * 4
+
+
+def test_the_default_replays_the_last_50_of_a_longer_window(tmp_path, monkeypatch):
+    """A run that reads 70 events replays the last 50 by default (the measured trade-off in
+    docs/serving.md), in Python and in ``deepm3 serve``: the scores of a 60-event history equal
+    those of its last 50 events."""
+    csv = write_synthetic_csv(tmp_path / "long.csv", num_users=12, min_len=62, max_len=80)
+    settings = [*SMALL[:1], "max_len=70", *SMALL[2:], "epochs=1"]
+    config = load_config(None, settings, base={"data": {"dataset": str(csv)}})
+    run("deepm3", config, tmp_path / "run")
+    default, everything = (
+        recommender(tmp_path / "run"),
+        recommender(tmp_path / "run", max_replay=None),
+    )
+    assert (default.max_replay, everything.max_replay) == (50, 70)
+    events = raw_events(default, str(default.data.events.user_ids[1]))[-60:]
+    assert_same_scores(
+        every_score(default, events=events), every_score(everything, events=events[-50:])
+    )
+    assert "history of 60 events truncated to the last 50" in default.recommend(events).notes
+    served = []
+    monkeypatch.setattr(server.uvicorn, "run", lambda app, **_: served.append(app))
+    monkeypatch.setattr(gc, "freeze", lambda: None)
+    assert main(["serve", str(tmp_path / "run")]) == 0
+    assert asyncio.run(get_health(served[0]))["max_replay"] == 50

@@ -25,6 +25,11 @@ def check_output_file(path: str, option: str) -> None:
         raise ConfigError(f"{option} {path}: its folder {target.parent} does not exist")
 
 
+def replay_option(args: argparse.Namespace) -> dict[str, int]:
+    """``--max-replay`` where given; otherwise the recommender's default applies."""
+    return {} if args.max_replay is None else {"max_replay": args.max_replay}
+
+
 def recommend(args: argparse.Namespace) -> int:
     """JSON lines in, JSON lines out, answered in batches of ``--batch-size`` requests."""
     if args.input != "-" and (not Path(args.input).exists() or Path(args.input).is_dir()):
@@ -38,7 +43,7 @@ def recommend(args: argparse.Namespace) -> int:
         device=args.device,
         unknown_items=args.unknown_items,
         batch_size=args.batch_size,
-        max_replay=args.max_replay,
+        **replay_option(args),
     )
     try:
         source = sys.stdin if args.input == "-" else open(args.input, encoding="utf-8")  # noqa: SIM115
@@ -116,7 +121,7 @@ def serve(args: argparse.Namespace) -> int:
     server.serve(
         args.run_dir, args.host, args.port,
         data_dir=args.data_dir, device=args.device, unknown_items=args.unknown_items,
-        batch_size=args.batch_size, cache_size=args.cache_size, max_replay=args.max_replay,
+        batch_size=args.batch_size, cache_size=args.cache_size, **replay_option(args),
         max_batch=args.max_batch, max_wait_ms=args.max_wait_ms, warm=args.warm,
     )  # fmt: skip
     return 0

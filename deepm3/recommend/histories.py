@@ -3,8 +3,8 @@ users' histories (the run's data, or the state cache), and every check that need
 order, future times, a query time before the last event, unknown items, empty histories; and
 histories as the model's input batch (:func:`model_inputs`).
 
-The model replays a history's last ``window`` events: ``max_len`` (what it was trained on), or
-fewer where the recommender's ``max_replay`` says so (a shorter replay answers sooner; the
+The model replays a history's last ``window`` events: the recommender's ``max_replay``, at most
+``max_len`` (what the model was trained to read); a shorter replay answers sooner (the
 trade-off is measured by ``benchmarks/replay_tradeoff.py``). Every item of the history is
 still excluded from the recommendations."""
 

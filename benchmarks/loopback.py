@@ -51,12 +51,16 @@ def start_server(
     data_dir: str | None = None,
     max_batch: int = 64,
     max_wait_ms: float = 2.0,
+    max_replay: int | None = None,
 ) -> subprocess.Popen:
-    """The server in a subprocess (its pid is the server's own), once ``/health`` answers."""
+    """The server in a subprocess (its pid is the server's own), once ``/health`` answers;
+    ``max_replay`` None: the server's default."""
     options = {
         "run_dir": run_dir, "port": port, "log_level": "warning", "access_log": False,
         "data_dir": data_dir, "max_batch": max_batch, "max_wait_ms": max_wait_ms,
     }  # fmt: skip
+    if max_replay is not None:
+        options["max_replay"] = max_replay
     env = {**os.environ, "OMP_NUM_THREADS": str(threads), "PYTHONPATH": str(REPO)}
     process = subprocess.Popen([sys.executable, "-c", SERVER, json.dumps(options)], env=env)
     deadline = time.monotonic() + 120

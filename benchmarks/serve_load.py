@@ -135,7 +135,7 @@ def run_load(args: argparse.Namespace, queries: list) -> dict:
     port = free_port()
     server = start_server(
         args.run_dir, port, threads=args.threads, data_dir=args.data_dir,
-        max_batch=args.max_batch, max_wait_ms=args.max_wait_ms,
+        max_batch=args.max_batch, max_wait_ms=args.max_wait_ms, max_replay=args.max_replay,
     )  # fmt: skip
     phases = {}
     try:
@@ -222,6 +222,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--solvers", default="euler,rk4,auto")
     parser.add_argument("--max-batch", type=int, default=64)
     parser.add_argument("--max-wait-ms", type=float, default=2.0)
+    parser.add_argument(
+        "--max-replay", type=int, help="events replayed (the server's --max-replay)"
+    )
     parser.add_argument("--threads", type=int, default=1, help="torch threads, server too")
     parser.add_argument("--cached-users", type=int, default=500, help="0: no cached phase")
     parser.add_argument("--lengths", default="50,200", help="history lengths, in process")
@@ -233,7 +236,8 @@ def main(argv: list[str] | None = None) -> int:
     report = {**machine(), "run_dir": shown(args.run_dir), "clients": args.clients}
     report |= {"sasrec_run_dir": shown(args.sasrec_run_dir), "data_dir": args.data_dir}
     report |= {"seconds": args.seconds, "max_batch": args.max_batch}
-    report |= {"max_wait_ms": args.max_wait_ms, "load": {}, "incremental": {}}
+    report |= {"max_wait_ms": args.max_wait_ms, "max_replay": args.max_replay}
+    report |= {"load": {}, "incremental": {}}
     deepm3 = Recommender.from_run(args.run_dir, data_dir=args.data_dir)
     report["model"] = deepm3.name
     report["load"] = run_load(args, user_queries(deepm3))

@@ -1,6 +1,7 @@
 """What ``deepm3 serve --warm`` costs at start: seconds until it answers, and memory per user.
 
     python benchmarks/warm_start.py [--run-dir runs/demo/deepm3] [--repeats 2] [--threads 1]
+        [--max-replay N]
 
 Starts ``deepm3 serve RUN_DIR`` as a subprocess, with and without ``--warm`` in turns
 (``--repeats`` times each), and polls ``GET /health`` until it answers: the seconds from launch
@@ -51,10 +52,10 @@ def resident_bytes(pid: int) -> int:
     raise RuntimeError(f"no VmRSS for process {pid}")
 
 
-def start_once(run_dir: str, warm: bool, threads: int) -> dict:
+def start_once(run_dir: str, warm: bool, threads: int, replay: list[str]) -> dict:
     """Launch, wait for /health, measure, stop."""
     port = free_port()
-    command = [sys.executable, "-m", "deepm3", "serve", run_dir, "--port", str(port)]
+    command = [sys.executable, "-m", "deepm3", "serve", run_dir, "--port", str(port), *replay]
     environment = {**os.environ, "OMP_NUM_THREADS": str(threads), "PYTHONPATH": str(REPO)}
     started = time.perf_counter()
     server = subprocess.Popen(
@@ -82,9 +83,9 @@ def start_once(run_dir: str, warm: bool, threads: int) -> dict:
         server.wait(timeout=30)
 
 
-def retained_in_process(run_dir: str) -> dict:
+def retained_in_process(run_dir: str, options: dict) -> dict:
     """Resident memory kept per warmed user once the replays' freed memory is returned."""
-    recommender = Recommender.from_run(run_dir, device="cpu")
+    recommender = Recommender.from_run(run_dir, device="cpu", **options)
     trim = ctypes.CDLL("libc.so.6").malloc_trim
     gc.collect(), trim(0)
     before = resident_bytes(os.getpid())
@@ -106,12 +107,15 @@ def main() -> None:
     parser.add_argument("--run-dir", default="runs/demo/deepm3")
     parser.add_argument("--repeats", type=int, default=2)
     parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--max-replay", type=int, help="default: the server's default")
     parser.add_argument("--out", default="benchmarks/results/warm_start_cpu.json")
     args = parser.parse_args()
+    replay = [] if args.max_replay is None else ["--max-replay", str(args.max_replay)]
+    options = {} if args.max_replay is None else {"max_replay": args.max_replay}
     torch.set_num_threads(args.threads)
     load = os.getloadavg()
     starts = [
-        start_once(args.run_dir, warm, args.threads)
+        start_once(args.run_dir, warm, args.threads, replay)
         for _ in range(args.repeats)
         for warm in (False, True)
     ]
@@ -127,7 +131,7 @@ def main() -> None:
         "users_warmed": users,
         "resident_kb_per_user": round(1000 * extra_mb / max(users, 1), 2),
         "cache_kb_per_user": round(1000 * warm[0]["cache_mb"] / max(users, 1), 2),
-        "in_process": retained_in_process(args.run_dir),
+        "in_process": retained_in_process(args.run_dir, options),
     }
     payload = {
         "command": " ".join(["python", *sys.argv]),
@@ -141,6 +145,7 @@ def main() -> None:
         },  # fmt: skip
         "git_commit": git_commit(),
         "run_dir": args.run_dir,
+        "max_replay": args.max_replay,
         "summary": summary,
         "starts": starts,
     }

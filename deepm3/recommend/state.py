@@ -8,8 +8,9 @@ events, which a query replays (and a model with a flow, timeattn, evolves to the
 Every entry keeps the ids of all the user's items (to exclude them from recommendations).
 
 Memory per user, stated by :meth:`UserState.nbytes`: ``4 d`` bytes of state (float32), 16 bytes
-per event of the replay window (item and time, int64; at most ``max_len`` events, models without
-a state only) and 8 bytes per item seen, plus Python object overhead of about 0.5 KB.
+per event of the replay window (item and time, int64; at most ``max_replay`` events, replayed by
+a request that adds events, and by every request of a model without a state) and 8 bytes per
+item seen, plus Python objects (8.5 KB per user in all on ML-1M: docs/serving.md).
 """
 
 from __future__ import annotations

@@ -216,3 +216,16 @@ def test_the_default_replays_the_last_50_of_a_longer_window(tmp_path, monkeypatc
     monkeypatch.setattr(gc, "freeze", lambda: None)
     assert main(["serve", str(tmp_path / "run")]) == 0
     assert asyncio.run(get_health(served[0]))["max_replay"] == 50
+
+
+def test_warm_has_nothing_to_do_for_a_model_without_a_state(tmp_path, monkeypatch, capsys):
+    """A count baseline keeps no state: ``--warm`` caches nothing and says so."""
+    csv = write_synthetic_csv(tmp_path / "events.csv", num_users=10)
+    config = load_config(None, ["max_len=10"], base={"data": {"dataset": str(csv)}})
+    run("pop", config, tmp_path / "pop")
+    rec = recommender(tmp_path / "pop")
+    assert rec.warm()["users"] == 0 and len(rec.cache) == 0
+    monkeypatch.setattr(server.uvicorn, "run", lambda app, **_: None)
+    monkeypatch.setattr(gc, "freeze", lambda: None)
+    assert main(["serve", str(tmp_path / "pop"), "--warm"]) == 0
+    assert "--warm: nothing to warm, pop keeps no state" in capsys.readouterr().err

@@ -37,23 +37,30 @@ class SASRecOptions:
         check_heads(self.hidden_size, self.num_heads)
 
 
+def attention_backbone(model: nn.Module, num_items: int, options, max_len: int) -> None:
+    """Give ``model`` SASRec's layers: item table (N + 1, d), learned positions (max_len, d),
+    input dropout, ``options.num_layers`` causal blocks and the final LayerNorm. ``options``
+    has hidden_size, num_heads, num_layers and dropout (SASRec's and its time-aware kin's)."""
+    size = options.hidden_size
+    model.item_embedding = nn.Embedding(num_items + 1, size, padding_idx=0)
+    model.position_embedding = nn.Embedding(max_len, size)
+    nn.init.normal_(model.item_embedding.weight, std=size**-0.5)
+    nn.init.normal_(model.position_embedding.weight, std=size**-0.5)
+    model.dropout = nn.Dropout(options.dropout)
+    model.blocks = nn.ModuleList(
+        Block(size, options.num_heads, options.dropout) for _ in range(options.num_layers)
+    )
+    model.norm = nn.LayerNorm(size)
+
+
 class SASRec(nn.Module):
     evolves_to_query_time = False  # no flow in time (the model contract's capability)
     absorbs_events = False  # no one-step update of a cached state: a server replays
 
     def __init__(self, num_items: int, options: SASRecOptions, max_len: int) -> None:
         super().__init__()
-        size = options.hidden_size
         self.max_len = max_len
-        self.item_embedding = nn.Embedding(num_items + 1, size, padding_idx=0)
-        self.position_embedding = nn.Embedding(max_len, size)
-        nn.init.normal_(self.item_embedding.weight, std=size**-0.5)
-        nn.init.normal_(self.position_embedding.weight, std=size**-0.5)
-        self.dropout = nn.Dropout(options.dropout)
-        self.blocks = nn.ModuleList(
-            Block(size, options.num_heads, options.dropout) for _ in range(options.num_layers)
-        )
-        self.norm = nn.LayerNorm(size)
+        attention_backbone(self, num_items, options, max_len)
 
     def forward(
         self,

@@ -38,8 +38,9 @@ import torch
 from torch import nn
 
 from deepm3.errors import ConfigError
-from deepm3.models.attention import Block, attention_mask, check_heads
+from deepm3.models.attention import attention_mask, check_heads
 from deepm3.models.contract import positions_from_first_event, real_positions
+from deepm3.models.sasrec import attention_backbone
 from deepm3.ode.decay import DecayFlow, decay_flow
 from deepm3.settings import check_choice, check_settings, setting
 
@@ -105,15 +106,7 @@ class TimeAttention(nn.Module):
         super().__init__()
         size = options.hidden_size
         self.options, self.max_len = options, max_len
-        self.item_embedding = nn.Embedding(num_items + 1, size, padding_idx=0)
-        self.position_embedding = nn.Embedding(max_len, size)
-        nn.init.normal_(self.item_embedding.weight, std=size**-0.5)
-        nn.init.normal_(self.position_embedding.weight, std=size**-0.5)
-        self.dropout = nn.Dropout(options.dropout)
-        self.blocks = nn.ModuleList(
-            Block(size, options.num_heads, options.dropout) for _ in range(options.num_layers)
-        )
-        self.norm = nn.LayerNorm(size)
+        attention_backbone(self, num_items, options, max_len)  # SASRec's layers, same init
         self.time_bias = (
             nn.Parameter(
                 torch.randn(options.num_layers, NUM_BUCKETS, options.num_heads) * INITIAL_BIAS_STD

@@ -412,6 +412,14 @@ def test_a_log_that_lost_an_epoch_is_refused_on_resume(runs, tmp_path):
     fails(command("resume", run_dir, tmp_path), f"{log}: damaged, no line for epoch(s) 1")
 
 
+def test_a_log_that_is_gone_is_refused_on_resume(runs, tmp_path):
+    run_dir = copy_run(runs, tmp_path)
+    log = run_dir / "log.jsonl"
+    log.unlink()
+    fails(command("resume", run_dir, tmp_path), f"{log}: missing, but last.pt holds")
+    assert not log.exists()  # refused before a new log is started
+
+
 def test_resume_refuses_every_other_option_naming_them(runs, tmp_path):
     run_dir = copy_run(runs, tmp_path)
     args = ["train", "--resume", str(run_dir), "epochs=abc", "--model", "x", "--out", "y"]

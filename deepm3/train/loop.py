@@ -173,8 +173,15 @@ def _append_log(path: Path, record: dict) -> None:
 
 
 def _truncate_log(path: Path, epochs_kept: int) -> None:
-    """After a resume, drop log lines of epochs that the checkpoint does not contain."""
+    """After a resume, drop log lines of epochs that the checkpoint does not contain. A log
+    that is gone while the checkpoint holds epochs is damage (each epoch's line is written
+    before its checkpoint): refused, naming the file."""
     if not path.exists():
+        if epochs_kept:
+            raise DataError(
+                f"{path}: missing, but last.pt holds {epochs_kept} epoch(s) whose lines it "
+                "had; restore it, or start the run again (--overwrite)"
+            )
         return
     records = read_log(path, epochs_kept)
     kept = [record for _, record in records if record["epoch"] <= epochs_kept]

@@ -26,6 +26,7 @@ from deepm3.settings import check_choice
 # lets patience count from the first validation, as it always did; loss_sampling=uniform draws as
 # every sampled loss did (its alpha acts with popularity only, and stays at its default).
 # GRU4Rec's and DeepM3's hidden_dropout=0 and output_norm=none score the recurrent state as is.
+# DeepM3's and timeattn's gap_encoding=none add no gap features to the item embedding.
 ADDED_LATER: dict[str, Any] = {
     "eval.max_scores": 1 << 22,
     "eval.eval_users": 0,
@@ -37,6 +38,7 @@ ADDED_LATER: dict[str, Any] = {
     "train.loss_sampling_alpha": 0.5,
     "model.hidden_dropout": 0.0,
     "model.output_norm": "none",
+    "model.gap_encoding": "none",
 }
 # train.accelerate chose DeepM3's static loop beside model.implementation; model.implementation
 # alone chooses the loop now (deepm3.models.loops.LOOPS), and accelerate=none left it as it was.

@@ -21,9 +21,11 @@ VARIANTS = {
     "deepm3-no-ode": {"ode": "none"},
     "deepm3-decay": {"ode": "decay", "lipschitz_constant": 2.0},
     "deepm3-decay-target-time": {"ode": "decay", "predict_at": "target_time"},
+    "deepm3-gap-encoding": {"gap_encoding": "shared"},
     "timeattn": {},
     "timeattn-target-time": {"flow": "decay", "predict_at": "target_time"},
     "timeattn-time-blind": {"time_bias": "none"},
+    "timeattn-gap-encoding": {"gap_encoding": "shared"},
 }
 
 
@@ -92,6 +94,8 @@ TIME_AWARE = {
     "deepm3-decay-target-time",
     "timeattn",
     "timeattn-target-time",
+    "deepm3-gap-encoding",
+    "timeattn-gap-encoding",
 }
 
 

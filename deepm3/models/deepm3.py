@@ -25,6 +25,7 @@ from torch import nn
 from deepm3.errors import ConfigError
 from deepm3.models.accelerated import BATCH_BUCKETS, BucketedRecurrence
 from deepm3.models.contract import absolute_time_feature, real_positions
+from deepm3.models.gap_encoding import GAP_ENCODINGS, gap_encoding
 from deepm3.models.loops import LOOPS, field_drift
 from deepm3.models.readout import OUTPUT_NORMS, Readout
 from deepm3.ode.decay import DecayFlow, DecayWeights, decay_flow
@@ -72,8 +73,12 @@ class DeepM3Options:
     # fixed-step solvers only; the graph ones on CUDA). Runs recorded with train.accelerate=X
     # read as implementation=X (deepm3.setting_changes.MOVED).
     implementation: str = "fast"
+    # none | shared: deepm3.models.gap_encoding's features of the gap (log1p, Fourier, same
+    # sitting), projected and added to the item embedding the GRU reads
+    gap_encoding: str = "none"
 
     def __post_init__(self) -> None:
+        check_choice("model.gap_encoding", self.gap_encoding, GAP_ENCODINGS)
         check_choice("model.ode", self.ode, FLOWS)
         check_choice("model.solver", self.solver, tuple(METHODS))
         check_choice("model.lipschitz", self.lipschitz, tuple(LIPSCHITZ_MODES))
@@ -123,6 +128,7 @@ class DeepM3(nn.Module):
         )
         self.decay = DecayFlow(size, options.lipschitz_constant) if options.ode == "decay" else None
         self.head = Readout(size, options.hidden_dropout, options.output_norm)
+        self.gap_encoding = gap_encoding(options.gap_encoding, size)  # None unless shared
 
     @property
     def evolves_to_query_time(self) -> bool:
@@ -177,6 +183,14 @@ class DeepM3(nn.Module):
             return decay_flow(weights, h, gaps), 0
         return self.flow(field_drift(weights, context), h, gaps)
 
+    def event_embedding(self, items: torch.Tensor, time_gaps: torch.Tensor) -> torch.Tensor:
+        """items (...) int64, time_gaps (...) float, the transformed gap before each event ->
+        (..., d): the item embedding after dropout, plus the gap encoding when there is one."""
+        embedded = self.dropout(self.item_embedding(items))
+        if self.gap_encoding is None:
+            return embedded
+        return embedded + self.gap_encoding(time_gaps)
+
     def forward(
         self,
         items: torch.Tensor,
@@ -193,7 +207,7 @@ class DeepM3(nn.Module):
         """
         batch, length = items.shape
         real = real_positions(items)  # (B, T)
-        inputs = torch.cat([self.dropout(self.item_embedding(items)), time_gaps[..., None]], -1)
+        inputs = torch.cat([self.event_embedding(items, time_gaps), time_gaps[..., None]], -1)
         previous_time = previous_event_time(timestamps, real)  # the context of the gap before t
         weights = self.flow_weights()
         loop = LOOPS[self.options.implementation].run
@@ -243,7 +257,7 @@ class DeepM3(nn.Module):
         if weights is not None:
             context = absolute_time_feature(previous_times) * (previous_times != 0)
             h, _ = self.between(weights, h, gaps, context)
-        step_input = torch.cat([self.dropout(self.item_embedding(items)), gaps[:, None]], -1)
+        step_input = torch.cat([self.event_embedding(items, gaps), gaps[:, None]], -1)
         return self.cell(step_input, h)
 
     @torch.no_grad()

@@ -40,6 +40,7 @@ from torch import nn
 from deepm3.errors import ConfigError
 from deepm3.models.attention import attention_mask, check_heads
 from deepm3.models.contract import positions_from_first_event, real_positions
+from deepm3.models.gap_encoding import GAP_ENCODINGS, gap_encoding
 from deepm3.models.sasrec import attention_backbone
 from deepm3.ode.decay import DecayFlow, decay_flow
 from deepm3.settings import check_choice, check_settings, setting
@@ -61,8 +62,12 @@ class TimeAttentionOptions:
     flow: str = "none"  # decay (needs predict_at=target_time) | none
     lipschitz_constant: float = setting(1.0, above=0)  # the decay flow's rate bound L
     predict_at: str = "last_event"  # last_event | target_time
+    # none | shared: deepm3.models.gap_encoding's features of the gap to the previous event,
+    # projected and added to the item embedding (with the position embedding)
+    gap_encoding: str = "none"
 
     def __post_init__(self) -> None:
+        check_choice("model.gap_encoding", self.gap_encoding, GAP_ENCODINGS)
         check_choice("model.time_bias", self.time_bias, TIME_BIASES)
         check_choice("model.flow", self.flow, FLOWS)
         check_choice("model.predict_at", self.predict_at, PREDICT_AT)
@@ -117,6 +122,7 @@ class TimeAttention(nn.Module):
         self.decay = (
             DecayFlow(size, options.lipschitz_constant) if options.flow == "decay" else None
         )
+        self.gap_encoding = gap_encoding(options.gap_encoding, size)  # None unless shared
 
     @property
     def evolves_to_query_time(self) -> bool:
@@ -146,11 +152,14 @@ class TimeAttention(nn.Module):
         time_scale: torch.Tensor | None = None,
     ) -> tuple[torch.Tensor, dict]:
         """items, timestamps (B, T) int64; next_gaps (B, T) float -> states (B, T, d), before
-        the final LayerNorm (the readout). ``time_gaps`` and ``time_scale`` are not read: the
-        bias reads the timestamps, the flow the transformed gaps to the query time."""
+        the final LayerNorm (the readout). ``time_scale`` is not read, ``time_gaps`` only by the
+        gap encoding (``gap_encoding=shared``): the bias reads the timestamps, the flow the
+        transformed gaps to the query time."""
         real = real_positions(items)[..., None]
         positions = positions_from_first_event(items, self.max_len)
         x = self.item_embedding(items) * self.item_embedding.embedding_dim**0.5
+        if self.gap_encoding is not None:
+            x = x + self.gap_encoding(time_gaps)
         x = self.dropout(x + self.position_embedding(positions)) * real
         for block, mask in zip(self.blocks, self.masks(items, timestamps), strict=True):
             x = block(x, mask, real)

@@ -84,7 +84,8 @@ def test_the_option_changes_outputs_through_the_gaps(name):
         # with its projection zeroed the encoded model is the plain one (same other weights)
         on.gap_encoding.project.weight.zero_()
         on.gap_encoding.project.bias.zero_()
-        on.load_state_dict({**off.state_dict(), **on.gap_encoding.state_dict(prefix="gap_encoding.")})
+        encoding = on.gap_encoding.state_dict(prefix="gap_encoding.")
+        on.load_state_dict({**off.state_dict(), **encoding})
         zeroed = on(items, timestamps, time_gaps)[0]
     assert not torch.allclose(plain, encoded)
     torch.testing.assert_close(zeroed, plain, rtol=0, atol=1e-12)

@@ -78,6 +78,9 @@ def test_the_default_is_the_model_without_the_option(name):
 def test_the_option_changes_outputs_through_the_gaps(name):
     items, timestamps, time_gaps = batch()
     off, on = make(name), make(name, gap_encoding="shared")
+    # the encoding is drawn after every other weight: at one seed the rest are the same bits
+    shared = on.state_dict()
+    assert all(torch.equal(value, shared[key]) for key, value in off.state_dict().items())
     with torch.no_grad():
         plain = off(items, timestamps, time_gaps)[0]
         encoded = on(items, timestamps, time_gaps)[0]

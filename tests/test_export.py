@@ -25,6 +25,8 @@ TRAINED = {
     **{name: (name, []) for name in MODELS},
     "deepm3-decay": ("deepm3", ["ode=decay"]),
     "timeattn-flow": ("timeattn", ["flow=decay", "predict_at=target_time"]),
+    "deepm3-gaps": ("deepm3", ["gap_encoding=shared"]),
+    "timeattn-gaps": ("timeattn", ["gap_encoding=shared"]),
 }
 
 

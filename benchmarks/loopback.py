@@ -138,6 +138,19 @@ def load_average() -> list[float]:
     return [round(x, 2) for x in os.getloadavg()]
 
 
+def cpu_run(threads: int, load_at_start: tuple[float, ...]) -> dict:
+    """The CPU a one-sitting measurement ran on, its threads and the load average at its start
+    (``os.getloadavg()`` taken then) and now, at its end."""
+    return {
+        "device": "cpu",
+        "processor": platform.processor() or platform.machine(),
+        "cores": os.cpu_count(),
+        "threads": threads,
+        "load_average_at_start": [round(x, 2) for x in load_at_start],
+        "load_average_at_end": load_average(),
+    }
+
+
 def machine() -> dict:
     return {
         "device": "cpu",

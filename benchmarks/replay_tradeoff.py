@@ -21,7 +21,6 @@ import argparse
 import json
 import math
 import os
-import platform
 import sys
 import time
 from pathlib import Path
@@ -31,6 +30,8 @@ import torch
 
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
+
+from loopback import cpu_run  # noqa: E402
 
 from deepm3.recommend.loading import load_run  # noqa: E402
 from deepm3.recommend.recommender import Recommender  # noqa: E402
@@ -129,14 +130,7 @@ def main() -> None:
     result = measure(args.run_dir, args.windows, args.solvers, args.users, args.batch)
     payload = {
         "command": " ".join(["python", *sys.argv]),
-        "machine": {
-            "device": "cpu",
-            "processor": platform.processor() or platform.machine(),
-            "cores": os.cpu_count(),
-            "threads": args.threads,
-            "load_average_at_start": [round(x, 2) for x in load],
-            "load_average_at_end": [round(x, 2) for x in os.getloadavg()],
-        },  # fmt: skip
+        "machine": cpu_run(args.threads, load),
         "torch": torch.__version__,
         "git_commit": git_commit(),
         "seconds": round(time.perf_counter() - started, 1),

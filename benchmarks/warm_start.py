@@ -21,7 +21,6 @@ import ctypes
 import gc
 import json
 import os
-import platform
 import socket
 import subprocess
 import sys
@@ -34,6 +33,8 @@ import torch
 
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
+
+from loopback import cpu_run  # noqa: E402
 
 from deepm3.recommend import Recommender  # noqa: E402
 from deepm3.train.rundir import git_commit  # noqa: E402
@@ -135,14 +136,7 @@ def main() -> None:
     }
     payload = {
         "command": " ".join(["python", *sys.argv]),
-        "machine": {
-            "device": "cpu",
-            "processor": platform.processor() or platform.machine(),
-            "cores": os.cpu_count(),
-            "threads": args.threads,
-            "load_average_at_start": [round(x, 2) for x in load],
-            "load_average_at_end": [round(x, 2) for x in os.getloadavg()],
-        },  # fmt: skip
+        "machine": cpu_run(args.threads, load),
         "git_commit": git_commit(),
         "run_dir": args.run_dir,
         "max_replay": args.max_replay,

@@ -247,6 +247,29 @@ def test_cached_users_are_answered_together_like_one_by_one(runs):
     assert "earlier than the last event" in str(rec.recommend_many([early])[0])
 
 
+@pytest.mark.parametrize("label", ["deepm3", "pop"])
+def test_a_batch_of_mixed_requests_is_ranked_like_each_alone(runs, label):
+    """One topk for the batch: each row keeps its own k, its own mask (its seen items unless it
+    includes its history) and its own answer, as if it had come alone."""
+    rec = recommender(runs[label])
+    table = evaluation_table(rec.data, "test")
+    requests, seen = [], []
+    for row, k in enumerate((1, 5, 20, rec.data.num_items, 3, rec.data.num_items)):
+        events = raw_history(rec, table.items[row], table.timestamps[row])
+        seen.append({item for item, _ in events})
+        payload = {"events": events, "k": k, "include_history": row % 2 == 1}
+        requests.append(parse_request(payload))
+    together = rec.recommend_many(requests)
+    for row, (request, answer) in enumerate(zip(requests, together, strict=True)):
+        alone = rec.recommend_many([request])[0]
+        assert answer.items == alone.items and np.allclose(answer.scores, alone.scores, atol=1e-6)
+        expected = min(request.k, rec.data.num_items - (0 if row % 2 else len(seen[row])))
+        assert len(answer.items) == expected, row
+        assert len(set(answer.items)) == len(answer.items)
+        overlap = seen[row] & set(answer.items)
+        assert (overlap == set()) if row % 2 == 0 else (len(overlap) > 0 or request.k < 20), row
+
+
 @pytest.mark.parametrize(
     ("user", "events", "reason"),
     [(None, [["i1", 1_000_000_000]], "needs a user"), ("u", [5], r"events\[0\] must be")],

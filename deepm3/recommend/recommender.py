@@ -53,7 +53,7 @@ from deepm3.ode.solvers import fixed_step_methods
 from deepm3.recommend import auto
 from deepm3.recommend.histories import UNKNOWN_ITEMS, Histories, History
 from deepm3.recommend.loading import LoadedRun, load_run
-from deepm3.recommend.ranking import candidates, top_k
+from deepm3.recommend.ranking import candidates, top_many
 from deepm3.recommend.requests import Recommendation, Request, RequestError, parse_request
 from deepm3.recommend.scoring import Scoring
 from deepm3.recommend.state import StateCache, UserState, uses_cached_state
@@ -211,10 +211,13 @@ class Recommender:
         for solver, pairs in cached.items():
             at = [requests[number].at or 0 for number, _ in pairs]
             scores = self.scoring.many_states([entry for _, entry in pairs], at, solver)
-            for (number, entry), row in zip(pairs, scores, strict=True):
-                request = requests[number]
-                notes = self._notes_for(request)
-                answers[number] = top_k(request, row, entry.seen, ids, notes, solver)
+            numbers = [number for number, _ in pairs]
+            ranked = top_many(
+                [requests[n] for n in numbers], scores, [entry.seen for _, entry in pairs], ids,
+                [self._notes_for(requests[n]) for n in numbers], [solver] * len(numbers),
+            )  # fmt: skip
+            for number, answer in zip(numbers, ranked, strict=True):
+                answers[number] = answer
         for solver, numbers in groups.items():
             first = auto.FIRST if solver == auto.AUTO else solver
             results = dict(
@@ -223,11 +226,13 @@ class Recommender:
             used = dict.fromkeys(numbers, self._solver_name(first))
             if solver == auto.AUTO:
                 self._refine(numbers, requests, histories, results, used)
-            for number in numbers:
-                history, notes = histories[number]
-                answers[number] = top_k(
-                    requests[number], results[number], history.seen, ids, notes, used[number]
-                )
+            ranked = top_many(
+                [requests[n] for n in numbers], [results[n] for n in numbers],
+                [histories[n][0].seen for n in numbers], ids,
+                [histories[n][1] for n in numbers], [used[n] for n in numbers],
+            )  # fmt: skip
+            for number, answer in zip(numbers, ranked, strict=True):
+                answers[number] = answer
         return answers
 
     def uncertainty(self, requests: Sequence[Request]) -> np.ndarray:

@@ -17,7 +17,13 @@ from deepm3.models import model_options
 from deepm3.models.attention import attention_mask
 from deepm3.models.contract import item_scores
 from deepm3.models.sasrec import SASRec, SASRecOptions
-from deepm3.models.timeattn import NUM_BUCKETS, TimeAttention, TimeAttentionOptions, gap_buckets
+from deepm3.models.timeattn import (
+    NUM_BUCKETS,
+    TimeAttention,
+    TimeAttentionOptions,
+    gap_buckets,
+    gap_buckets_reference,
+)
 
 
 def expected_bucket(gap: int) -> int:
@@ -25,15 +31,28 @@ def expected_bucket(gap: int) -> int:
     return 0 if gap == 0 else min(gap.bit_length(), NUM_BUCKETS - 1)
 
 
-def test_gap_buckets_are_log2_of_the_gap_with_their_own_zero_bucket():
+@pytest.mark.parametrize("buckets_of", [gap_buckets, gap_buckets_reference])
+def test_gap_buckets_are_log2_of_the_gap_with_their_own_zero_bucket(buckets_of):
+    """Both forms: frexp (eager) and the corrected log2 (what ONNX runs)."""
     gaps = [0, 1, 2, 3, 4, 7, 8, 86_399, 86_400, 2**20 - 1, 2**20, 2**31 - 1, 2**31, 2**40]
+    gaps += [2**52 - 1, 2**52]
     times = torch.tensor([[10**9 + g for g in gaps]])
-    buckets = gap_buckets(times)[0]
+    buckets = buckets_of(times)[0]
     for i, gap in enumerate(gaps):
         assert buckets[i, 0].item() == expected_bucket(gap), gap
         assert buckets[0, i].item() == expected_bucket(gap), gap  # symmetric: |t_i - t_j|
     assert buckets[1, 0].item() == 1 and buckets[6, 0].item() == 4  # 1 s -> 1, 8 s -> 4
     assert int(buckets.max()) == NUM_BUCKETS - 1
+
+
+def test_both_forms_of_the_buckets_agree_on_random_histories():
+    """Random sorted timestamps with ties, gaps around powers of two and unix-scale values."""
+    generator = torch.Generator().manual_seed(3)
+    steps = 2 ** torch.randint(0, 34, (64, 40), generator=generator)
+    steps = steps + torch.randint(-1, 2, (64, 40), generator=generator)  # 2^k - 1, 2^k, 2^k + 1
+    steps = steps * (torch.rand(64, 40, generator=generator) > 0.3)  # ties: same second
+    times = 978_300_000 + torch.cumsum(steps.clamp_min(0), dim=1)
+    assert torch.equal(gap_buckets(times).long(), gap_buckets_reference(times))
 
 
 def same_weights(options: TimeAttentionOptions) -> tuple[TimeAttention, SASRec]:

@@ -18,7 +18,7 @@
    (absorbed in one step), then a recommendation for that user (the cached state evolved to
    ``at``); (b) DeepM3 replaying all L events sent in the request; (c) SASRec
    (``--sasrec-run-dir``) replaying them. Ratios are to (a), measured in the same run; (a) and
-   (b) must agree on the top 10.
+   (b) must agree on the top 10 (both read every event here: ``max_replay=None``).
 
 Writes ``--out`` (default ``benchmarks/results/serve_load_cpu.json``) with the machine, its load
 average, the settings and the git commit.
@@ -242,11 +242,14 @@ def main(argv: list[str] | None = None) -> int:
     report["model"] = deepm3.name
     report["load"] = run_load(args, user_queries(deepm3))
     report["load_average_after_load"] = load_average()
+    # in process, every event is replayed (max_replay=None): the cached state absorbed all of
+    # them, so the two paths must agree whatever the server's --max-replay
+    everything = Recommender.from_run(args.run_dir, data_dir=args.data_dir, max_replay=None)
     sasrec = None
     if args.sasrec_run_dir:
-        sasrec = Recommender.from_run(args.sasrec_run_dir, data_dir=args.data_dir)
+        sasrec = Recommender.from_run(args.sasrec_run_dir, data_dir=args.data_dir, max_replay=None)
     for length in (int(text) for text in args.lengths.split(",")):
-        entry = incremental_vs_replay(deepm3, sasrec, length, args.samples)
+        entry = incremental_vs_replay(everything, sasrec, length, args.samples)
         report["incremental"][str(length)] = entry
         print(f"history {length}: {json.dumps(entry)}", flush=True)
     euler = report["load"].get("euler")

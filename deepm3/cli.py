@@ -39,7 +39,7 @@ DATA_FOR_USERS = (
     "else where the run found it; never downloaded)"
 )
 MAX_REPLAY = (
-    "replay at most this many of a history's most recent events (default 50, at most the run's "
+    "replay at most this many of a history's most recent events (default 25, at most the run's "
     "max_len; fewer answer sooner: docs/serving.md has the measured trade-off)"
 )
 

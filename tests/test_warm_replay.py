@@ -193,10 +193,10 @@ def test_a_cached_state_is_small(run_dir):
     assert rec.cache.get("newcomer").state.untyped_storage().nbytes() == hidden * 4
 
 
-def test_the_default_replays_the_last_50_of_a_longer_window(tmp_path, monkeypatch):
-    """A run that reads 70 events replays the last 50 by default (the measured trade-off in
+def test_the_default_replays_the_last_25_of_a_longer_window(tmp_path, monkeypatch):
+    """A run that reads 70 events replays the last 25 by default (the measured trade-off in
     docs/serving.md), in Python and in ``deepm3 serve``: the scores of a 60-event history equal
-    those of its last 50 events."""
+    those of its last 25 events."""
     csv = write_synthetic_csv(tmp_path / "long.csv", num_users=12, min_len=62, max_len=80)
     settings = [*SMALL[:1], "max_len=70", *SMALL[2:], "epochs=1"]
     config = load_config(None, settings, base={"data": {"dataset": str(csv)}})
@@ -205,17 +205,17 @@ def test_the_default_replays_the_last_50_of_a_longer_window(tmp_path, monkeypatc
         recommender(tmp_path / "run"),
         recommender(tmp_path / "run", max_replay=None),
     )
-    assert (default.max_replay, everything.max_replay) == (50, 70)
+    assert (default.max_replay, everything.max_replay) == (25, 70)
     events = raw_events(default, str(default.data.events.user_ids[1]))[-60:]
     assert_same_scores(
-        every_score(default, events=events), every_score(everything, events=events[-50:])
+        every_score(default, events=events), every_score(everything, events=events[-25:])
     )
-    assert "history of 60 events truncated to the last 50" in default.recommend(events).notes
+    assert "history of 60 events truncated to the last 25" in default.recommend(events).notes
     served = []
     monkeypatch.setattr(server.uvicorn, "run", lambda app, **_: served.append(app))
     monkeypatch.setattr(gc, "freeze", lambda: None)
     assert main(["serve", str(tmp_path / "run")]) == 0
-    assert asyncio.run(get_health(served[0]))["max_replay"] == 50
+    assert asyncio.run(get_health(served[0]))["max_replay"] == 25
 
 
 def test_warm_has_nothing_to_do_for_a_model_without_a_state(tmp_path, monkeypatch, capsys):

@@ -46,6 +46,7 @@ def test_the_recipe_is_chosen_by_validation_never_by_test(tmp_path):
 
 def test_the_table_reads_the_target_and_counts_seeds(tmp_path):
     rung(tmp_path / "ladder", "sasrec", "r4", [(0.05, 0.046), (0.05, 0.044)])
+    rung(tmp_path / "ladder", "gru4rec", "r6", [(0.04, 0.037)])
     out = tmp_path / "calibration.md"
     code = main(
         ["calibration", str(tmp_path / "ladder"), "--dataset", "amazon-beauty", "--out", str(out)]
@@ -54,6 +55,8 @@ def test_the_table_reads_the_target_and_counts_seeds(tmp_path):
     text = out.read_text()
     assert "| SASRec+SS |" in text and "0.0531" in text  # the published rows of Beauty
     assert "0.0450 ± 0.0014" in text  # mean and sample sd of 0.046 and 0.044
+    gru4rec = next(line for line in text.splitlines() if line.startswith("| gru4rec | r6 |"))
+    assert "| 0.0370 (1 seed) |" in gru4rec and "±" not in gru4rec  # one seed has no spread
     assert "reaches the target 0.043, short of the goal 0.050" in text
     assert "Only 2 seed(s)" in text
 

@@ -136,6 +136,14 @@ def chosen_rung(rungs: pd.DataFrame, model: str) -> pd.Series | None:
     return own.loc[own["valid"].idxmax()]
 
 
+def _shown(means: pd.Series, sds: pd.Series, seeds: pd.Series) -> list[str]:
+    """``mean ± sd``; one seed has no spread: ``mean (1 seed)``."""
+    return [
+        f"{m:.4f} ± {s:.4f}" if n > 1 else f"{m:.4f} (1 seed)"
+        for m, s, n in zip(means, sds, seeds, strict=True)
+    ]
+
+
 def _view(rungs: pd.DataFrame) -> pd.DataFrame:
     return pd.DataFrame(
         {
@@ -143,12 +151,8 @@ def _view(rungs: pd.DataFrame) -> pd.DataFrame:
             "rung": rungs["rung"],
             "seeds": rungs["seeds"],
             "valid NDCG@10": rungs["valid"].map("{:.4f}".format),
-            "test NDCG@10": [
-                f"{m:.4f} ± {s:.4f}" for m, s in zip(rungs["test"], rungs["test_sd"], strict=True)
-            ],
-            "test HR@10": [
-                f"{m:.4f} ± {s:.4f}" for m, s in zip(rungs["hr"], rungs["hr_sd"], strict=True)
-            ],
+            "test NDCG@10": _shown(rungs["test"], rungs["test_sd"], rungs["seeds"]),
+            "test HR@10": _shown(rungs["hr"], rungs["hr_sd"], rungs["seeds"]),
             "untied NDCG@10": rungs["untied"].map("{:.4f}".format),
             "epochs": rungs["epochs"],
             "stopped by": rungs["stopped_by"],

@@ -26,7 +26,7 @@ from deepm3.settings import check_choice
 # lets patience count from the first validation, as it always did; loss_sampling=uniform draws as
 # every sampled loss did (its alpha acts with popularity only, and stays at its default).
 # GRU4Rec's and DeepM3's hidden_dropout=0 and output_norm=none score the recurrent state as is.
-# DeepM3's and timeattn's gap_encoding=none add no gap features to the item embedding.
+# DeepM3's, timeattn's and TiSASRec's gap_encoding=none add no gap features to the item embedding.
 ADDED_LATER: dict[str, Any] = {
     "eval.max_scores": 1 << 22,
     "eval.eval_users": 0,

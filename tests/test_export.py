@@ -27,6 +27,7 @@ TRAINED = {
     "timeattn-flow": ("timeattn", ["flow=decay", "predict_at=target_time"]),
     "deepm3-gaps": ("deepm3", ["gap_encoding=shared"]),
     "timeattn-gaps": ("timeattn", ["gap_encoding=shared"]),
+    "tisasrec-gaps": ("tisasrec", ["gap_encoding=shared"]),
 }
 
 

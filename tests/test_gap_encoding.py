@@ -61,7 +61,12 @@ def batch():
     return items, timestamps, gap_features(seconds).double()
 
 
-@pytest.mark.parametrize("name", ["deepm3", "timeattn"])
+def forward(model, items, timestamps, time_gaps):
+    """States (B, T, d); every user's time unit 60 s (TiSASRec reads it, the others do not)."""
+    return model(items, timestamps, time_gaps, time_scale=torch.full((len(items),), 60))[0]
+
+
+@pytest.mark.parametrize("name", ["deepm3", "timeattn", "tisasrec"])
 def test_the_default_is_the_model_without_the_option(name):
     items, timestamps, time_gaps = batch()
     without, default = make(name), make(name, gap_encoding="none")
@@ -70,11 +75,12 @@ def test_the_default_is_the_model_without_the_option(name):
     assert not any("gap_encoding" in key for key in default.state_dict())
     with torch.no_grad():
         assert torch.equal(
-            without(items, timestamps, time_gaps)[0], default(items, timestamps, time_gaps)[0]
+            forward(without, items, timestamps, time_gaps),
+            forward(default, items, timestamps, time_gaps),
         )
 
 
-@pytest.mark.parametrize("name", ["deepm3", "timeattn"])
+@pytest.mark.parametrize("name", ["deepm3", "timeattn", "tisasrec"])
 def test_the_option_changes_outputs_through_the_gaps(name):
     items, timestamps, time_gaps = batch()
     off, on = make(name), make(name, gap_encoding="shared")
@@ -82,14 +88,14 @@ def test_the_option_changes_outputs_through_the_gaps(name):
     shared = on.state_dict()
     assert all(torch.equal(value, shared[key]) for key, value in off.state_dict().items())
     with torch.no_grad():
-        plain = off(items, timestamps, time_gaps)[0]
-        encoded = on(items, timestamps, time_gaps)[0]
+        plain = forward(off, items, timestamps, time_gaps)
+        encoded = forward(on, items, timestamps, time_gaps)
         # with its projection zeroed the encoded model is the plain one (same other weights)
         on.gap_encoding.project.weight.zero_()
         on.gap_encoding.project.bias.zero_()
         encoding = on.gap_encoding.state_dict(prefix="gap_encoding.")
         on.load_state_dict({**off.state_dict(), **encoding})
-        zeroed = on(items, timestamps, time_gaps)[0]
+        zeroed = forward(on, items, timestamps, time_gaps)
     assert not torch.allclose(plain, encoded)
     torch.testing.assert_close(zeroed, plain, rtol=0, atol=1e-12)
 

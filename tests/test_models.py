@@ -26,6 +26,7 @@ VARIANTS = {
     "timeattn-target-time": {"flow": "decay", "predict_at": "target_time"},
     "timeattn-time-blind": {"time_bias": "none"},
     "timeattn-gap-encoding": {"gap_encoding": "shared"},
+    "tisasrec-gap-encoding": {"gap_encoding": "shared"},
 }
 
 
@@ -96,6 +97,7 @@ TIME_AWARE = {
     "timeattn-target-time",
     "deepm3-gap-encoding",
     "timeattn-gap-encoding",
+    "tisasrec-gap-encoding",
 }
 
 

@@ -1,8 +1,8 @@
 """One shared encoding of the gap before each event, for every model that reads time.
 
-``model.gap_encoding=shared`` (DeepM3, timeattn; default ``none``, the models as they were)
-adds to each event's item embedding a learned linear projection of :data:`NUM_FEATURES`
-features of the gap to the previous event:
+``model.gap_encoding=shared`` (DeepM3, timeattn, TiSASRec: the models that read time; default
+``none``, the models as they were) adds to each event's item embedding a learned linear
+projection of :data:`NUM_FEATURES` features of the gap to the previous event:
 
 * ``log1p(hours)``, the transformed gap the models already receive (``time_gaps``);
 * ``sin`` and ``cos`` of ``2 pi gap / P`` for each period ``P`` of :data:`PERIODS_SECONDS`
@@ -48,7 +48,10 @@ def encode_gaps(seconds: torch.Tensor) -> torch.Tensor:
     seconds = seconds.double().clamp_min(0)
     columns = [torch.log1p(seconds / SECONDS_PER_HOUR)]
     for period in PERIODS_SECONDS:
-        angle = seconds * (2 * math.pi / period)
+        # the phase first (fmod is exact in float64), then the angle: a runtime that computes
+        # sin in float32 (onnxruntime) then sees an angle under 2 pi, not one of thousands of
+        # radians whose float32 rounding moves the result by 1e-4
+        angle = torch.fmod(seconds, period) * (2 * math.pi / period)
         columns += [torch.sin(angle), torch.cos(angle)]
     columns.append((seconds < SAME_SITTING_SECONDS).double())
     return torch.stack(columns, dim=-1)

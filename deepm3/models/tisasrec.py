@@ -29,7 +29,8 @@ from torch import nn
 
 from deepm3.models.attention import Block, TimeTerms, attention_mask, check_heads
 from deepm3.models.contract import positions_from_first_event, real_positions
-from deepm3.settings import check_settings, setting
+from deepm3.models.gap_encoding import GAP_ENCODINGS, gap_encoding
+from deepm3.settings import check_choice, check_settings, setting
 
 
 @dataclass(frozen=True)
@@ -39,8 +40,12 @@ class TiSASRecOptions:
     num_heads: int = setting(2, low=1)
     dropout: float = setting(0.2, low=0, below=1)
     time_span: int = setting(256, low=1)  # k: intervals are clipped at this many personal units
+    # none | shared: deepm3.models.gap_encoding's features of the gap to the previous event,
+    # projected and added to the item embedding (beside the paper's interval embeddings)
+    gap_encoding: str = "none"
 
     def __post_init__(self) -> None:
+        check_choice("model.gap_encoding", self.gap_encoding, GAP_ENCODINGS)
         check_settings(self, "model")
         check_heads(self.hidden_size, self.num_heads)
 
@@ -71,7 +76,7 @@ class TiSASRec(nn.Module):
     def __init__(self, num_items: int, options: TiSASRecOptions, max_len: int) -> None:
         super().__init__()
         size = options.hidden_size
-        self.max_len, self.span = max_len, options.time_span
+        self.options, self.max_len, self.span = options, max_len, options.time_span
         self.item_embedding = nn.Embedding(num_items + 1, size, padding_idx=0)
         self.position_k = nn.Embedding(max_len, size)
         self.position_v = nn.Embedding(max_len, size)
@@ -90,6 +95,7 @@ class TiSASRec(nn.Module):
             Block(size, options.num_heads, options.dropout) for _ in range(options.num_layers)
         )
         self.norm = nn.LayerNorm(size)
+        self.gap_encoding = gap_encoding(options.gap_encoding, size)  # None unless shared
 
     def forward(
         self,
@@ -99,7 +105,8 @@ class TiSASRec(nn.Module):
         next_gaps: torch.Tensor | None = None,
         time_scale: torch.Tensor | None = None,
     ) -> tuple[torch.Tensor, dict]:
-        """items, timestamps (B, T) int64, time_scale (B,) int64 -> states (B, T, d)."""
+        """items, timestamps (B, T) int64, time_scale (B,) int64 -> states (B, T, d);
+        ``time_gaps`` (B, T) float is read only by the gap encoding (``gap_encoding=shared``)."""
         if time_scale is None:
             raise ValueError("TiSASRec needs time_scale: each user's time unit (Batch.time_scale)")
         real = real_positions(items)[..., None]
@@ -111,8 +118,10 @@ class TiSASRec(nn.Module):
             table_k=self.dropout(self.interval_k.weight),
             table_v=self.dropout(self.interval_v.weight),
         )
-        x = self.dropout(self.item_embedding(items) * self.item_embedding.embedding_dim**0.5)
-        x = x * real
+        x = self.item_embedding(items) * self.item_embedding.embedding_dim**0.5
+        if self.gap_encoding is not None:
+            x = x + self.gap_encoding(time_gaps)
+        x = self.dropout(x) * real
         mask = attention_mask(items)
         for block in self.blocks:
             x = block(x, mask, real, time)

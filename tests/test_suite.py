@@ -295,7 +295,7 @@ def test_search_trials_never_touch_the_test_split(place, monkeypatch):
     roles = record_evaluations(monkeypatch)
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     study = optuna.create_study(direction="maximize")
-    search = Search(budget, place.source, place.layout, place.execution, "unused://")
+    search = Search(budget, place.source, place.layout, place.execution, "unused://", ("gru4rec",))
     study.optimize(_objective("gru4rec", search), n_trials=1)
     assert study.trials[0].state == optuna.trial.TrialState.COMPLETE
     assert study.trials[0].user_attrs["epochs_run"] == 2

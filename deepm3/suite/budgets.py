@@ -34,6 +34,9 @@ class Budget:
     spread_trials: int = 0  # first trials of every study: lr log-evenly over its range
     prune_warmup: int = 1  # epochs a trial runs before median pruning may stop it
     search_variants: bool = False  # DeepM3's variant rows (RK4, no ODE, target time) own a study
+    # The time-aware variant rows (deepm3.suite.design.VARIANT_ROWS) are trained too, each with
+    # its own study when search_variants
+    variant_rows: bool = False
 
 
 @dataclass(frozen=True)
@@ -75,8 +78,14 @@ STANDARD_TRAIN = {
     "loss_negatives": 256,
 }
 # The search of the standard and full budgets: four first trials spread over the learning rate,
-# five epochs before pruning, every trained row of the core table searched on its own.
-STANDARD_SEARCH: dict[str, Any] = {"spread_trials": 4, "prune_warmup": 5, "search_variants": True}
+# five epochs before pruning, every trained row of the core table searched on its own, the
+# time-aware variant rows among them (quick and smoke train neither).
+STANDARD_SEARCH: dict[str, Any] = {
+    "spread_trials": 4,
+    "prune_warmup": 5,
+    "search_variants": True,
+    "variant_rows": True,
+}
 
 BUDGETS: dict[str, Budget] = {  # the MovieLens-1M suite
     "smoke": Budget(

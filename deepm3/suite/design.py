@@ -4,7 +4,8 @@ Pure planning, no I/O: :func:`plan_specs` turns a budget, a design and the searc
 into the :class:`SpecPlan` of the ``core``, ``lipschitz`` and ``paper`` stages; each core row
 takes its own searched settings where it had a study (:func:`searched_rows`), else its model's.
 The report's row roles (the focus model, the trained baselines it is compared with, the count
-rows) live here too, so that planning and reporting read one table.
+rows) live here too, so that planning and reporting read one table. A budget's rows
+(:func:`core_rows`) are :data:`CORE_ROWS`, then :data:`VARIANT_ROWS` where it trains them.
 """
 
 from __future__ import annotations
@@ -32,9 +33,10 @@ class Row:
         return self.model in COUNT_BASELINES
 
     @property
-    def flow(self) -> bool:
-        """False for DeepM3 without its ODE flow: its search leaves the field's settings out."""
-        return self.fixed.get("ode") != "none"
+    def at_target_time(self) -> bool:
+        """Predicts at the target's time (it knows when the next event happens): another
+        protocol, not comparable with the rows that predict after the last event."""
+        return self.fixed.get("predict_at") == "target_time"
 
 
 CORE_ROWS: dict[str, Row] = {
@@ -48,6 +50,17 @@ CORE_ROWS: dict[str, Row] = {
     "deepm3-noode": Row("deepm3", {"ode": "none"}),
     "deepm3-target": Row("deepm3", {"predict_at": "target_time"}),
 }
+# The time-aware variants, trained by the standard and full budgets only (Budget.variant_rows),
+# so that the quick and smoke runs stay what they were. Their time-blind twins: deepm3-noode for
+# deepm3-decay, sasrec for timeattn (timeattn with time_bias=none is SASRec exactly).
+VARIANT_ROWS: dict[str, Row] = {
+    "deepm3-decay": Row("deepm3", {"ode": "decay"}),  # the closed-form flow
+    "deepm3-gaps": Row("deepm3", {"gap_encoding": "shared"}),
+    "timeattn": Row("timeattn"),  # SASRec with a learned log-bucketed gap bias
+    "timeattn-flow": Row("timeattn", {"flow": "decay", "predict_at": "target_time"}),
+    "tisasrec-gaps": Row("tisasrec", {"gap_encoding": "shared"}),
+}
+TABLE_ROWS: dict[str, Row] = {**CORE_ROWS, **VARIANT_ROWS}  # every row any budget trains, in order
 COUNT_ROWS = tuple(name for name, row in CORE_ROWS.items() if row.counted)
 FOCUS = "deepm3"  # the model the claims are about
 TRAINED_BASELINES = ("gru4rec", "sasrec", "tisasrec")  # what the paper compares it with
@@ -55,8 +68,10 @@ TRAINED_BASELINES = ("gru4rec", "sasrec", "tisasrec")  # what the paper compares
 # noise that moves only time: tests/test_models.py checks both ways)
 TIME_READING_BASELINES = ("tisasrec",)
 NO_FLOW_TWIN = "deepm3-noode"  # the same GRU without the flow: "does the flow help"
+# The rows that predict at the target's time (another protocol): deepm3-target, timeattn-flow.
+TARGET_TIME_ROWS = tuple(name for name, row in TABLE_ROWS.items() if row.at_target_time)
 # Left out of the robustness views: pop reads no history, target-time is another protocol.
-ROBUSTNESS_HIDDEN = ("pop", "deepm3-target")
+ROBUSTNESS_HIDDEN = ("pop", *TARGET_TIME_ROWS)
 PAPER_MODELS = ("deepm3", "sasrec")  # rows of the paper-protocol stage
 
 
@@ -108,29 +123,37 @@ def shared_sections(budget: Budget) -> Sections:
     return {"data": budget.data, "train": budget.train}
 
 
+def core_rows(budget: Budget) -> dict[str, Row]:
+    """The rows ``budget`` trains, in table order: :data:`CORE_ROWS`, then :data:`VARIANT_ROWS`
+    when ``budget.variant_rows``."""
+    return TABLE_ROWS if budget.variant_rows else CORE_ROWS
+
+
 def searched_rows(budget: Budget) -> tuple[str, ...]:
-    """The core rows with a study of their own: every trained model, and DeepM3's variant rows
-    (RK4, no ODE, target time) when ``budget.search_variants``; otherwise a variant reuses the
-    settings searched for its model. The target-time row is searched too: it is trained (not
-    only evaluated) at the target's time, so its best settings may differ."""
+    """The budget's rows with a study of their own: every trained model, and the variant rows
+    (DeepM3's RK4, no ODE, target time; the time-aware variants where the budget trains them)
+    when ``budget.search_variants``; otherwise a variant reuses the settings searched for its
+    model. The target-time rows are searched too: they are trained (not only evaluated) at the
+    target's time, so their best settings may differ."""
     return tuple(
         name
-        for name, row in CORE_ROWS.items()
+        for name, row in core_rows(budget).items()
         if not row.counted and (name == row.model or budget.search_variants)
     )
 
 
-def row_settings(name: str, searched: dict[str, Sections]) -> Sections:
-    """A row's searched settings: its own study's, else its model's, else none (defaults)."""
-    return searched.get(name) or searched.get(CORE_ROWS[name].model, {})
+def row_settings(name: str, row: Row, searched: dict[str, Sections]) -> Sections:
+    """Row ``name``'s searched settings: its own study's, else its model's, else none
+    (defaults)."""
+    return searched.get(name) or searched.get(row.model, {})
 
 
 def core_specs(budget: Budget, searched: dict[str, Sections]) -> tuple[RunSpec, ...]:
     specs = []
-    for name, row in CORE_ROWS.items():
+    for name, row in core_rows(budget).items():
         seeds = budget.seeds[:1] if row.counted else budget.seeds
         fixed = {"model": row.fixed} if row.fixed else {}
-        sections = merge(shared_sections(budget), row_settings(name, searched), fixed)
+        sections = merge(shared_sections(budget), row_settings(name, row, searched), fixed)
         specs += [RunSpec("core", name, row.model, seed, sections) for seed in seeds]
     return tuple(specs)
 

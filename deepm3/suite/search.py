@@ -1,7 +1,7 @@
 """Stage 1: hyper-parameter search with Optuna, on the validation split only.
 
 One study per searched row of the core table (``<dataset>-<budget>-<row>``; a model's own row
-is named after it, DeepM3's variants such as ``deepm3-rk4`` get theirs when the budget searches
+is named after it, variant rows such as ``deepm3-rk4`` get theirs when the budget searches
 them, :func:`~deepm3.suite.design.searched_rows`) in one storage URL: by default an SQLite file
 under ``<out>/search/``; any database URL (``postgresql://...``) lets workers on several
 machines share the studies (start the same command on each). The first
@@ -31,7 +31,7 @@ from sqlalchemy.exc import SQLAlchemyError
 from deepm3.data.prepare import prepare
 from deepm3.errors import ConfigError
 from deepm3.suite.budgets import Budget
-from deepm3.suite.design import CORE_ROWS, RunSpec, Sections, merge, shared_sections
+from deepm3.suite.design import RunSpec, Sections, core_rows, merge, shared_sections
 from deepm3.suite.layout import Layout
 from deepm3.suite.pool import Execution
 from deepm3.suite.spaces import SEARCHED_MODELS, edges, sections_from_params, spread, suggest
@@ -57,7 +57,7 @@ class Search:
     layout: Layout
     execution: Execution
     url: str  # Optuna storage URL
-    rows: tuple[str, ...] = SEARCHED_MODELS  # core rows searched, one study each
+    rows: tuple[str, ...]  # rows of the budget's table searched, one study each (searched_rows)
 
 
 @dataclass(frozen=True)
@@ -106,8 +106,8 @@ def spread_count(budget: Budget) -> int:
 
 def spread_trials(search: Search, row: str) -> list[dict]:
     """The parameters enqueued as the first trials of ``row``'s study."""
-    chosen = CORE_ROWS[row]
-    return spread(chosen.model, search.budget.widths, spread_count(search.budget), chosen.flow)
+    chosen = core_rows(search.budget)[row]
+    return spread(chosen.model, search.budget.widths, spread_count(search.budget), chosen.fixed)
 
 
 def _counted_before(study: optuna.Study, number: int) -> int:
@@ -117,14 +117,14 @@ def _counted_before(study: optuna.Study, number: int) -> int:
 
 def _objective(row: str, search: Search, worker: int = 0):
     budget = search.budget
-    chosen = CORE_ROWS[row]
+    chosen = core_rows(budget)[row]
     fixed = {"model": chosen.fixed} if chosen.fixed else {}
 
     def objective(trial: optuna.Trial) -> float:
         if _counted_before(trial.study, trial.number) >= budget.trials:
             trial.study.stop()
             raise BudgetReachedError(f"{row}: {budget.trials} trials already")
-        sections = suggest(chosen.model, trial, budget.widths, chosen.flow)
+        sections = suggest(chosen.model, trial, budget.widths, chosen.fixed)
         spec = RunSpec(
             "search",
             f"{row}-trial{trial.number}",
@@ -258,12 +258,12 @@ def best_settings(search: Search) -> dict:
             raise RuntimeError(f"search: no completed trial for {row}")
         trial = max(completed, key=lambda t: t.value)
         counted = sum(1 for t in study.trials if t.state in COUNTED)
-        chosen = CORE_ROWS[row]
+        chosen = core_rows(search.budget)[row]
         best[row] = {
             "trial": trial.number,
             "valid_ndcg@10": trial.value,
             "params": trial.params,
-            "sections": sections_from_params(chosen.model, trial.params, chosen.flow),
+            "sections": sections_from_params(chosen.model, trial.params, chosen.fixed),
             "trials_counted": counted,
             "trials_pruned": sum(
                 1 for t in study.trials if t.state == optuna.trial.TrialState.PRUNED

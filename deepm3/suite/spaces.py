@@ -6,9 +6,14 @@ dropout (0 .. 0.5) and width (``hidden_size``). Per model:
 * ``gru4rec``: ``num_layers`` 1 or 2.
 * ``sasrec`` / ``tisasrec``: ``num_layers`` 1 or 2, ``num_heads`` 1 or 2; TiSASRec also its
   interval clip ``time_span`` (64, 256, 1024 personal units).
+* ``timeattn``: as SASRec (``num_layers``, ``num_heads``); with its flow (``flow=decay``) also
+  the flow's rate bound ``lipschitz_constant`` (log-uniform 0.25 .. 4, as DeepM3's).
 * ``deepm3``: the Lipschitz constant ``L`` of the spectral field (log-uniform 0.25 .. 4), solver
-  ``steps`` per gap (1 or 2) and the field's MLP width; without the flow (``flow=False``, the
-  ``ode=none`` twin) none of these three, which it would not read.
+  ``steps`` per gap (1 or 2) and the field's MLP width; with the closed-form flow
+  (``ode=decay``) only ``L``, the rates' bound (it has no solver and no field); without the flow
+  (``ode=none``, the GRU twin) none of these three, which it would not read.
+
+A row's fixed options (``fixed``, e.g. ``{"ode": "decay"}``) say which flow a space searches.
 
 Widths depend on the budget (``widths``) so that a CPU budget searches cheap sizes. Every model
 gets the same number of trials; a space's size does not change the budget.
@@ -21,11 +26,15 @@ range (:func:`edges`).
 from __future__ import annotations
 
 import math
+from collections.abc import Mapping
 from typing import Any
 
 import optuna
 
-SEARCHED_MODELS = ("gru4rec", "sasrec", "tisasrec", "deepm3")
+from deepm3.models.deepm3 import DeepM3Options
+from deepm3.models.timeattn import TimeAttentionOptions
+
+SEARCHED_MODELS = ("gru4rec", "sasrec", "tisasrec", "deepm3", "timeattn")
 LR_RANGE = (3e-4, 1e-2)  # log-uniform
 
 
@@ -41,24 +50,35 @@ def _shared(trial: optuna.Trial, widths: tuple[int, ...]) -> tuple[dict, dict]:
     return train, model
 
 
+def _lipschitz(trial: optuna.Trial) -> float:
+    """A flow's Lipschitz constant (DeepM3's field, or a decay flow's rate bound)."""
+    return trial.suggest_float("lipschitz_constant", 0.25, 4.0, log=True)
+
+
 def suggest(
-    model: str, trial: optuna.Trial, widths: tuple[int, ...], flow: bool = True
+    model: str,
+    trial: optuna.Trial,
+    widths: tuple[int, ...],
+    fixed: Mapping[str, Any] | None = None,
 ) -> dict[str, dict]:
-    """Sections ``{"train": {...}, "model": {...}}`` of one trial's settings for ``model``;
-    ``flow=False``: DeepM3 without its ODE flow, whose field settings are not searched."""
+    """Sections ``{"train": {...}, "model": {...}}`` of one trial's settings for ``model``
+    whose row fixes the model options ``fixed`` (its flow decides what is searched)."""
+    fixed = fixed or {}
     train, options = _shared(trial, widths)
     if model == "gru4rec":
         options["num_layers"] = trial.suggest_int("num_layers", 1, 2)
-    elif model in ("sasrec", "tisasrec"):
+    elif model in ("sasrec", "tisasrec", "timeattn"):
         options["num_layers"] = trial.suggest_int("num_layers", 1, 2)
         options["num_heads"] = trial.suggest_categorical("num_heads", [1, 2])
         if model == "tisasrec":
             options["time_span"] = trial.suggest_categorical("time_span", [64, 256, 1024])
+        if model == "timeattn" and fixed.get("flow", TimeAttentionOptions.flow) != "none":
+            options["lipschitz_constant"] = _lipschitz(trial)
     elif model == "deepm3":
-        if flow:
-            options["lipschitz_constant"] = trial.suggest_float(
-                "lipschitz_constant", 0.25, 4.0, log=True
-            )
+        flow = fixed.get("ode", DeepM3Options.ode)
+        if flow != "none":
+            options["lipschitz_constant"] = _lipschitz(trial)
+        if flow == "ode":  # the solved field: its steps and width (decay has neither)
             options["steps"] = trial.suggest_int("steps", 1, 2)
             options["field_width"] = trial.suggest_categorical("field_width", [64, 128])
     else:
@@ -66,9 +86,11 @@ def suggest(
     return {"train": train, "model": options}
 
 
-def sections_from_params(model: str, params: dict[str, Any], flow: bool = True) -> dict[str, dict]:
+def sections_from_params(
+    model: str, params: dict[str, Any], fixed: Mapping[str, Any] | None = None
+) -> dict[str, dict]:
     """The sections of a finished trial, rebuilt from its stored parameters."""
-    return suggest(model, optuna.trial.FixedTrial(params), (params["hidden_size"],), flow)
+    return suggest(model, optuna.trial.FixedTrial(params), (params["hidden_size"],), fixed)
 
 
 class _MiddleTrial:
@@ -100,22 +122,26 @@ class _MiddleTrial:
         return self._pick(name, choices[len(choices) // 2])
 
 
-def middle(model: str, widths: tuple[int, ...], flow: bool = True) -> dict[str, Any]:
+def middle(
+    model: str, widths: tuple[int, ...], fixed: Mapping[str, Any] | None = None
+) -> dict[str, Any]:
     """The parameters of the middle of ``model``'s space (rules in :class:`_MiddleTrial`)."""
     trial = _MiddleTrial()
-    suggest(model, trial, widths, flow)  # type: ignore[arg-type]  # a duck-typed trial
+    suggest(model, trial, widths, fixed)  # type: ignore[arg-type]  # a duck-typed trial
     return trial.params
 
 
-def spread(model: str, widths: tuple[int, ...], count: int, flow: bool = True) -> list[dict]:
+def spread(
+    model: str, widths: tuple[int, ...], count: int, fixed: Mapping[str, Any] | None = None
+) -> list[dict]:
     """The parameters of a study's first ``count`` trials: learning rates spread log-evenly over
     :data:`LR_RANGE` (the centres of ``count`` equal log-bins, so the lowest and highest sit a
     factor ``(high / low) ** (1 / (2 count))`` inside the ends), everything else at the space's
     middle. The same learning rates for every model."""
     low, high = LR_RANGE
-    fixed = middle(model, widths, flow)
+    centre = middle(model, widths, fixed)
     return [
-        {**fixed, "lr": low * (high / low) ** ((index + 0.5) / count)} for index in range(count)
+        {**centre, "lr": low * (high / low) ** ((index + 0.5) / count)} for index in range(count)
     ]
 
 

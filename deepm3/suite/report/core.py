@@ -12,7 +12,7 @@ from deepm3.reporting import plots
 from deepm3.reporting.records import RunRecord, untied_ndcg
 from deepm3.reporting.text import ci, fmt, markdown, p_text, pct
 from deepm3.stats import effects
-from deepm3.suite.design import CORE_ROWS, COUNT_ROWS, FOCUS
+from deepm3.suite.design import COUNT_ROWS, FOCUS, TABLE_ROWS, TARGET_TIME_ROWS
 from deepm3.suite.layout import Layout
 
 
@@ -71,10 +71,16 @@ def _line(row: str, group: list[RunRecord]) -> tuple[dict, float, float]:
     return line, mean, sd
 
 
+def _also_at_target_time(rows: list[str]) -> str:
+    """The sentence naming the other rows that predict at the target's time, where any ran."""
+    others = [f"`{r}`" for r in TARGET_TIME_ROWS if r in rows and r != "deepm3-target"]
+    return f" Likewise {', '.join(others)} (the same other protocol)." if others else ""
+
+
 def core(records: list[RunRecord], layout: Layout) -> tuple[str, CoreFacts]:
     """The core table (mean +- sd, 95% CI over seeds) and per-user NDCG@10 of every row."""
     grouped = by_row(records)
-    rows = [r for r in CORE_ROWS if r in grouped]
+    rows = [r for r in TABLE_ROWS if r in grouped]  # the recorded rows, in table order
     lines, ndcg, seeds, tied, means, sds = [], {}, {}, [], [], []
     for row in rows:
         line, mean, sd = _line(row, grouped[row])
@@ -96,7 +102,9 @@ def core(records: list[RunRecord], layout: Layout) -> tuple[str, CoreFacts]:
         "time_budget (the run's time cap was hit), epochs (its epoch cap); `(k still rising)`: "
         "k of those runs had validation NDCG@10 still rising over their last 5 validations, "
         "not converged. `deepm3-target` predicts at the target's timestamp (it knows when the next "
-        "event happens): a different protocol, not comparable with the other rows.\n\n"
+        "event happens): a different protocol, not comparable with the other rows."
+        + _also_at_target_time(rows)
+        + "\n\n"
         + markdown(frame)
         + "\n\n![core](core.png)\n"
     )

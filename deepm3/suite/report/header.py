@@ -6,7 +6,7 @@ import pandas as pd
 
 from deepm3.reporting.text import fmt, markdown
 from deepm3.suite.budgets import Budget
-from deepm3.suite.design import CORE_ROWS
+from deepm3.suite.design import TABLE_ROWS, VARIANT_ROWS
 from deepm3.suite.layout import Layout
 from deepm3.suite.search import read_best, spread_count
 from deepm3.suite.spaces import spread
@@ -59,12 +59,15 @@ def header(title: str, budget: Budget, stats: dict, log: list[dict]) -> str:
 
 
 def _variants_text(best: dict) -> str:
-    if any(CORE_ROWS[row].model != row for row in best):  # a variant row had its own study
+    """How the variant rows were searched; the time-aware ones named where they were."""
+    timed = ", ".join(row for row in VARIANT_ROWS if row in best)
+    also = f"The time-aware variant rows ({timed}) had studies of their own. " if timed else ""
+    if any(TABLE_ROWS[row].model != row for row in best):  # a variant row had its own study
         return (
             "DeepM3's variants (RK4, no ODE, target time) are searched on their own, with the "
-            "same trials and epochs. "
+            "same trials and epochs. " + also
         )
-    return "DeepM3's variants (RK4, no ODE, target time) reuse DeepM3's best settings. "
+    return "DeepM3's variants (RK4, no ODE, target time) reuse DeepM3's best settings. " + also
 
 
 def _cut_text(checks: dict) -> str:

@@ -7,6 +7,7 @@ The expectations are written out here, from the issue, not read from the code's 
 from __future__ import annotations
 
 import dataclasses
+import json
 
 import optuna
 import pandas as pd
@@ -21,7 +22,7 @@ from deepm3.suite.budgets import SUITES
 from deepm3.suite.design import searched_rows
 from deepm3.suite.layout import Layout
 from deepm3.suite.pool import Execution
-from deepm3.suite.report import robustness
+from deepm3.suite.report import header, robustness
 from deepm3.suite.search import Search, SearchJob, create_studies, search_worker, storage_url
 from deepm3.suite.spaces import suggest
 from deepm3.suite.stages import SuiteSettings, planned_runs
@@ -203,3 +204,17 @@ def test_the_robustness_headline_hides_the_target_time_rows():
     text = robustness.headline(facts, grid, rows, 3)
     table = [line.split("|")[1].strip() for line in text.splitlines() if line.startswith("| ")]
     assert [row for row in table if row in rows] == shown
+
+
+def test_the_search_section_names_the_variant_rows_that_had_studies(tmp_path):
+    layout = Layout(tmp_path / "runs", tmp_path / "out")
+    layout.search.mkdir(parents=True)
+    entry = {"trial": 0, "valid_ndcg@10": 0.05, "params": {"lr": 1e-3}}
+    entry |= {"trials_counted": 8, "trials_pruned": 0}
+    rows = ("gru4rec", "deepm3", "deepm3-rk4", "deepm3-decay", "timeattn", "timeattn-flow")
+    layout.best.write_text(json.dumps(dict.fromkeys(rows, entry)))
+    text = header.search(layout, SUITES["ml1m"].budget("standard"))
+    said = "The time-aware variant rows (deepm3-decay, timeattn, timeattn-flow) had studies"
+    assert said in text
+    layout.best.write_text(json.dumps(dict.fromkeys(("gru4rec", "deepm3"), entry)))
+    assert "time-aware" not in header.search(layout, SUITES["ml1m"].budget("quick"))

@@ -111,10 +111,37 @@ def users_seeds_change(a: pd.DataFrame, b: pd.DataFrame, users: pd.Index) -> dic
     }
 
 
-def _holm_column(frame: pd.DataFrame, column: str) -> pd.Series:
-    """Holm-adjusted ``column`` over the comparisons that have a p-value (NaN stays NaN)."""
-    present = frame[column].notna()
-    adjusted = holm(dict(zip(frame["baseline"][present], frame[column][present], strict=True)))
+def users_seeds_pair(a: pd.DataFrame, b: pd.DataFrame, untied: pd.Index) -> dict:
+    """``a`` against ``b`` by the users x seeds bootstrap (:func:`users_seeds_change`) on the
+    users both ranked and on the untied ones among them (co-primary), under the column names of
+    :func:`significance`'s rows with the raw p in the ``*_p_holm`` columns (one comparison:
+    nothing to correct). a, b: (users, seeds) per-user NDCG@10 frames indexed by user."""
+    users = a.index.intersection(b.index).sort_values()
+    whole = users_seeds_change(a, b, users)
+    part = users_seeds_change(a, b, users.intersection(untied))
+    return {
+        "users": len(users),
+        "relative": whole["relative"],
+        "h_ci_low": whole["ci_low"],
+        "h_ci_high": whole["ci_high"],
+        "h_p_holm": whole["p"],
+        "untied_users": part["users"],
+        "untied_relative": part["relative"],
+        "untied_ci_low": part["ci_low"],
+        "untied_ci_high": part["ci_high"],
+        "untied_p_holm": part["p"],
+    }
+
+
+def _holm(frame: pd.DataFrame, column: str, families: dict[str, str] | None) -> pd.Series:
+    """Holm-adjusted ``column``, separately within each family of comparisons (``families``:
+    baseline -> family; None: one family), over the comparisons that have a p-value (NaN stays
+    NaN)."""
+    family = frame["baseline"].map(families or {}).fillna("")
+    adjusted: dict[str, float] = {}
+    for name in dict.fromkeys(family):
+        present = frame[column].notna() & (family == name)
+        adjusted |= holm(dict(zip(frame["baseline"][present], frame[column][present], strict=True)))
     return frame["baseline"].map(adjusted)
 
 
@@ -123,6 +150,7 @@ def significance(
     focus: str,
     seeds: dict[str, pd.DataFrame] | None = None,
     untied: pd.Index | None = None,
+    families: dict[str, str] | None = None,
 ) -> pd.DataFrame:
     """``focus`` against every other row on per-user NDCG@10: paired tests, Holm-corrected
     Wilcoxon and t p-values, bootstrap interval of the relative difference.
@@ -134,7 +162,9 @@ def significance(
     (``h_relative``, ``h_ci_low``, ``h_ci_high``, ``h_p``, ``h_p_holm``) and on the untied ones
     among them (``untied_users``, ``untied_relative``, ``untied_ci_low``, ``untied_ci_high``,
     ``untied_p``, ``untied_p_holm``; NaN when fewer than 2 are untied), after the other columns.
-    Holm's correction runs over the comparisons of each column.
+    Holm's correction runs over the comparisons of each column, within each family of
+    ``families`` (other row -> family name; rows it does not name form one family; None: all
+    the comparisons are one family).
     """
     if (seeds is None) != (untied is None):
         raise ValueError("seeds and untied come together: both or neither")
@@ -153,14 +183,21 @@ def significance(
             )
     frame = pd.DataFrame(rows)
     for column in ("wilcoxon_p", "t_p"):
-        adjusted = holm(dict(zip(frame["baseline"], frame[column], strict=True)))
-        frame[f"{column}_holm"] = frame["baseline"].map(adjusted)
+        frame[f"{column}_holm"] = _holm(frame, column, families)
     if seeds is None:
         return frame
     frame = pd.concat([frame, pd.DataFrame(users_seeds)], axis=1)
     for column in ("h_p", "untied_p"):
-        frame[f"{column}_holm"] = _holm_column(frame, column)
+        frame[f"{column}_holm"] = _holm(frame, column, families)
     return frame
+
+
+def cv_groups(cv: pd.Series, count: int) -> pd.Series:
+    """Users with a defined gap CV (NaN left out) -> their group 0..count-1 by ``count``
+    quantiles of the CV (:func:`deepm3.stats.irregularity.quantile_groups`); the last group is
+    the most irregular."""
+    users = cv.dropna().index
+    return pd.Series(quantile_groups(cv.loc[users].to_numpy(), count), index=users)
 
 
 def irregularity_groups(
@@ -168,8 +205,7 @@ def irregularity_groups(
 ) -> pd.DataFrame:
     """Users grouped by ``count`` quantiles of their gap CV (NaN CVs left out); per group its
     CV range, size, every row's NDCG@10 and ``focus``'s relative gain over each other row."""
-    users = cv.dropna().index
-    groups = pd.Series(quantile_groups(cv.loc[users].to_numpy(), count), index=users)
+    groups = cv_groups(cv, count)
     rows = []
     for group in range(count):
         members = groups.index[groups.to_numpy() == group]

@@ -68,6 +68,19 @@ TRAINED_BASELINES = ("gru4rec", "sasrec", "tisasrec")  # what the paper compares
 # noise that moves only time: tests/test_models.py checks both ways)
 TIME_READING_BASELINES = ("tisasrec",)
 NO_FLOW_TWIN = "deepm3-noode"  # the same GRU without the flow: "does the flow help"
+# Issue 20's goals (claims.goal_rows): the time-aware rows at the last-event protocol that may be
+# chosen, by validation NDCG@10, as "the best continuous-time model", each with its time-blind
+# twin (the same model reading no time). Not the target-time rows (another question), nor
+# tisasrec-gaps (its twin tisasrec reads time too, so no time-blind twin exists).
+TIME_AWARE_TWINS: dict[str, str] = {
+    "deepm3": NO_FLOW_TWIN,
+    "deepm3-rk4": NO_FLOW_TWIN,
+    "deepm3-decay": NO_FLOW_TWIN,
+    "deepm3-gaps": NO_FLOW_TWIN,
+    "timeattn": "sasrec",  # timeattn with time_bias=none is SASRec exactly
+}
+GOAL_BASELINE = "sasrec"  # the calibrated SASRec the goals compare with
+JITTER_OPPONENT = "tisasrec"  # the goal under jitter with the order kept compares drops with it
 # The rows that predict at the target's time (another protocol): deepm3-target, timeattn-flow.
 TARGET_TIME_ROWS = tuple(name for name, row in TABLE_ROWS.items() if row.at_target_time)
 # Left out of the robustness views: pop reads no history, target-time is another protocol.

@@ -12,7 +12,7 @@ from deepm3.reporting import plots
 from deepm3.reporting.records import RunRecord, untied_ndcg
 from deepm3.reporting.text import ci, fmt, markdown, p_text, pct
 from deepm3.stats import effects
-from deepm3.suite.design import COUNT_ROWS, FOCUS, TABLE_ROWS, TARGET_TIME_ROWS
+from deepm3.suite.design import COUNT_ROWS, FOCUS, TABLE_ROWS, TARGET_TIME_ROWS, VARIANT_ROWS
 from deepm3.suite.layout import Layout
 
 
@@ -118,8 +118,26 @@ def _users_seeds_p(holm_p: float, raw_p: float) -> str:
     return f"≤ {text}" if raw_p <= effects.H_P_FLOOR else text
 
 
+HOLM_FAMILIES = {row: "variants" for row in VARIANT_ROWS}  # the core rows: one family as before
+
+
+def _families_text(rows: list[str]) -> str:
+    """The sentence on Holm's two families, where variant rows ran (empty otherwise)."""
+    variants = [f"`{r}`" for r in rows if r in VARIANT_ROWS]
+    if not variants:
+        return ""
+    return (
+        " Holm's correction runs in two families: the core rows (the paper's baselines, the "
+        f"counts, DeepM3's own variants), as in a run without variant rows, and the variant rows "
+        f"({', '.join(variants)}) on their own, so that adding them leaves the baseline "
+        "comparisons' p-values as they were."
+    )
+
+
 def significance(found: CoreFacts) -> tuple[str, pd.DataFrame]:
-    sig = effects.significance(found.ndcg, FOCUS, found.seeds, found.untied)
+    """DeepM3 against every other row; Holm over the core rows and, separately, over the
+    variant rows (:data:`HOLM_FAMILIES`)."""
+    sig = effects.significance(found.ndcg, FOCUS, found.seeds, found.untied, HOLM_FAMILIES)
 
     def interval(prefix: str) -> list[str]:
         lows, highs = sig[f"{prefix}_ci_low"], sig[f"{prefix}_ci_high"]
@@ -151,7 +169,7 @@ def significance(found: CoreFacts) -> tuple[str, pd.DataFrame]:
         "## 3. Significance (per-user paired tests, users x seeds bootstrap)\n\n"
         "Per-user NDCG@10 averaged over seeds; Wilcoxon signed-rank and paired t-test, "
         "Holm-corrected over the comparisons; paired bootstrap (1,000 resamples) 95% interval of "
-        "the relative difference.\n\n"
+        "the relative difference." + _families_text(found.rows) + "\n\n"
         "These treat each user's seed average as fixed, so they leave out how much a model "
         "changes from one training seed to the next. `users x seeds`: a two-stage bootstrap "
         f"({effects.H_RESAMPLES:,} resamples) that in each replicate redraws every row's seeds "

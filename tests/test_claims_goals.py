@@ -1,0 +1,218 @@
+"""Issue 20's goals in the claims table, on constructed per-user frames whose answer is known by
+construction: a row 10% better than SASRec on every user and seed meets the +5% goal, an equal
+one is at parity; the row is chosen by validation, never by test; a row without a finished run
+says "not run yet"; a run capped while rising makes the verdict inconclusive. And the core
+significance's Holm families: variant rows do not change the baseline comparisons' p-values."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from deepm3.reporting.records import RunRecord
+from deepm3.stats import effects
+from deepm3.stats.perturbation_grid import build
+from deepm3.stats.significance import holm
+from deepm3.suite import claims
+from deepm3.suite.layout import Layout
+from deepm3.suite.report import core as core_report
+from deepm3.suite.report import goals
+
+USERS = pd.Index(np.arange(240), name="user")
+UNTIED = USERS[::2]  # every other user's target is untied
+RNG = np.random.default_rng(7)
+# (users, seeds): users differ a lot, seeds of one user by about 1%
+BASE = pd.DataFrame(
+    RNG.uniform(0.1, 0.5, (240, 1)) * RNG.uniform(0.99, 1.01, (240, 3)), index=USERS
+)
+EVERY_CANDIDATE = ("deepm3", "deepm3-rk4", "deepm3-decay", "deepm3-gaps", "timeattn")
+
+
+def scaled(factor: float, users=USERS) -> pd.DataFrame:
+    """BASE with ``factor`` times every value of ``users`` (every seed)."""
+    frame = BASE.copy()
+    frame.loc[users] *= factor
+    return frame
+
+
+def facts(
+    seeds: dict[str, pd.DataFrame],
+    validation: dict[str, float] | None = None,
+    dataset: str = "amazon-beauty",
+    cv: pd.Series | None = None,
+    ranks=lambda row: [],
+) -> claims.GoalFacts:
+    """Every candidate gets a low validation unless ``validation`` says otherwise."""
+    scores = {row: 0.01 for row in seeds} | (validation or {})
+    return goals.goal_facts(dataset, seeds, UNTIED, scores, cv, ranks, "jitter_kept:24")
+
+
+def everything(**rows: pd.DataFrame) -> dict[str, pd.DataFrame]:
+    """Every row the goals read at SASRec's level, ``rows`` (name with _ for -) replaced."""
+    names = [*EVERY_CANDIDATE, "sasrec", "tisasrec", "deepm3-noode"]
+    found = {name: BASE for name in names}
+    return found | {name.replace("_", "-"): frame for name, frame in rows.items()}
+
+
+def verdicts(found: claims.GoalFacts, capped=None) -> dict[str, str]:
+    rows = claims.goal_rows(found, capped or {})
+    return {key: row["verdict"] for key, row in zip(claims.GOALS, rows, strict=True)}
+
+
+def test_a_row_ten_percent_better_on_every_user_and_seed_meets_the_goal():
+    said = verdicts(facts(everything(deepm3_decay=scaled(1.10)), {"deepm3-decay": 0.2}))
+    assert said["best"] == "confirmed (parity); +5% goal met"
+    assert said["time_helps"] == "confirmed"  # its twin deepm3-noode is BASE
+    figure = claims.best_vs_baseline(
+        facts(everything(deepm3_decay=scaled(1.10)), {"deepm3-decay": 0.2})
+    )
+    assert "`deepm3-decay`" in figure["our figure"] and "+10.00%" in figure["our figure"]
+
+
+def test_an_equal_row_is_at_parity_and_rules_the_goal_out():
+    said = verdicts(facts(everything(), {"timeattn": 0.2}))
+    assert said["best"] == "confirmed (parity); +5% goal ruled out"
+    assert said["time_helps"] == "inconclusive"  # timeattn equals its twin sasrec
+    worse = verdicts(facts(everything(timeattn=scaled(0.8)), {"timeattn": 0.2}))
+    assert worse["best"] == "refuted (parity); +5% goal ruled out"
+    assert worse["time_helps"] == "refuted"
+
+
+def test_the_row_is_chosen_by_validation_not_by_test():
+    """deepm3-decay is 10% better on test, timeattn (equal to SASRec) has the better
+    validation: timeattn is judged."""
+    seeds = everything(deepm3_decay=scaled(1.10))
+    found = facts(seeds, {"deepm3-decay": 0.05, "timeattn": 0.06})
+    assert found.chosen == "timeattn"
+    said = verdicts(found)
+    assert said["best"] == "confirmed (parity); +5% goal ruled out"
+    assert "`timeattn`" in claims.best_vs_baseline(found)["our figure"]
+    assert found.vs_twin.baseline == "sasrec"  # timeattn's time-blind twin
+
+
+def test_a_row_without_runs_is_not_run_yet():
+    seeds = everything(deepm3_decay=scaled(1.10))
+    del seeds["sasrec"]
+    said = verdicts(facts(seeds, {"deepm3-decay": 0.2}, dataset="ml-1m"))
+    assert said["best"] == "not run yet: no finished runs of sasrec"
+    assert said["irregular_best"] == "not run yet: no finished runs of sasrec"
+    assert said["time_helps"] == "confirmed"  # needs only the chosen row and its twin
+    seeds = everything()
+    del seeds["deepm3-gaps"], seeds["tisasrec"]
+    said = verdicts(facts(seeds))
+    for key in ("best", "time_helps"):
+        assert said[key] == "not run yet: no finished runs of deepm3-gaps", key
+    assert said["jitter"] == "not run yet: no finished runs of deepm3-gaps, tisasrec"
+    nothing = verdicts(facts({}, dataset="ml-1m"))  # no row at all: no crash
+    assert all(v.startswith("not run yet") for v in nothing.values()), nothing
+    assert verdicts(facts(everything(), cv=None, dataset="ml-1m"))["irregular_best"] == (
+        "not run yet: no users' gap CV (analyses stage)"
+    )
+
+
+def test_a_run_capped_while_rising_makes_the_goal_inconclusive():
+    found = facts(everything(deepm3_decay=scaled(1.10)), {"deepm3-decay": 0.2})
+    said = verdicts(found, capped={"deepm3-decay": (2, 3)})
+    for key in ("best", "time_helps"):
+        assert said[key].startswith("inconclusive: stopped by a cap"), key
+        assert "deepm3-decay (2 of 3 runs)" in said[key]
+    assert said["best"].endswith("(the figures alone: confirmed (parity); +5% goal met)")
+    # a capped row the goals do not compare changes nothing
+    assert verdicts(found, capped={"gru4rec": (1, 3)})["best"].startswith("confirmed")
+
+
+def test_the_irregular_goal_reads_the_most_irregular_tertile_of_ml1m_only():
+    """timeattn is 10% better than SASRec on the third of users with the largest CV and equal
+    elsewhere: the goal is met on that tertile, and over all users +5% is not shown."""
+    cv = pd.Series(RNG.permutation(240) / 10.0, index=USERS)  # distinct CVs
+    most = cv.sort_values().index[160:]  # the 80 largest, chosen by hand
+    seeds = everything(timeattn=scaled(1.10, most))
+    found = facts(seeds, {"timeattn": 0.2}, dataset="ml-1m", cv=cv)
+    assert found.irregular.users == 80
+    assert found.irregular.relative == pytest.approx(
+        seeds["timeattn"].loc[most].to_numpy().mean() / BASE.loc[most].to_numpy().mean() - 1
+    )
+    said = verdicts(found)
+    assert said["irregular_best"] == "confirmed"
+    assert said["best"] != "confirmed (parity); +5% goal met"
+    least = cv.sort_values().index[:80]
+    elsewhere = facts(everything(timeattn=scaled(1.10, least)), {"timeattn": 0.2}, "ml-1m", cv)
+    assert verdicts(elsewhere)["irregular_best"] == "refuted"
+    beauty = verdicts(facts(seeds, {"timeattn": 0.2}, dataset="amazon-beauty", cv=cv))
+    assert beauty["irregular_best"].startswith("n/a (the goal is about ML-1M")
+
+
+def ranks_frame(users: pd.Index, clean: np.ndarray, jittered: np.ndarray) -> pd.DataFrame:
+    return pd.DataFrame({"user": users, "clean": clean, "jitter_kept:24": jittered})
+
+
+def test_the_jitter_goal_compares_drops_with_tisasrec_and_is_na_when_not_perturbed(tmp_path):
+    """Through the report's reader: the chosen row's ranks do not move under jitter, TiSASRec's
+    get worse; the records' validation picks the row; without its ranks the verdict is n/a."""
+    layout = Layout(tmp_path / "runs", tmp_path / "out")
+    clean = RNG.integers(1, 20, 240)
+    worse = clean + RNG.integers(2, 10, 240)
+    for row, jittered in (("deepm3-gaps", clean), ("tisasrec", worse)):
+        path = layout.perturb_ranks("core", f"{row}-s0")
+        path.parent.mkdir(parents=True, exist_ok=True)
+        ranks_frame(USERS, clean, jittered).to_csv(path, index=False)
+    seeds = everything()
+    records = [
+        RunRecord(
+            f"{row}-s{s}",
+            tmp_path,
+            {},
+            {},
+            {"valid": {"ndcg@10": 0.3 if row == "deepm3-gaps" else 0.1}},
+        )
+        for row in seeds
+        for s in range(2)
+    ]
+    found_core = core_report.CoreFacts({}, list(seeds), seeds, UNTIED)
+    grid = build((0.0, 24.0), (0.0,), 5)
+    found = goals.goals(layout, records, found_core, grid, "amazon-beauty")
+    assert found.chosen == "deepm3-gaps" and found.jitter.key == "jitter_kept:24"
+    assert found.jitter.drop_row == 0 and found.jitter.drop_baseline < -0.1
+    assert verdicts(found)["jitter"] == "confirmed"
+    layout.perturb_ranks("core", "deepm3-gaps-s0").unlink()
+    unperturbed = goals.goals(layout, records, found_core, grid, "amazon-beauty")
+    assert verdicts(unperturbed)["jitter"].startswith("n/a (deepm3-gaps or tisasrec has no")
+
+
+def test_the_goals_are_rows_of_the_claims_table_only_when_given():
+    found = facts(everything(deepm3_decay=scaled(1.10)), {"deepm3-decay": 0.2})
+    significance = pd.DataFrame(columns=["baseline"])
+    without = claims.claims_table(claims.Facts(significance), ("sasrec",), "deepm3-noode")
+    assert without.empty
+    table = claims.claims_table(claims.Facts(significance, goals=found), ("sasrec",), "x")
+    assert list(table["claim"]) == list(claims.GOALS.values())
+
+
+def test_variant_rows_are_holm_corrected_in_their_own_family():
+    """DeepM3 against the core rows: the same Holm p-values with or without the variant rows;
+    the variant rows' p-values are Holm over the variant rows alone (checked by hand)."""
+    core_rows = {"deepm3": scaled(1.03), "sasrec": BASE, "gru4rec": scaled(0.98)}
+    variants = {"timeattn": scaled(1.01), "deepm3-decay": scaled(0.97)}
+
+    def run(seeds):
+        ndcg = {row: frame.mean(axis=1) for row, frame in seeds.items()}
+        found = core_report.CoreFacts(ndcg, list(seeds), seeds, UNTIED)
+        return core_report.significance(found)
+
+    alone_text, alone = run(core_rows)
+    both_text, both = run(core_rows | variants)
+    columns = ["wilcoxon_p_holm", "t_p_holm", "h_p_holm", "untied_p_holm"]
+    first = both.set_index("baseline")
+    pd.testing.assert_frame_equal(
+        alone.set_index("baseline")[columns], first.loc[["sasrec", "gru4rec"], columns]
+    )
+    for column in ("wilcoxon_p", "h_p"):
+        by_hand = holm({row: first.loc[row, column] for row in variants})
+        for row in variants:
+            assert first.loc[row, f"{column}_holm"] == pytest.approx(by_hand[row])
+    assert "two families" in both_text and "two families" not in alone_text
+    one_family = effects.significance(
+        {row: frame.mean(axis=1) for row, frame in (core_rows | variants).items()}, "deepm3"
+    ).set_index("baseline")
+    assert one_family.loc["sasrec", "t_p_holm"] >= first.loc["sasrec", "t_p_holm"]

@@ -397,8 +397,13 @@ def _not_run(goal: str, missing: list[str]) -> dict:
     }
 
 
+def _chosen(facts: GoalFacts) -> str:
+    """The chosen row, for the figures after the first goal's (which says how it was chosen)."""
+    return f"`{facts.chosen}` (chosen by validation, first goal)"
+
+
 def _choice(facts: GoalFacts) -> str:
-    """How the row was chosen, for the figure."""
+    """How the row was chosen, for the first goal's figure."""
     scores = ", ".join(f"{row} {value:.4f}" for row, value in facts.validation.items())
     return (
         f"`{facts.chosen}`, the best validation NDCG@10 of the time-aware rows at the "
@@ -470,7 +475,7 @@ def irregular_best(facts: GoalFacts) -> dict:
         _goal_met(facts.irregular, GOAL_GAIN)
     ]
     figure = (
-        f"{_choice(facts)} vs {facts.baseline} on the most irregular CV tertile "
+        f"{_chosen(facts)} vs {facts.baseline} on the most irregular CV tertile "
         f"({facts.irregular.users} users): {_row_figure(facts.irregular)}"
     )
     return {"claim": GOALS["irregular_best"], "our figure": figure, "verdict": verdict}
@@ -487,7 +492,7 @@ def time_helps(facts: GoalFacts) -> dict:
     if missing or facts.vs_twin is None:
         return _not_run("time_helps", missing or [twin or "a candidate"])
     verdict = {"worse": "refuted"}.get(_row_verdict(facts.vs_twin), _row_verdict(facts.vs_twin))
-    figure = f"{_choice(facts)} vs its time-blind twin {twin}: {_row_figure(facts.vs_twin)}"
+    figure = f"{_chosen(facts)} vs its time-blind twin {twin}: {_row_figure(facts.vs_twin)}"
     return {"claim": GOALS["time_helps"], "our figure": figure, "verdict": verdict}
 
 
@@ -515,7 +520,7 @@ def jitter_drop(facts: GoalFacts) -> dict:
     else:
         verdict = "inconclusive"
     figure = (
-        f"{_choice(facts)}: drop {pct(d.drop_row)} vs {d.baseline} {pct(d.drop_baseline)} under "
+        f"{_chosen(facts)}: drop {pct(d.drop_row)} vs {d.baseline} {pct(d.drop_baseline)} under "
         f"{d.key}; difference {pct(d.difference)} {ci(d.ci_low, d.ci_high)}, p={p_text(d.p)} "
         "(paired bootstrap over users, seeds averaged per user)"
     )

@@ -143,6 +143,8 @@ SUITE_ORDER = [
     "spaces",
     "search",
     "measure",
+    "verdicts",
+    "goals",
     "claims",
     "report",
     "stages",

@@ -15,6 +15,7 @@ from deepm3.stats import effects
 from deepm3.stats.perturbation_grid import build
 from deepm3.stats.significance import holm
 from deepm3.suite import claims
+from deepm3.suite import goals as rules
 from deepm3.suite.layout import Layout
 from deepm3.suite.report import core as core_report
 from deepm3.suite.report import goals
@@ -42,7 +43,7 @@ def facts(
     dataset: str = "amazon-beauty",
     cv: pd.Series | None = None,
     ranks=lambda row: [],
-) -> claims.GoalFacts:
+) -> rules.GoalFacts:
     """Every candidate gets a low validation unless ``validation`` says otherwise."""
     scores = {row: 0.01 for row in seeds} | (validation or {})
     return goals.goal_facts(dataset, seeds, UNTIED, scores, cv, ranks, "jitter_kept:24")
@@ -55,16 +56,16 @@ def everything(**rows: pd.DataFrame) -> dict[str, pd.DataFrame]:
     return found | {name.replace("_", "-"): frame for name, frame in rows.items()}
 
 
-def verdicts(found: claims.GoalFacts, capped=None) -> dict[str, str]:
-    rows = claims.goal_rows(found, capped or {})
-    return {key: row["verdict"] for key, row in zip(claims.GOALS, rows, strict=True)}
+def verdicts(found: rules.GoalFacts, capped=None) -> dict[str, str]:
+    rows = rules.goal_rows(found, capped or {})
+    return {key: row["verdict"] for key, row in zip(rules.GOALS, rows, strict=True)}
 
 
 def test_a_row_ten_percent_better_on_every_user_and_seed_meets_the_goal():
     said = verdicts(facts(everything(deepm3_decay=scaled(1.10)), {"deepm3-decay": 0.2}))
     assert said["best"] == "confirmed (parity); +5% goal met"
     assert said["time_helps"] == "confirmed"  # its twin deepm3-noode is BASE
-    figure = claims.best_vs_baseline(
+    figure = rules.best_vs_baseline(
         facts(everything(deepm3_decay=scaled(1.10)), {"deepm3-decay": 0.2})
     )
     assert "`deepm3-decay`" in figure["our figure"] and "+10.00%" in figure["our figure"]
@@ -87,7 +88,7 @@ def test_the_row_is_chosen_by_validation_not_by_test():
     assert found.chosen == "timeattn"
     said = verdicts(found)
     assert said["best"] == "confirmed (parity); +5% goal ruled out"
-    assert "`timeattn`" in claims.best_vs_baseline(found)["our figure"]
+    assert "`timeattn`" in rules.best_vs_baseline(found)["our figure"]
     assert found.vs_twin.baseline == "sasrec"  # timeattn's time-blind twin
 
 
@@ -186,7 +187,7 @@ def test_the_goals_are_rows_of_the_claims_table_only_when_given():
     without = claims.claims_table(claims.Facts(significance), ("sasrec",), "deepm3-noode")
     assert without.empty
     table = claims.claims_table(claims.Facts(significance, goals=found), ("sasrec",), "x")
-    assert list(table["claim"]) == list(claims.GOALS.values())
+    assert list(table["claim"]) == list(rules.GOALS.values())
 
 
 def test_variant_rows_are_holm_corrected_in_their_own_family():

@@ -68,7 +68,7 @@ TRAINED_BASELINES = ("gru4rec", "sasrec", "tisasrec")  # what the paper compares
 # noise that moves only time: tests/test_models.py checks both ways)
 TIME_READING_BASELINES = ("tisasrec",)
 NO_FLOW_TWIN = "deepm3-noode"  # the same GRU without the flow: "does the flow help"
-# Issue 20's goals (claims.goal_rows): the time-aware rows at the last-event protocol that may be
+# Issue 20's goals (deepm3.suite.goals): the time-aware rows at the last-event protocol that may be
 # chosen, by validation NDCG@10, as "the best continuous-time model", each with its time-blind
 # twin (the same model reading no time). Not the target-time rows (another question), nor
 # tisasrec-gaps (its twin tisasrec reads time too, so no time-blind twin exists).

@@ -1,7 +1,7 @@
 """Issue 20's goals: the best continuous-time row, chosen by validation, against SASRec (all
 users, the most irregular ML-1M users), against its own time-blind twin, and under jitter
-against TiSASRec. Gathers the figures (:class:`deepm3.suite.claims.GoalFacts`); the verdicts
-are :func:`deepm3.suite.claims.goal_rows`'. Only in the budgets that train the variant rows."""
+against TiSASRec. Gathers the figures (:class:`deepm3.suite.rules.GoalFacts`); the verdicts
+are :func:`deepm3.suite.goals.goal_rows`'. Only in the budgets that train the variant rows."""
 
 from __future__ import annotations
 
@@ -13,7 +13,7 @@ import pandas as pd
 from deepm3.reporting.records import RunRecord
 from deepm3.stats import drops, effects
 from deepm3.stats.perturbation_grid import Perturbation
-from deepm3.suite import claims
+from deepm3.suite import goals as rules
 from deepm3.suite.design import GOAL_BASELINE, JITTER_OPPONENT, TIME_AWARE_TWINS
 from deepm3.suite.layout import Layout
 from deepm3.suite.report.core import CoreFacts, by_row
@@ -35,7 +35,7 @@ def jitter_key(grid: tuple[Perturbation, ...]) -> str | None:
 
 
 def _comparison(row: str, baseline: str, a: pd.DataFrame, b: pd.DataFrame, untied: pd.Index):
-    return claims.Comparison(row, baseline, **effects.users_seeds_pair(a, b, untied))
+    return rules.Comparison(row, baseline, **effects.users_seeds_pair(a, b, untied))
 
 
 def goal_facts(
@@ -46,13 +46,13 @@ def goal_facts(
     cv: pd.Series | None,
     ranks: Callable[[str], list[pd.DataFrame]],
     key: str | None,
-) -> claims.GoalFacts:
+) -> rules.GoalFacts:
     """The goals' figures (pure). seeds: row -> (users, seeds) per-user test NDCG@10 of every
     trained row; untied: users whose target is untied; validation: row -> mean validation
     NDCG@10; cv: each user's gap CV (None: not measured yet); ranks(row): the row's
     perturbation rank frames, one per seed ([] when not perturbed); key: the jitter read."""
     candidates = tuple(TIME_AWARE_TWINS)
-    found = claims.GoalFacts(
+    found = rules.GoalFacts(
         dataset=dataset,
         candidates=candidates,
         twins=dict(TIME_AWARE_TWINS),
@@ -69,7 +69,7 @@ def goal_facts(
     if GOAL_BASELINE in seeds:
         a, b = seeds[chosen], seeds[GOAL_BASELINE]
         vs_baseline = _comparison(chosen, GOAL_BASELINE, a, b, untied)
-        if cv is not None and dataset == claims.IRREGULAR_DATASET:
+        if cv is not None and dataset == rules.IRREGULAR_DATASET:
             groups = effects.cv_groups(cv, CLAIM_GROUPS)
             most = groups.index[groups.to_numpy() == CLAIM_GROUPS - 1]
             most = most.intersection(a.index).intersection(b.index)
@@ -86,7 +86,7 @@ def goal_facts(
                 drops.user_ndcg_under(theirs, "clean"),
                 drops.user_ndcg_under(theirs, key),
             )
-            jitter = claims.DropFact(
+            jitter = rules.DropFact(
                 chosen,
                 JITTER_OPPONENT,
                 key,
@@ -108,7 +108,7 @@ def goals(
     found: CoreFacts,
     grid: tuple[Perturbation, ...],
     dataset: str,
-) -> claims.GoalFacts:
+) -> rules.GoalFacts:
     """:func:`goal_facts` from the committed files: the core records, the users' CV
     (``analyses/user_cv``) and the core runs' perturbation ranks."""
     cv = pd.read_csv(layout.user_cv).set_index("user")["cv"] if layout.user_cv.is_file() else None

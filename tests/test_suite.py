@@ -424,19 +424,12 @@ BUDGET_NAMES = ("smoke", "quick", "standard", "full")
 def test_every_budget_plans_valid_runs_without_data(suite, name, tmp_path):
     """Every run of every budget resolves to a valid config (no data is read), with distinct
     identities, and the same trial budget and shared settings for every trainable model."""
-    from deepm3.suite.budgets import SUITES
-    from deepm3.suite.stages import SuiteSettings, plan_lines, planned_runs
+    from suites import planning_settings
 
-    chosen = SUITES[suite]
-    budget = chosen.budget(name)
-    settings = SuiteSettings(
-        chosen,
-        budget,
-        chosen.design(name),
-        Source(budget.dataset, str(tmp_path / "no-data")),
-        Layout(tmp_path / "runs", tmp_path / "out"),
-        Execution(),
-    )
+    from deepm3.suite.stages import plan_lines, planned_runs
+
+    settings = planning_settings(suite, name, tmp_path)
+    budget = settings.budget
     lines = plan_lines(settings)
     hashes = [line.split()[2] for line in lines]
     assert len(set(hashes)) == len(hashes) and all(line.endswith("to train") for line in lines)

@@ -13,6 +13,7 @@ import optuna
 import pandas as pd
 import pytest
 from optuna.distributions import FloatDistribution
+from suites import planning_settings
 from synthetic import write_synthetic_csv
 
 from deepm3.models import model_options
@@ -54,16 +55,7 @@ BOUND = FloatDistribution(0.25, 4.0, log=True)  # a flow's Lipschitz constant
 
 
 def _settings(suite: str, name: str, tmp_path) -> SuiteSettings:
-    chosen = SUITES[suite]
-    budget = chosen.budget(name)
-    return SuiteSettings(
-        chosen,
-        budget,
-        chosen.design(name),
-        Source(budget.dataset, str(tmp_path / "no-data")),
-        Layout(tmp_path / "runs", tmp_path / "out"),
-        Execution(),
-    )
+    return planning_settings(suite, name, tmp_path)
 
 
 def _core_rows(settings: SuiteSettings) -> list[str]:

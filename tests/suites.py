@@ -1,0 +1,26 @@
+"""A suite's settings for planning without data: the runs a budget would train, nothing read."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from deepm3.suite.budgets import SUITES
+from deepm3.suite.layout import Layout
+from deepm3.suite.pool import Execution
+from deepm3.suite.stages import SuiteSettings
+from deepm3.suite.training import Source
+
+
+def planning_settings(suite: str, budget_name: str, folder: Path) -> SuiteSettings:
+    """Suite ``suite`` at budget ``budget_name``, its data pointed at a folder that does not
+    exist (planning reads none) and its runs and results under ``folder``."""
+    chosen = SUITES[suite]
+    budget = chosen.budget(budget_name)
+    return SuiteSettings(
+        chosen,
+        budget,
+        chosen.design(budget_name),
+        Source(budget.dataset, str(folder / "no-data")),
+        Layout(folder / "runs", folder / "out"),
+        Execution(),
+    )

@@ -19,7 +19,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import sys
 import tempfile
 import time
@@ -27,6 +26,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from loopback import cpu_run
 
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
@@ -100,7 +100,7 @@ def main() -> None:
     parser.add_argument("--out", default="benchmarks/results/export_latency_cpu.json")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
-    load = os.getloadavg()[0]
+    load = os.getloadavg()
     with tempfile.TemporaryDirectory() as scratch:
         results = [
             measure(Path(run_dir), args.batches, args.repeats, Path(scratch))
@@ -108,13 +108,7 @@ def main() -> None:
         ]
     payload = {
         "command": " ".join(["python", *sys.argv]),
-        "machine": {
-            "device": "cpu",
-            "processor": platform.processor() or platform.machine(),
-            "cores": os.cpu_count(),
-            "threads": args.threads,
-            "load_average_at_start": load,
-        },  # fmt: skip
+        "machine": cpu_run(args.threads, load),  # the same keys as every CPU benchmark's
         "torch": torch.__version__,
         "onnxruntime": __import__("onnxruntime").__version__,
         "git_commit": git_commit(),

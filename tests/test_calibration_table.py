@@ -69,3 +69,4 @@ def test_a_suite_report_carries_the_calibration_verdict_when_the_table_exists(tm
     assert section.startswith("## Calibration")
     assert "[calibration.md](calibration.md)" in section
     assert "rung `r4`" in section and "reaches the target 0.043" in section
+    assert "test NDCG@10 0.0460 over 1 seed" in section  # one seed: no spread shown

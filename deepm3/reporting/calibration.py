@@ -170,8 +170,13 @@ def verdict(rungs: pd.DataFrame) -> str:
     seeds = int(chosen["seeds"])
     text = (
         f"Chosen by validation: {MODEL} rung `{chosen['rung']}` (valid NDCG@10 "
-        f"{chosen['valid']:.4f}), test NDCG@10 {chosen['test']:.4f} ± {chosen['test_sd']:.4f} "
-        f"over {seeds} seed{'s' if seeds != 1 else ''}: "
+        f"{chosen['valid']:.4f}), test NDCG@10 "
+        + (
+            f"{chosen['test']:.4f} ± {chosen['test_sd']:.4f}"
+            if seeds > 1
+            else f"{chosen['test']:.4f}"
+        )
+        + f" over {seeds} seed{'s' if seeds != 1 else ''}: "
         + (f"reaches the target {TARGET}" if reached else f"below the target {TARGET}")
         + (
             f" and the goal {GOAL:.3f}"

@@ -34,3 +34,21 @@ def write_synthetic_csv(
             time += int(rng.choice([0, 60, 3600, 86400 * int(rng.integers(1, 30))]))
     pd.DataFrame(rows, columns=["user_id", "item_id", "timestamp"]).to_csv(path, index=False)
     return path
+
+
+# A tiny model: what the serving tests train in a second or two
+SMALL_RUN = ["hidden_size=8", "max_len=10", "batch_size=8", "progress=false", "num_threads=1"]
+
+
+def small_run(folder: Path, model: str = "deepm3", settings: tuple[str, ...] = ()) -> Path:
+    """``folder/model``: ``model`` trained for one epoch with :data:`SMALL_RUN` on a 40-user
+    synthetic CSV written into ``folder``."""
+    from deepm3.config import load_config
+    from deepm3.train.run import run
+
+    csv = write_synthetic_csv(folder / "events.csv", num_users=40)
+    config = load_config(
+        None, [*SMALL_RUN, "epochs=1", *settings], base={"data": {"dataset": str(csv)}}
+    )
+    run(model, config, folder / model)
+    return folder / model

@@ -15,14 +15,11 @@ import numpy as np
 import pytest
 import uvicorn
 from prometheus_client.parser import text_string_to_metric_families
-from synthetic import write_synthetic_csv
+from synthetic import small_run
 
-from deepm3.config import load_config
 from deepm3.recommend import Recommender
 from deepm3.recommend.server import create_app
-from deepm3.train.run import run
 
-SMALL = ["hidden_size=8", "max_len=10", "batch_size=8", "progress=false", "num_threads=1"]
 NOW = 2_000_000_000.0  # the synthetic data lies before this clock
 
 
@@ -50,11 +47,7 @@ class LiveServer:
 
 @pytest.fixture(scope="module")
 def run_dir(tmp_path_factory):
-    folder = tmp_path_factory.mktemp("serve")
-    csv = write_synthetic_csv(folder / "events.csv", num_users=40)
-    config = load_config(None, [*SMALL, "epochs=1"], base={"data": {"dataset": str(csv)}})
-    run("deepm3", config, folder / "deepm3")
-    return folder / "deepm3"
+    return small_run(tmp_path_factory.mktemp("serve"))
 
 
 def start(run_dir, **options) -> LiveServer:

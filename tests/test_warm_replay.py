@@ -8,7 +8,7 @@ import gc
 import httpx
 import pytest
 import torch
-from synthetic import write_synthetic_csv
+from synthetic import SMALL_RUN, small_run, write_synthetic_csv
 
 import deepm3.recommend.server as server
 from deepm3.cli import main
@@ -17,18 +17,14 @@ from deepm3.errors import ConfigError
 from deepm3.recommend import Recommender
 from deepm3.train.run import run
 
-SMALL = ["hidden_size=8", "max_len=10", "batch_size=8", "progress=false", "num_threads=1"]
+SMALL = SMALL_RUN
 NOW = 2_000_000_000.0  # the synthetic data lies before this clock
 LATER = 3 * 86_400  # a query this long after a user's last event evolves the state
 
 
 @pytest.fixture(scope="module")
 def run_dir(tmp_path_factory):
-    folder = tmp_path_factory.mktemp("warm")
-    csv = write_synthetic_csv(folder / "events.csv", num_users=40)
-    config = load_config(None, [*SMALL, "epochs=1"], base={"data": {"dataset": str(csv)}})
-    run("deepm3", config, folder / "deepm3")
-    return folder / "deepm3"
+    return small_run(tmp_path_factory.mktemp("warm"))
 
 
 def recommender(path, **options) -> Recommender:

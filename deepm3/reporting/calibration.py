@@ -136,10 +136,15 @@ def chosen_rung(rungs: pd.DataFrame, model: str) -> pd.Series | None:
     return own.loc[own["valid"].idxmax()]
 
 
+def _spread_text(mean: float, sd: float, seeds: int) -> str:
+    """``mean ± sd``; one seed has no spread: the mean alone."""
+    return f"{mean:.4f} ± {sd:.4f}" if seeds > 1 else f"{mean:.4f}"
+
+
 def _shown(means: pd.Series, sds: pd.Series, seeds: pd.Series) -> list[str]:
-    """``mean ± sd``; one seed has no spread: ``mean (1 seed)``."""
+    """Table cells: ``mean ± sd``, or ``mean (1 seed)``."""
     return [
-        f"{m:.4f} ± {s:.4f}" if n > 1 else f"{m:.4f} (1 seed)"
+        _spread_text(m, s, n) + ("" if n > 1 else " (1 seed)")
         for m, s, n in zip(means, sds, seeds, strict=True)
     ]
 
@@ -171,11 +176,7 @@ def verdict(rungs: pd.DataFrame) -> str:
     text = (
         f"Chosen by validation: {MODEL} rung `{chosen['rung']}` (valid NDCG@10 "
         f"{chosen['valid']:.4f}), test NDCG@10 "
-        + (
-            f"{chosen['test']:.4f} ± {chosen['test_sd']:.4f}"
-            if seeds > 1
-            else f"{chosen['test']:.4f}"
-        )
+        + _spread_text(chosen["test"], chosen["test_sd"], seeds)
         + f" over {seeds} seed{'s' if seeds != 1 else ''}: "
         + (f"reaches the target {TARGET}" if reached else f"below the target {TARGET}")
         + (

@@ -14,7 +14,8 @@ from synthetic import REPO, write_synthetic_csv
 
 from deepm3.cli import main
 from deepm3.data.sequences import training_table
-from deepm3.train import distributed, loop
+from deepm3.train import distributed
+from deepm3.train.batching import random_batches
 from deepm3.train.losses import sequence_loss
 from deepm3.train.rundir import RUN_FILES
 
@@ -29,7 +30,7 @@ SETTINGS += ["device=cpu", "num_threads=1", "progress=false", "patience=100"]
 
 def test_global_batches_are_the_tables_shuffled_batches(synthetic):
     table = training_table(synthetic)
-    rows = loop._global_batches(len(table), 7, np.random.default_rng([3, 1]))
+    rows = random_batches(len(table), 7, np.random.default_rng([3, 1]))
     batches = table.batches(7, shuffle=True, generator=np.random.default_rng([3, 1]))
     for expected, batch in zip(rows, batches, strict=True):
         assert torch.equal(batch.users, torch.from_numpy(table.users[expected]))

@@ -73,13 +73,15 @@ def test_recommend_ranks_like_the_evaluator_for_test_users(runs, label):
 
     def recording(batch):
         scores = model_scores(batch)
-        scored.append(scores.detach().float().clone())
+        scored.append((batch.users.clone(), scores.detach().float().clone()))
         return scores
 
-    # several chunks of users; every user, in table order
+    # several chunks of users, in the evaluator's order (by history length)
     result = evaluate(recording, rec.data, "test", EvalConfig(eval_batch_size=16))
-    evaluated = torch.cat(scored)  # (U, N + 1)
     table = evaluation_table(rec.data, "test")
+    by_user = {int(u): row for users, scores in scored for u, row in zip(users, scores)}
+    assert len(by_user) == len(table)  # every user scored once
+    evaluated = torch.stack([by_user[int(user)] for user in table.users])  # (U, N + 1)
     events, ids = rec.data.events, rec.data.events.item_ids
     index = {raw: i for i, raw in enumerate(ids.tolist())}
     lengths = rec.data.split.test_pos[table.users]

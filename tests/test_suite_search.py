@@ -276,3 +276,35 @@ def test_the_report_shows_the_checks_of_each_best_trial(tmp_path):
     assert "| deepm3-noode | 0.0095 | none | 9 / 15 | no |" in text
     assert "variants (RK4, no ODE, target time) are searched on their own" in text
     assert "A trial may be pruned once it has run 5 epochs" in text
+
+
+def test_a_killed_workers_spread_trials_are_run_again_with_their_learning_rates(events, tmp_path):
+    """A worker killed inside a spread trial (its heartbeat long stopped) and a spread trial
+    failed before retries existed (state FAIL, no retry enqueued): when the search stage
+    restarts, both learning rates are trained, so all four spread rates are among the counted
+    trials, each once, and the budget still counts five."""
+    import sqlite3
+
+    search = _search(events, tmp_path, ("gru4rec",), trials=5, spread_trials=4)
+    create_studies(search)
+    storage = search_module.open_storage(search.url)
+    study = worker_study(search, "gru4rec", 0, storage)
+    killed = study.ask()  # the first spread trial, RUNNING in a worker that then dies
+    storage.record_heartbeat(killed._trial_id)
+    lost = study.ask()  # the second, failed by an older search that did not retry
+    storage.set_trial_state_values(lost._trial_id, optuna.trial.TrialState.FAIL)
+    database = sqlite3.connect(search.layout.optuna_db)
+    with database:
+        database.execute("UPDATE trial_heartbeats SET heartbeat = '2000-01-01 00:00:00.000000'")
+    database.close()
+
+    create_studies(search)  # the restarted stage
+    search_worker(SearchJob(search, 0))
+    trials = _trials(search, "gru4rec")
+    counted = [t for t in trials if t.state in search_module.COUNTED]
+    assert len(counted) == 5
+    spread_rates = [t["lr"] for t in search_module.spread_trials(search, "gru4rec")]
+    rates = [t.params["lr"] for t in counted]
+    for rate in spread_rates:
+        assert sum(np.isclose(rates, rate, rtol=1e-12)) == 1, (rate, rates)
+    assert killed.number in [t.number for t in trials if t.state.name == "FAIL"]

@@ -69,6 +69,25 @@ class Batch:
         )
 
 
+def trim_padding(batch: Batch) -> Batch:
+    """``batch`` without its leading columns that are padding in every row (one column kept at
+    least). Every model is invariant to left padding (``tests/test_models.py``), so outputs at
+    real positions are unchanged, while the work follows the batch's longest row instead of
+    ``max_len``: on Beauty (``max_len`` 50) 88% of a padded window is padding."""
+    real = (batch.items > 0).any(0)
+    first = int(real.to(torch.uint8).argmax()) if bool(real.any()) else batch.items.shape[1] - 1
+    if first == 0:
+        return batch
+    return replace(
+        batch,
+        **{
+            f.name: getattr(batch, f.name)[:, first:]
+            for f in fields(batch)
+            if getattr(batch, f.name) is not None and getattr(batch, f.name).ndim == 2
+        },
+    )
+
+
 def _pad_windows(
     values: np.ndarray, starts: np.ndarray, ends: np.ndarray, max_len: int
 ) -> np.ndarray:
@@ -110,6 +129,10 @@ class SequenceTable:
 
     def __len__(self) -> int:
         return len(self.users)
+
+    def lengths(self) -> np.ndarray:
+        """(N,) int64 real (non-padding) positions per row."""
+        return (self.items > 0).sum(1)
 
     def batch(self, rows: np.ndarray) -> Batch:
         def tensor(array: np.ndarray | None) -> torch.Tensor | None:

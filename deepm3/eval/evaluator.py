@@ -27,8 +27,10 @@ from deepm3.data.sequences import (
     Batch,
     SequenceTable,
     evaluation_table,
+    flat_ranges,
     history_items,
     training_item_counts,
+    trim_padding,
 )
 from deepm3.errors import ConfigError, DataError
 from deepm3.eval.metrics import check_metrics, metrics_from_ranks, pessimistic_ranks
@@ -160,16 +162,21 @@ def evaluate(
         )
     ranks = np.zeros(len(table), dtype=np.int64)
     size = users_per_chunk(config, data.num_items)
+    # Users of similar history length are scored together and each chunk's leading padding is
+    # trimmed: the work follows the histories, not max_len (every model is invariant to left
+    # padding and to the other users of its batch, tests/test_models.py).
+    order = np.argsort(table.lengths(), kind="stable")
     chunks = range(0, len(table), size)
     with torch.no_grad():  # a block, not a decorator: mutation testing reaches it
         for start in tqdm(chunks, desc=f"evaluate {role}", disable=not progress, leave=False):
-            rows = np.arange(start, min(start + size, len(table)))
-            batch = table.batch(rows).to(device)
+            rows = order[start : start + size]
+            batch = trim_padding(table.batch(rows)).to(device)
             scores = torch.nan_to_num(scorer(batch).float(), nan=float("-inf"))
             scores[:, 0] = float("-inf")
-            lo, hi = row_starts[start], row_starts[rows[-1] + 1]
-            mask_rows = torch.from_numpy(seen_rows[lo:hi] - start).to(scores.device)
-            scores[mask_rows, torch.from_numpy(seen_items[lo:hi]).to(scores.device)] = float("-inf")
+            counts = row_starts[rows + 1] - row_starts[rows]
+            seen = flat_ranges(row_starts[rows], counts)
+            mask_rows = torch.from_numpy(np.repeat(np.arange(len(rows)), counts)).to(scores.device)
+            scores[mask_rows, torch.from_numpy(seen_items[seen]).to(scores.device)] = float("-inf")
             if negatives is None:
                 ranks[rows] = pessimistic_ranks(scores[:, 1:], batch.target - 1).cpu().numpy()
                 continue

@@ -13,7 +13,9 @@ NDCG@10 after every epoch, once a trial has run ``budget.prune_warmup`` epochs a
 trials (at least two) have completed. Every row gets exactly ``budget.trials`` trials that
 complete or are pruned: a trial that would exceed the budget is failed before it trains and
 does not count; a trial whose worker was killed is failed by its missing heartbeat and run
-again. Trials never touch the test split.
+again with the same parameters (Optuna's ``RetryHeartbeatStaleTrialCallback``), and a
+spread trial lost that way before this rule existed is enqueued again when the stage restarts
+(its parameters are never left to TPE). Trials never touch the test split.
 """
 
 from __future__ import annotations
@@ -42,6 +44,7 @@ from deepm3.train.rundir import write_json
 from deepm3.train.serving import serving_data
 
 COUNTED = (optuna.trial.TrialState.COMPLETE, optuna.trial.TrialState.PRUNED)
+RETRIES = 3  # how often a trial whose worker was killed is enqueued again
 
 
 class BudgetReachedError(Exception):
@@ -81,13 +84,17 @@ def storage_url(layout: Layout, url: str | None) -> str:
 
 
 def open_storage(url: str) -> optuna.storages.BaseStorage:
-    """The RDB storage, with heartbeats so that a killed worker's trial is failed and redone."""
+    """The RDB storage, with heartbeats so that a killed worker's trial is failed and enqueued
+    again with its parameters (at most :data:`RETRIES` times)."""
     warnings.filterwarnings("ignore", category=optuna.exceptions.ExperimentalWarning)
     try:
         return optuna.storages.RDBStorage(
             url,
             heartbeat_interval=20,
             grace_period=60,
+            heartbeat_stale_trial_callback=optuna.storages.RetryHeartbeatStaleTrialCallback(
+                max_retry=RETRIES
+            ),
             engine_kwargs={"connect_args": {"timeout": 60}} if url.startswith("sqlite") else {},
         )
     except (SQLAlchemyError, ImportError, ValueError) as error:  # bad URL, driver, database
@@ -169,7 +176,8 @@ def _objective(row: str, search: Search, worker: int = 0):
 def create_studies(search: Search) -> None:
     """Create the storage and every study once, before workers start (concurrent creation of
     one SQLite schema races), and enqueue the spread trials of a study that has none yet (a
-    resumed search enqueues nothing; ``skip_if_exists`` guards two machines starting at once)."""
+    resumed search enqueues only the spread trials it lost, see :func:`lost_spread`;
+    ``skip_if_exists`` guards two machines starting at once)."""
     storage = open_storage(search.url)
     for row in search.rows:
         study = optuna.create_study(
@@ -178,9 +186,22 @@ def create_studies(search: Search) -> None:
             direction="maximize",
             load_if_exists=True,
         )
-        if not study.get_trials(deepcopy=False):
-            for params in spread_trials(search, row):
-                study.enqueue_trial(params, skip_if_exists=True)
+        trials = study.get_trials(deepcopy=False)
+        spread_params = spread_trials(search, row)
+        for params in lost_spread(trials, spread_params) if trials else spread_params:
+            study.enqueue_trial(params, skip_if_exists=not trials)
+
+
+def lost_spread(trials: list[optuna.trial.FrozenTrial], spread_params: list[dict]) -> list[dict]:
+    """The spread parameters of which every trial failed (a worker killed before its trial was
+    retried, at most :data:`RETRIES` failures): none counted, running or waiting."""
+    lost = []
+    for params in spread_params:
+        mine = [t for t in trials if t.system_attrs.get("fixed_params") == params]
+        failed = [t for t in mine if t.state == optuna.trial.TrialState.FAIL]
+        if mine and len(failed) == len(mine) and len(failed) <= RETRIES:
+            lost.append(params)
+    return lost
 
 
 def worker_study(search: Search, row: str, worker: int, storage) -> optuna.Study:

@@ -32,11 +32,12 @@ from tqdm.auto import tqdm
 
 from deepm3.config import SELECTION_METRIC, RunConfig
 from deepm3.data.prepare import Prepared
-from deepm3.data.sequences import Batch, SequenceTable, training_table
+from deepm3.data.sequences import Batch, SequenceTable, training_table, trim_padding
 from deepm3.errors import DataError
 from deepm3.eval.evaluator import EvalResult
 from deepm3.models.contract import item_scores, run_model
 from deepm3.train import checkpoint, distributed
+from deepm3.train.batching import epoch_batches
 from deepm3.train.eta import duration, remaining_seconds
 from deepm3.train.losses import check_negatives, sequence_loss, target_log_q
 from deepm3.train.negatives import NegativeSampler, negative_sampler
@@ -64,12 +65,6 @@ def _autocast(device: torch.device, enabled: bool):
     if device.type == "cuda" and enabled:
         return torch.autocast("cuda", dtype=torch.bfloat16)
     return torch.autocast(device.type, enabled=False)
-
-
-def _global_batches(length: int, batch_size: int, rng: np.random.Generator) -> list[np.ndarray]:
-    """Rows of each global batch, in the order ``SequenceTable.batches(shuffle=True)`` draws."""
-    order = rng.permutation(length)
-    return [order[start : start + batch_size] for start in range(0, length, batch_size)]
 
 
 def _non_finite(loss: torch.Tensor, norm: torch.Tensor, epoch: int, number: int) -> TrainingError:
@@ -114,12 +109,13 @@ def _run_epoch(
     negatives = torch.Generator().manual_seed(distributed.rank_seed(train.seed * 7919 + epoch))
     trainer.train()
     total, shown, evaluations = 0.0, 0.0, 0
-    batches = _global_batches(len(table), train.batch_size, rng)
+    batches = epoch_batches(train.batching, table.lengths(), train.batch_size, rng)
+    trim = train.batching == "length"  # random batches keep max_len columns (their dropout draws)
     progress = train.progress and distributed.is_main()
     bar = tqdm(batches, desc=f"epoch {epoch}", leave=False, disable=not progress)
     for number, rows in enumerate(bar):
         mine, real = distributed.shard_rows(rows, rank, world)
-        batch = table.batch(mine)
+        batch = trim_padding(table.batch(mine)) if trim else table.batch(mine)
         positions = int((batch.targets > 0).sum()) if real else 0
         global_positions = int((table.targets[rows] > 0).sum()) if world > 1 else positions
         batch = batch.to(device)

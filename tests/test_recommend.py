@@ -79,7 +79,10 @@ def test_recommend_ranks_like_the_evaluator_for_test_users(runs, label):
     # several chunks of users, in the evaluator's order (by history length)
     result = evaluate(recording, rec.data, "test", EvalConfig(eval_batch_size=16))
     table = evaluation_table(rec.data, "test")
-    by_user = {int(u): row for users, scores in scored for u, row in zip(users, scores)}
+    pairs = (
+        (int(u), row) for users, scores in scored for u, row in zip(users, scores, strict=True)
+    )
+    by_user = dict(pairs)
     assert len(by_user) == len(table)  # every user scored once
     evaluated = torch.stack([by_user[int(user)] for user in table.users])  # (U, N + 1)
     events, ids = rec.data.events, rec.data.events.item_ids

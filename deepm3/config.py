@@ -45,7 +45,7 @@ TRAIN_WINDOWS = ("last", "all")
 PROTOCOLS = ("full", "sampled")
 NEGATIVE_SAMPLING = ("uniform", "popularity")
 LOSSES = ("ce", "chunked_ce", "sampled_ce", "shared_ce", "inbatch_ce", "bpr")
-BATCHINGS = ("random", "length")  # deepm3.train.batching
+BATCHINGS = ("random", "chunked", "length")  # deepm3.train.batching
 SAMPLED_LOSSES = ("sampled_ce", "shared_ce", "bpr")  # the losses that draw train.loss_negatives
 SAMPLING_ALPHA = 0.5  # loss_sampling_alpha's default, as in GRU4Rec's official CE settings
 DEVICES = ("auto", "cpu", "cuda", "mps")
@@ -135,8 +135,10 @@ class TrainConfig:
 
     epochs: int = setting(200, low=1)  # upper bound; early stopping ends runs sooner
     batch_size: int = setting(128, low=1)
-    # random: batches of batch_size shuffled rows; length: rows of similar length, each batch
-    # about batch_size rows of the mean length, its leading padding trimmed (deepm3.train.batching)
+    # random: batches of batch_size shuffled rows fed at max_len; chunked: the same batches, each
+    # computed in chunks of similar length without their padding (the same update); length:
+    # batches of rows of similar length, about batch_size rows of the mean length, padding
+    # trimmed (deepm3.train.batching)
     batching: str = "random"
     lr: float = setting(1e-3, above=0)
     weight_decay: float = setting(0.0, low=0)

@@ -5,6 +5,7 @@ evaluation ranks as the padded, table-ordered path."""
 from __future__ import annotations
 
 import dataclasses
+import json
 
 import numpy as np
 import pytest
@@ -18,8 +19,14 @@ from deepm3.data.sequences import evaluation_table, training_table, trim_padding
 from deepm3.eval.evaluator import evaluate
 from deepm3.models import build_model, model_options
 from deepm3.models.contract import item_scores, run_model
+from deepm3.train import batching as batching_module
 from deepm3.train import loop
-from deepm3.train.batching import epoch_batches, length_batches, random_batches
+from deepm3.train.batching import (
+    epoch_batches,
+    length_batches,
+    length_chunks,
+    random_batches,
+)
 from deepm3.train.run import load_trained, run
 
 
@@ -64,6 +71,34 @@ def test_length_batches_cut_padding_and_keep_the_batch_count_and_randomness():
         epoch_batches("sorted", lengths, 256, np.random.default_rng(0))
 
 
+def _brute_force_cost(widths: list[int], overhead: int) -> int:
+    """The least sum of (rows x longest + overhead) over every split of ascending widths."""
+    best = {0: 0}
+    for end in range(1, len(widths) + 1):
+        best[end] = min(
+            best[start] + (end - start) * widths[end - 1] + overhead for start in range(end)
+        )
+    return best[len(widths)]
+
+
+@settings(max_examples=80, deadline=None)
+@given(
+    lengths=st.lists(st.integers(1, 50), min_size=1, max_size=9),
+    overhead=st.sampled_from([0, 3, 40, 1024]),
+)
+def test_length_chunks_split_a_batch_at_the_least_padded_cost(lengths, overhead):
+    """Every row once, chunks ascending in length, and the split's cost is the optimum found
+    here by trying every split point of the sorted lengths."""
+    lengths = np.array(lengths)
+    rows = np.random.default_rng(0).permutation(len(lengths))
+    chunks = length_chunks(rows, lengths, overhead)
+    assert sorted(np.concatenate(chunks).tolist()) == sorted(rows.tolist())
+    flat = lengths[np.concatenate(chunks)]
+    assert np.all(np.diff(flat) >= 0)
+    cost = sum(len(c) * lengths[c].max() + overhead for c in chunks)
+    assert cost == _brute_force_cost(sorted(lengths.tolist()), overhead)
+
+
 def test_trimming_drops_only_all_padding_columns_and_keeps_the_outputs(synthetic):
     """A trimmed batch is the padded one without its leading all-padding columns (an empty
     history keeps one column); a model's outputs at real positions are unchanged."""
@@ -97,12 +132,13 @@ def _config(csv, batching: str, epochs: int = 2):
     )
 
 
-def test_length_batching_trains_on_trimmed_batches_of_every_row(tmp_path, monkeypatch):
-    """Under ``batching=length`` the model sees batches narrower than ``max_len`` (the
-    histories' length, not the cap), each training window once per epoch; under ``random``
-    every batch keeps ``max_len`` columns (the dropout draws of committed runs)."""
+def test_length_and_chunked_batching_train_on_trimmed_batches_of_every_row(tmp_path, monkeypatch):
+    """Under ``length`` and ``chunked`` the model sees batches narrower than ``max_len`` (the
+    histories' length, not the cap), each training window once per epoch; ``chunked`` computes
+    exactly ``random``'s batches, in pieces; ``random`` keeps ``max_len`` columns (the dropout
+    draws of committed runs)."""
     csv = write_synthetic_csv(tmp_path / "events.csv", num_users=80, min_len=3, max_len=60)
-    seen: dict[str, list] = {"random": [], "length": []}
+    seen: dict[str, list] = {"random": [], "chunked": [], "length": []}
     real_run_model = loop.run_model
     current = {"batching": "random"}
 
@@ -112,15 +148,49 @@ def test_length_batching_trains_on_trimmed_batches_of_every_row(tmp_path, monkey
         return real_run_model(model, batch)
 
     monkeypatch.setattr(loop, "run_model", spy)
-    for batching in ("random", "length"):
+    monkeypatch.setattr(batching_module, "CHUNK_OVERHEAD_CELLS", 16)  # batches of 16 rows
+    for batching in seen:
         current["batching"] = batching
         run("sasrec", _config(csv, batching, epochs=1), tmp_path / batching)
     assert {width for width, _ in seen["random"]} == {30}
-    widths = [width for width, _ in seen["length"]]
-    assert min(widths) < 15 and max(widths) <= 30 and np.mean(widths) < 25, widths
+    for batching in ("length", "chunked"):
+        widths = [width for width, _ in seen[batching]]
+        assert min(widths) < 15 and max(widths) <= 30 and np.mean(widths) < 25, widths
     windows = training_table(load_trained(tmp_path / "length")[1]).users
-    users = sorted(u for _, batch in seen["length"] for u in batch)
-    assert users == sorted(windows.tolist())  # every window once in the epoch
+    for batching in seen:
+        users = sorted(u for _, batch in seen[batching] for u in batch)
+        assert users == sorted(windows.tolist()), batching  # every window once in the epoch
+    pieces = iter(seen["chunked"])
+    for _, whole in seen["random"]:  # each random batch, computed as consecutive chunks
+        users: list[int] = []
+        while len(users) < len(whole):
+            users += next(pieces)[1]
+        assert sorted(users) == sorted(whole)
+
+
+@pytest.mark.parametrize("model", ["sasrec", "deepm3", "gru4rec"])
+def test_chunked_batches_make_the_updates_of_whole_batches(tmp_path, model, monkeypatch):
+    """With an exact loss and no dropout, training on random batches computed whole or in
+    length chunks gives the same losses and validation, epoch by epoch, to rounding."""
+    csv = write_synthetic_csv(tmp_path / "events.csv", num_users=60, min_len=3, max_len=60)
+    monkeypatch.setattr(batching_module, "CHUNK_OVERHEAD_CELLS", 16)  # batches of 16 rows
+    forwards = {"random": 0, "chunked": 0}
+    real_run_model = loop.run_model
+    logs = {}
+    for batching in forwards:
+
+        def spy(network, batch, batching=batching):
+            forwards[batching] += network.training
+            return real_run_model(network, batch)
+
+        monkeypatch.setattr(loop, "run_model", spy)
+        run(model, _config(csv, batching, epochs=3), tmp_path / batching)
+        lines = (tmp_path / batching / "log.jsonl").read_text().splitlines()
+        logs[batching] = [json.loads(line) for line in lines]
+    assert forwards["chunked"] > 2 * forwards["random"]  # the batches were split
+    for whole, chunked in zip(logs["random"], logs["chunked"], strict=True):
+        assert chunked["loss"] == pytest.approx(whole["loss"], rel=1e-5)
+        assert chunked["valid"]["ndcg@10"] == pytest.approx(whole["valid"]["ndcg@10"], abs=1e-6)
 
 
 def test_the_evaluator_ranks_like_a_padded_one_user_at_a_time_path(tmp_path):

@@ -8,7 +8,7 @@ import sys
 
 import pytest
 from prometheus_client import generate_latest
-from synthetic import REPO, write_synthetic_csv
+from synthetic import REPO, SMALL_RUN, write_synthetic_csv
 
 from deepm3.config import load_config
 from deepm3.recommend.monitoring import Metrics
@@ -143,8 +143,7 @@ def test_a_short_real_soak(tmp_path):
     """A tiny run served for a couple of seconds: every good request 200, every bad one 4xx,
     the server's counts equal the clients'."""
     csv = write_synthetic_csv(tmp_path / "events.csv", num_users=40)
-    small = ["hidden_size=8", "max_len=10", "batch_size=8", "progress=false", "num_threads=1"]
-    config = load_config(None, [*small, "epochs=1"], base={"data": {"dataset": str(csv)}})
+    config = load_config(None, [*SMALL_RUN, "epochs=1"], base={"data": {"dataset": str(csv)}})
     run("deepm3", config, tmp_path / "run")
     out = tmp_path / "soak.json"
     argv = ["--run-dir", str(tmp_path / "run"), "--clients", "4", "--duration", "2"]

@@ -150,3 +150,16 @@ def test_a_non_finite_loss_on_one_rank_stops_every_rank(tmp_path):
     saved = torch.load(out / "last.pt", weights_only=False)
     assert saved["state"]["epoch"] == 1  # no checkpoint from the poisoned step
     assert len(_log(out)) == 1
+
+
+def test_two_processes_train_chunked_batches_like_one(tmp_path):
+    """``batching=chunked`` under torchrun: each rank computes its shard in length chunks whose
+    gradients accumulate without an all-reduce until the last (``no_sync``); the epoch's loss
+    equals one process's whole-batch loss."""
+    csv = write_synthetic_csv(tmp_path / "events.csv", num_users=60, min_len=3, max_len=40)
+    data = ["train", "--dataset", csv, "--model", "sasrec", *SETTINGS, "epochs=1"]
+    single, ddp = tmp_path / "single", tmp_path / "ddp"
+    assert main([*map(str, data), "--out", str(single), "batching=random"]) == 0
+    done = _torchrun("-m", "deepm3", *data, "--out", ddp, "batching=chunked")
+    assert done.returncode == 0, done.stderr
+    assert _log(ddp)[0]["loss"] == pytest.approx(_log(single)[0]["loss"], rel=TOLERANCE)

@@ -8,6 +8,7 @@ import shutil
 import numpy as np
 import pytest
 import torch
+from synthetic import SMALL_RUN as SMALL
 from synthetic import write_synthetic_csv
 
 from deepm3.cli import main
@@ -18,7 +19,6 @@ from deepm3.recommend.export import export_run, load_exported
 from deepm3.recommend.scoring_path import seconds_since_previous
 from deepm3.train.run import run
 
-SMALL = ["hidden_size=8", "max_len=10", "batch_size=8", "progress=false", "num_threads=1"]
 MODELS = ("deepm3", "sasrec", "tisasrec", "gru4rec", "timeattn")
 # run label -> (model, extra settings): every trainable model, and the closed-form flows
 TRAINED = {

@@ -9,6 +9,7 @@ import pytest
 import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from synthetic import SMALL_RUN as SMALL
 from synthetic import write_synthetic_csv
 
 from deepm3.cli import main
@@ -23,7 +24,6 @@ from deepm3.recommend.auto import normalised_entropy
 from deepm3.train.loop import model_scorer
 from deepm3.train.run import run
 
-SMALL = ["hidden_size=8", "max_len=10", "batch_size=8", "progress=false", "num_threads=1"]
 NOW = 2_000_000_000.0  # the synthetic data lies before this clock
 
 

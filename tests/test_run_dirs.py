@@ -21,6 +21,7 @@ import pytest
 import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from synthetic import SMALL_RUN as SMALL
 from synthetic import write_synthetic_csv
 
 from deepm3.cli import main
@@ -29,7 +30,6 @@ from deepm3.errors import DataError
 from deepm3.train import loop
 from deepm3.train.run import load_plan, run
 
-SMALL = ["hidden_size=8", "max_len=10", "batch_size=8", "progress=false", "num_threads=1"]
 COMMANDS = ("evaluate", "resume", "report", "recommend", "export")
 PLANNED = ("evaluate", "resume", "recommend", "export")  # the commands that rebuild the model
 WEIGHTS = ("evaluate", "resume", "recommend", "export")  # the commands that read best.pt

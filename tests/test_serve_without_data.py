@@ -15,6 +15,7 @@ import numpy as np
 import pandas as pd
 import pytest
 from fastapi.testclient import TestClient
+from synthetic import SMALL_RUN as SMALL
 from synthetic import write_synthetic_csv
 
 import deepm3.data.datasets as datasets
@@ -25,7 +26,6 @@ from deepm3.recommend.export import export_run
 from deepm3.recommend.server import create_app
 from deepm3.train.run import run
 
-SMALL = ["hidden_size=8", "max_len=10", "batch_size=8", "progress=false", "num_threads=1"]
 NOW = 2_000_000_000.0  # the synthetic data lies before this clock
 LABELS = ("deepm3", "last_item", "pop", "ml-1m")
 NO_DATA = "the run's data is not available here"

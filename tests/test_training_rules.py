@@ -11,6 +11,7 @@ import pandas as pd
 import pytest
 import torch
 from spies import record_evaluations
+from synthetic import SMALL_RUN as SMALL
 from synthetic import write_synthetic_csv
 
 from deepm3.cli import main
@@ -23,8 +24,6 @@ from deepm3.models.deepm3 import DeepM3Options
 from deepm3.train import loop, selection
 from deepm3.train.loop import model_scorer
 from deepm3.train.run import resume, run
-
-SMALL = ["hidden_size=8", "max_len=10", "batch_size=8", "progress=false", "num_threads=1"]
 
 
 @pytest.fixture(scope="module")

@@ -23,6 +23,7 @@ from __future__ import annotations
 import json
 import time
 from collections.abc import Callable
+from contextlib import nullcontext
 from pathlib import Path
 
 import numpy as np
@@ -37,7 +38,7 @@ from deepm3.errors import DataError
 from deepm3.eval.evaluator import EvalResult
 from deepm3.models.contract import item_scores, run_model
 from deepm3.train import checkpoint, distributed
-from deepm3.train.batching import epoch_batches
+from deepm3.train.batching import batch_chunks, epoch_batches
 from deepm3.train.eta import duration, remaining_seconds
 from deepm3.train.losses import check_negatives, sequence_loss, target_log_q
 from deepm3.train.negatives import NegativeSampler, negative_sampler
@@ -109,44 +110,54 @@ def _run_epoch(
     negatives = torch.Generator().manual_seed(distributed.rank_seed(train.seed * 7919 + epoch))
     trainer.train()
     total, shown, evaluations = 0.0, 0.0, 0
-    batches = epoch_batches(train.batching, table.lengths(), train.batch_size, rng)
-    trim = train.batching == "length"  # random batches keep max_len columns (their dropout draws)
+    lengths = table.lengths()
+    batches = epoch_batches(train.batching, lengths, train.batch_size, rng)
+    trim = train.batching != "random"  # random keeps max_len columns (its dropout draws)
     progress = train.progress and distributed.is_main()
     bar = tqdm(batches, desc=f"epoch {epoch}", leave=False, disable=not progress)
     for number, rows in enumerate(bar):
         mine, real = distributed.shard_rows(rows, rank, world)
-        batch = trim_padding(table.batch(mine)) if trim else table.batch(mine)
-        positions = int((batch.targets > 0).sum()) if real else 0
+        mine_positions = int((table.targets[mine] > 0).sum())
+        positions = mine_positions if real else 0
         global_positions = int((table.targets[rows] > 0).sum()) if world > 1 else positions
-        batch = batch.to(device)
-        with _autocast(device, train.amp):
-            states, aux = run_model(trainer, batch)
-            loss = sequence_loss(
-                train.loss,
-                model.readout(states),
-                model.item_embedding.weight,
-                batch.targets,
-                train.loss_negatives,
-                negatives,
-                logq=train.logq,
-                item_log_q=item_log_q,
-                chunk=train.loss_chunk,
-                sampler=sampler,
-            )
         weight = distributed.loss_weight(positions, global_positions, world)  # 1.0 alone
         optimizer.zero_grad(set_to_none=True)
-        (loss * weight).backward()
+        chunks = batch_chunks(train.batching, mine, lengths)
+        loss = torch.zeros((), device=device)
+        for index, chunk in enumerate(chunks):
+            batch = trim_padding(table.batch(chunk)) if trim else table.batch(chunk)
+            share = int((batch.targets > 0).sum()) / mine_positions  # 1.0 for a whole batch
+            batch = batch.to(device)
+            # gradients of all chunks but the last accumulate without DDP's all-reduce
+            last = index == len(chunks) - 1
+            with nullcontext() if last or world == 1 else trainer.no_sync():
+                with _autocast(device, train.amp):
+                    states, aux = run_model(trainer, batch)
+                    part = sequence_loss(
+                        train.loss,
+                        model.readout(states),
+                        model.item_embedding.weight,
+                        batch.targets,
+                        train.loss_negatives,
+                        negatives,
+                        logq=train.logq,
+                        item_log_q=item_log_q,
+                        chunk=train.loss_chunk,
+                        sampler=sampler,
+                    )
+                (part * (share * weight)).backward()
+            loss = loss + part.detach() * share
+            evaluations += int(aux.get("nfe", 0))
         # The gradient norm is needed anyway for clipping; max_norm=inf measures without clipping.
         norm = nn.utils.clip_grad_norm_(model.parameters(), train.grad_clip or float("inf"))
         # one device sync for both checks (the loss is read back below anyway)
-        finite = bool(torch.isfinite(torch.stack([loss.detach().float(), norm.float()])).all())
+        finite = bool(torch.isfinite(torch.stack([loss.float(), norm.float()])).all())
         if not distributed.all_ranks(finite):
-            raise _non_finite(loss.detach(), norm, epoch, number)
+            raise _non_finite(loss, norm, epoch, number)
         optimizer.step()
         value = loss.item()
         total += value * weight / world  # summed over ranks: the global batch's mean loss
         shown += value
-        evaluations += int(aux.get("nfe", 0))
         bar.set_postfix(loss=f"{shown / (number + 1):.4f}")
     total, evaluations = distributed.sum_across([total, evaluations])
     return total / max(len(batches), 1), round(evaluations / world)

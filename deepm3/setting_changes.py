@@ -27,6 +27,7 @@ from deepm3.settings import check_choice
 # every sampled loss did (its alpha acts with popularity only, and stays at its default).
 # GRU4Rec's and DeepM3's hidden_dropout=0 and output_norm=none score the recurrent state as is.
 # DeepM3's, timeattn's and TiSASRec's gap_encoding=none add no gap features to the item embedding.
+# batching=random fed every batch whole at max_len columns, as every loop did.
 ADDED_LATER: dict[str, Any] = {
     "eval.max_scores": 1 << 22,
     "eval.eval_users": 0,
@@ -36,6 +37,7 @@ ADDED_LATER: dict[str, Any] = {
     "train.min_epochs": 0,
     "train.loss_sampling": "uniform",
     "train.loss_sampling_alpha": 0.5,
+    "train.batching": "random",
     "model.hidden_dropout": 0.0,
     "model.output_norm": "none",
     "model.gap_encoding": "none",

@@ -195,7 +195,10 @@ def build_parser() -> argparse.ArgumentParser:
     )
     suite.add_argument("--runs", help="working run folder (default runs/SUITE-DATASET-BUDGET)")
     suite.add_argument(
-        "--plan", action="store_true", help="list the training runs and their status; run nothing"
+        "--plan",
+        action="store_true",
+        help="list the search progress per row and the training runs with their status; run "
+        "nothing",
     )
     suite.set_defaults(handler=(COMMANDS, "suite"))
     return parser

@@ -308,3 +308,47 @@ def test_a_killed_workers_spread_trials_are_run_again_with_their_learning_rates(
     for rate in spread_rates:
         assert sum(np.isclose(rates, rate, rtol=1e-12)) == 1, (rate, rates)
     assert killed.number in [t.number for t in trials if t.state.name == "FAIL"]
+
+
+def test_the_plan_shows_each_rows_search_progress_and_creates_nothing(events, tmp_path):
+    """``--plan``'s search lines: a row whose trials all counted is done with its best trial
+    (the maximum computed here from the study), a row with one trial told and one running is in
+    progress, a row without a study is to run; with no storage at all nothing is created, and
+    a committed best.json alone counts as done."""
+    from deepm3.suite.search_progress import search_lines
+
+    missing = tmp_path / "nowhere" / "optuna.db"
+    fresh = _search(events, tmp_path / "fresh", ("gru4rec", "sasrec"), trials=2)
+    fresh = dataclasses.replace(fresh, url=f"sqlite:///{missing}")
+    assert [line.split()[-2:] for line in search_lines(fresh)] == [["to", "run"]] * 2
+    assert not missing.parent.exists()  # the plan created no storage
+
+    search = _search(events, tmp_path / "one", ("gru4rec", "sasrec", "deepm3"), trials=2)
+    create_studies(search)
+    search_worker(SearchJob(dataclasses.replace(search, rows=("gru4rec",)), 0))
+    study = worker_study(search, "sasrec", 0, search_module.open_storage(search.url))
+    told = study.ask()
+    study.tell(told, 0.5)
+    study.ask()  # left running
+    storage_study = optuna.load_study(study_name=study_name(search, "deepm3"), storage=search.url)
+    storage_study.enqueue_trial({"lr": 1e-3})  # waiting only: not started
+    lines = {line.split()[1]: line for line in search_lines(search)}
+    values = [t.value for t in _trials(search, "gru4rec") if t.value is not None]
+    top = max(_trials(search, "gru4rec"), key=lambda t: t.value or -1)
+    assert lines["gru4rec"].endswith(
+        f"2/2 trials, best valid NDCG@10 {max(values):.4f} (trial {top.number})  done"
+    )
+    assert lines["sasrec"].endswith(
+        f"1/2 trials, 1 running, best valid NDCG@10 0.5000 (trial {told.number})  in progress"
+    )
+    assert lines["deepm3"].endswith("0/2 trials  to run")
+
+    best_only = _search(events, tmp_path / "committed", ("gru4rec",), trials=4)
+    best_only.layout.search.mkdir(parents=True, exist_ok=True)
+    best_only.layout.best.write_text(
+        json.dumps({"gru4rec": {"trials_counted": 4, "valid_ndcg@10": 0.25, "trial": 2}})
+    )
+    assert search_lines(best_only) == [
+        f"{'search':<10} {'gru4rec':<22} 4/4 trials (best.json), best valid NDCG@10 0.2500 "
+        "(trial 2)  done"
+    ]

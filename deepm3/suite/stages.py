@@ -23,6 +23,7 @@ from deepm3.suite.budgets import Budget, Design, Suite
 from deepm3.suite.design import FOCUS, TRAINING_STAGES, SpecPlan, plan_specs, searched_rows
 from deepm3.suite.layout import Layout
 from deepm3.suite.pool import Execution, parallel
+from deepm3.suite.search_progress import search_lines
 from deepm3.suite.training import (
     PlannedRun,
     RunJob,
@@ -162,9 +163,20 @@ def analyses_stage(settings: SuiteSettings, runs: dict[str, list[PlannedRun]]) -
 
 
 def plan_lines(settings: SuiteSettings) -> list[str]:
-    """What the training stages would run: one line per run with its config hash and status
-    (done, resumable, to train). Reads no data; a bad setting fails here, before any work."""
-    return [
+    """What the stages would run: one line per searched row with its trials so far
+    (:mod:`deepm3.suite.search_progress`), then one line per training run with its config hash
+    and status (done, resumable, to train). Reads no data and creates no file; a bad setting
+    fails here, before any work."""
+    url = settings.storage or f"sqlite:///{settings.layout.optuna_db.resolve()}"
+    chosen = search.Search(
+        settings.budget,
+        settings.source,
+        settings.layout,
+        settings.execution,
+        url,
+        searched_rows(settings.budget),
+    )
+    return search_lines(chosen) + [
         f"{stage:<10} {each.name:<22} {each.digest}  {status(each, settings.layout)}"
         for stage, runs in planned_runs(settings).items()
         for each in runs

@@ -430,7 +430,13 @@ def test_every_budget_plans_valid_runs_without_data(suite, name, tmp_path):
 
     settings = planning_settings(suite, name, tmp_path)
     budget = settings.budget
+    from deepm3.suite.design import searched_rows
+
     lines = plan_lines(settings)
+    searches = [line.split() for line in lines if line.startswith("search ")]
+    assert [words[1] for words in searches] == list(searched_rows(budget))  # nothing run yet
+    assert all(words[2:] == [f"0/{budget.trials}", "trials", "to", "run"] for words in searches)
+    lines = lines[len(searches) :]
     hashes = [line.split()[2] for line in lines]
     assert len(set(hashes)) == len(hashes) and all(line.endswith("to train") for line in lines)
     trained = [p.spec for p in planned_runs(settings)["core"] if not p.spec.counted]

@@ -142,6 +142,7 @@ SUITE_ORDER = [
     "training",
     "spaces",
     "search",
+    "search_progress",
     "measure",
     "verdicts",
     "goals",

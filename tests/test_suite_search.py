@@ -352,3 +352,44 @@ def test_the_plan_shows_each_rows_search_progress_and_creates_nothing(events, tm
         f"{'search':<10} {'gru4rec':<22} 4/4 trials (best.json), best valid NDCG@10 0.2500 "
         "(trial 2)  done"
     ]
+
+
+def test_a_budgets_model_options_reach_every_trial_and_run_of_that_model(
+    events, tmp_path, monkeypatch
+):
+    """``budget.model`` fixes options per registry model: the search trials of GRU4Rec and of
+    DeepM3's variant rows train with them, SASRec's without; the standard budget gives both
+    recurrent models the ladder's output LayerNorm in the core and Lipschitz runs, not in the
+    paper-protocol rows or to the attention models."""
+    search = _search(
+        events,
+        tmp_path,
+        ("gru4rec", "sasrec", "deepm3-noode"),
+        trials=1,
+        search_variants=True,
+        model={"gru4rec": {"output_norm": "layer"}, "deepm3": {"output_norm": "layer"}},
+    )
+    trained = []
+    real_plan_run = search_module.plan_run
+
+    def spy(model, config):
+        trained.append((model, model_options(model, config.model)))
+        return real_plan_run(model, config)
+
+    monkeypatch.setattr(search_module, "plan_run", spy)
+    create_studies(search)
+    search_worker(SearchJob(search, 0))
+    norms = {model: getattr(options, "output_norm", None) for model, options in trained}
+    assert norms == {"gru4rec": "layer", "sasrec": None, "deepm3": "layer"}
+
+    for suite in ("ml1m", "amazon"):
+        from deepm3.suite.budgets import SUITES
+
+        budget = SUITES[suite].budget("standard")
+        specs = plan_specs(budget, SUITES[suite].design("standard"), {})
+        for spec in (*specs.core, *specs.lipschitz, *specs.paper):
+            norm = spec.sections.get("model", {}).get("output_norm")
+            recurrent = spec.model in ("gru4rec", "deepm3") and spec.stage != "paper"
+            assert norm == ("layer" if recurrent else None), (suite, spec.stage, spec.name)
+        quick = plan_specs(BUDGETS["quick"], DESIGNS["quick"], {})
+        assert all("output_norm" not in s.sections.get("model", {}) for s in quick.core)

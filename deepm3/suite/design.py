@@ -131,9 +131,11 @@ def merge(*layers: Sections) -> Sections:
     return merged
 
 
-def shared_sections(budget: Budget) -> Sections:
-    """The data and train settings every run of a budget shares."""
-    return {"data": budget.data, "train": budget.train}
+def shared_sections(budget: Budget, model: str | None = None) -> Sections:
+    """The data and train settings every run of a budget shares, and the model options the
+    budget fixes for registry model ``model`` (``budget.model``; none without a model)."""
+    fixed = budget.model.get(model, {}) if model else {}
+    return {"data": budget.data, "train": budget.train, **({"model": fixed} if fixed else {})}
 
 
 def core_rows(budget: Budget) -> dict[str, Row]:
@@ -166,7 +168,8 @@ def core_specs(budget: Budget, searched: dict[str, Sections]) -> tuple[RunSpec, 
     for name, row in core_rows(budget).items():
         seeds = budget.seeds[:1] if row.counted else budget.seeds
         fixed = {"model": row.fixed} if row.fixed else {}
-        sections = merge(shared_sections(budget), row_settings(name, row, searched), fixed)
+        shared = shared_sections(budget, row.model)
+        sections = merge(shared, row_settings(name, row, searched), fixed)
         specs += [RunSpec("core", name, row.model, seed, sections) for seed in seeds]
     return tuple(specs)
 
@@ -178,7 +181,7 @@ def lipschitz_row(mode: str, constant: float) -> str:
 def lipschitz_specs(
     budget: Budget, design: Design, searched: dict[str, Sections]
 ) -> tuple[RunSpec, ...]:
-    shared = merge(shared_sections(budget), searched.get(FOCUS, {}))
+    shared = merge(shared_sections(budget, FOCUS), searched.get(FOCUS, {}))
     specs = []
     for mode, constant in design.lipschitz:
         fixed = {"model": {"lipschitz": mode, "lipschitz_constant": constant}}

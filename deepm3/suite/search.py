@@ -137,7 +137,12 @@ def _objective(row: str, search: Search, worker: int = 0):
             f"{row}-trial{trial.number}",
             chosen.model,
             0,
-            merge(shared_sections(budget), sections, fixed, {"train": budget.trial_train}),
+            merge(
+                shared_sections(budget, chosen.model),
+                sections,
+                fixed,
+                {"train": budget.trial_train},
+            ),
         )
         plan = plan_run(chosen.model, resolved_config(spec, search.source, search.execution))
         data = prepare(plan.config.data)

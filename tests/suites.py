@@ -24,3 +24,22 @@ def planning_settings(suite: str, budget_name: str, folder: Path) -> SuiteSettin
         Layout(folder / "runs", folder / "out"),
         Execution(),
     )
+
+
+def trained_in_search(search, monkeypatch) -> list[tuple[str, object]]:
+    """Create ``search``'s studies and run one worker; (registry model, its resolved options)
+    of every trial trained, in order."""
+    from deepm3.models import model_options
+    from deepm3.suite import search as search_module
+
+    trained = []
+    real_plan_run = search_module.plan_run
+
+    def spy(model, config):
+        trained.append((model, model_options(model, config.model)))
+        return real_plan_run(model, config)
+
+    monkeypatch.setattr(search_module, "plan_run", spy)
+    search_module.create_studies(search)
+    search_module.search_worker(search_module.SearchJob(search, 0))
+    return trained

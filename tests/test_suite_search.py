@@ -17,6 +17,7 @@ from optuna.distributions import (
     FloatDistribution,
     IntDistribution,
 )
+from suites import trained_in_search
 from synthetic import write_synthetic_csv
 
 from deepm3.models import model_options
@@ -369,16 +370,7 @@ def test_a_budgets_model_options_reach_every_trial_and_run_of_that_model(
         search_variants=True,
         model={"gru4rec": {"output_norm": "layer"}, "deepm3": {"output_norm": "layer"}},
     )
-    trained = []
-    real_plan_run = search_module.plan_run
-
-    def spy(model, config):
-        trained.append((model, model_options(model, config.model)))
-        return real_plan_run(model, config)
-
-    monkeypatch.setattr(search_module, "plan_run", spy)
-    create_studies(search)
-    search_worker(SearchJob(search, 0))
+    trained = trained_in_search(search, monkeypatch)
     norms = {model: getattr(options, "output_norm", None) for model, options in trained}
     assert norms == {"gru4rec": "layer", "sasrec": None, "deepm3": "layer"}
 

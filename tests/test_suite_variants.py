@@ -13,18 +13,17 @@ import optuna
 import pandas as pd
 import pytest
 from optuna.distributions import FloatDistribution
-from suites import planning_settings
+from suites import planning_settings, trained_in_search
 from synthetic import write_synthetic_csv
 
 from deepm3.models import model_options
 from deepm3.stats.perturbation_grid import build, focus_keys
-from deepm3.suite import search as search_module
 from deepm3.suite.budgets import SUITES
 from deepm3.suite.design import searched_rows
 from deepm3.suite.layout import Layout
 from deepm3.suite.pool import Execution
 from deepm3.suite.report import header, robustness
-from deepm3.suite.search import Search, SearchJob, create_studies, search_worker, storage_url
+from deepm3.suite.search import Search, create_studies, storage_url
 from deepm3.suite.spaces import suggest
 from deepm3.suite.stages import SuiteSettings, planned_runs
 from deepm3.suite.training import Source
@@ -160,16 +159,7 @@ def test_a_variant_rows_trials_train_with_its_fixed_options_and_searched_bound(
     search = Search(
         budget, Source(str(events), None), layout, Execution(), storage_url(layout, None), rows
     )
-    trained = []
-    real_plan_run = search_module.plan_run
-
-    def spy(model, config):
-        trained.append((model, model_options(model, config.model)))
-        return real_plan_run(model, config)
-
-    monkeypatch.setattr(search_module, "plan_run", spy)
-    create_studies(search)
-    search_worker(SearchJob(search, 0))
+    trained = trained_in_search(search, monkeypatch)
     assert [model for model, _ in trained] == ["deepm3", "timeattn"]
     decay, flow = trained[0][1], trained[1][1]
     assert (decay.ode, flow.flow, flow.predict_at) == ("decay", "decay", "target_time")

@@ -92,9 +92,9 @@ def train_stage(stage: str, runs: list[PlannedRun], settings: SuiteSettings) -> 
     return {"runs": len(runs), "trained": len(todo)}
 
 
-def search_stage(settings: SuiteSettings) -> dict:
-    url = search.storage_url(settings.layout, settings.storage)
-    chosen = search.Search(
+def _search(settings: SuiteSettings, url: str) -> search.Search:
+    """The suite's search over ``url``'s storage: every searched row of its budget."""
+    return search.Search(
         settings.budget,
         settings.source,
         settings.layout,
@@ -102,6 +102,11 @@ def search_stage(settings: SuiteSettings) -> dict:
         url,
         searched_rows(settings.budget),
     )
+
+
+def search_stage(settings: SuiteSettings) -> dict:
+    url = search.storage_url(settings.layout, settings.storage)
+    chosen = _search(settings, url)
     search.create_studies(chosen)
     workers = range(settings.execution.jobs)
     jobs = [search.SearchJob(chosen, worker) for worker in workers]
@@ -168,15 +173,7 @@ def plan_lines(settings: SuiteSettings) -> list[str]:
     and status (done, resumable, to train). Reads no data and creates no file; a bad setting
     fails here, before any work."""
     url = settings.storage or f"sqlite:///{settings.layout.optuna_db.resolve()}"
-    chosen = search.Search(
-        settings.budget,
-        settings.source,
-        settings.layout,
-        settings.execution,
-        url,
-        searched_rows(settings.budget),
-    )
-    return search_lines(chosen) + [
+    return search_lines(_search(settings, url)) + [
         f"{stage:<10} {each.name:<22} {each.digest}  {status(each, settings.layout)}"
         for stage, runs in planned_runs(settings).items()
         for each in runs

@@ -20,8 +20,8 @@
   NDCG@10 with it, SASRec 1%).
 
 On Beauty 5-core (``max_len`` 50, batches of 256, 88% of a window padding) an epoch takes,
-against ``random``: SASRec 3.8x less time ``chunked`` and 4.7x ``length``, GRU4Rec 2.2x and
-3.3x, DeepM3 1.9x and 2.9x (``benchmarks/batching.py``).
+against ``random``: SASRec 3.2x less time ``chunked`` and 4.7x ``length``, GRU4Rec 2.0x and
+2.7x, DeepM3 1.9x and 2.9x (``benchmarks/batching.py``, its committed JSON).
 
 Batches are drawn from the epoch's generator only, so a resumed run draws the same batches.
 """
@@ -63,7 +63,7 @@ def length_batches(
 
 # The fixed cost of one more chunk, in padded cells (positions x rows): on one CPU thread
 # SASRec's epoch on Beauty took 23.7 / 22.7 / 29.5 s at 256 / 1024 / 4096, GRU4Rec and DeepM3
-# changed by under 10% (benchmarks/batching.py's settings).
+# changed by under 10% (a one-off run at benchmarks/batching.py's settings, load 2.5).
 CHUNK_OVERHEAD_CELLS = 1024
 
 

@@ -26,7 +26,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from loopback import cpu_run
+from loopback import command, cpu_run, shown
 
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
@@ -75,7 +75,7 @@ def measure(run_dir: Path, batches: list[int], repeats: int, scratch: Path) -> d
                 })  # fmt: skip
     manifest = json.loads((files["onnx"] / "manifest.json").read_text())
     return {
-        "run_dir": str(run_dir),
+        "run_dir": shown(str(run_dir)),
         "model": recommender.name,
         "solver": manifest["solver"],
         "max_len": recommender.max_len,
@@ -107,7 +107,7 @@ def main() -> None:
             for run_dir in args.run_dirs
         ]
     payload = {
-        "command": " ".join(["python", *sys.argv]),
+        "command": command(),
         "machine": cpu_run(args.threads, load),  # the same keys as every CPU benchmark's
         "torch": torch.__version__,
         "onnxruntime": __import__("onnxruntime").__version__,

@@ -21,6 +21,7 @@ import torch
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
+from deepm3.portable import portable_command, portable_path  # noqa: E402
 from deepm3.recommend import Recommender  # noqa: E402
 from deepm3.train.rundir import git_commit  # noqa: E402
 
@@ -127,11 +128,14 @@ def cpu_model() -> str:
 
 
 def shown(path: str | None) -> str | None:
-    """``path`` relative to the repository when it lies inside it."""
-    if path is None:
-        return None
-    resolved = Path(path).resolve()
-    return str(resolved.relative_to(REPO)) if resolved.is_relative_to(REPO) else path
+    """``path`` as committed records show it (:mod:`deepm3.portable`), relative to the
+    repository."""
+    return None if path is None else portable_path(str(Path(path).absolute()), REPO)
+
+
+def command() -> str:
+    """This benchmark's command line as committed records show it."""
+    return portable_command(["python", *sys.argv], REPO)
 
 
 def load_average() -> list[float]:

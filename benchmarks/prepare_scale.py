@@ -26,6 +26,10 @@ from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
 REPO = HERE.parent
+sys.path.insert(0, str(REPO))
+
+from deepm3.portable import portable_command, portable_path  # noqa: E402
+
 FILE_NAME = "reviews_Books_5.json.gz"
 GOAL_SECONDS = 180
 GOAL_BYTES = 4 * 10**9
@@ -111,8 +115,12 @@ def main(argv: list[str] | None = None) -> int:
         raise SystemExit(f"prepare failed:\n{result['stderr']}")
     stats = json.loads(result["stdout"])
     record = {
-        "command": " ".join(command),
-        "file": {"path": str(path), "bytes": path.stat().st_size, "generated": generated},
+        "command": portable_command(command, REPO),
+        "file": {
+            "path": portable_path(str(path.absolute()), REPO),
+            "bytes": path.stat().st_size,
+            "generated": generated,
+        },
         "wall_seconds": result["wall_seconds"],
         "cpu_seconds": result["cpu_seconds"],
         "peak_rss_bytes": result["peak_rss_bytes"],

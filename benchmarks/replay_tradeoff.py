@@ -31,7 +31,7 @@ import torch
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
-from loopback import cpu_run  # noqa: E402
+from loopback import command, cpu_run, shown  # noqa: E402
 
 from deepm3.recommend.loading import load_run  # noqa: E402
 from deepm3.recommend.recommender import Recommender  # noqa: E402
@@ -106,7 +106,7 @@ def measure(run_dir: str, windows: list[int], solvers: list[str], users: int, ba
     recommender = recommenders[windows[0]]
     test = json.loads((Path(run_dir) / "metrics.json").read_text())["test"]["ndcg@10"]
     return {
-        "run_dir": run_dir, "model": recommender.name, "own_solver": recommender.own_solver,
+        "run_dir": shown(run_dir), "model": recommender.name, "own_solver": recommender.own_solver,
         "max_len": recommender.max_len, "users": len(requests), "batch": batch,
         "history_events_median": int(np.median(lengths)),
         "history_share_over": {w: round(float((lengths > w).mean()), 3) for w in windows},
@@ -129,7 +129,7 @@ def main() -> None:
     started = time.perf_counter()
     result = measure(args.run_dir, args.windows, args.solvers, args.users, args.batch)
     payload = {
-        "command": " ".join(["python", *sys.argv]),
+        "command": command(),
         "machine": cpu_run(args.threads, load),
         "torch": torch.__version__,
         "git_commit": git_commit(),

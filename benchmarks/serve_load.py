@@ -234,7 +234,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     torch.set_num_threads(args.threads)
     report = {**machine(), "run_dir": shown(args.run_dir), "clients": args.clients}
-    report |= {"sasrec_run_dir": shown(args.sasrec_run_dir), "data_dir": args.data_dir}
+    report |= {"sasrec_run_dir": shown(args.sasrec_run_dir), "data_dir": shown(args.data_dir)}
     report |= {"seconds": args.seconds, "max_batch": args.max_batch}
     report |= {"max_wait_ms": args.max_wait_ms, "max_replay": args.max_replay}
     report |= {"load": {}, "incremental": {}}

@@ -34,7 +34,7 @@ import torch
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
-from loopback import cpu_run  # noqa: E402
+from loopback import command, cpu_run, shown  # noqa: E402
 
 from deepm3.recommend import Recommender  # noqa: E402
 from deepm3.train.rundir import git_commit  # noqa: E402
@@ -135,10 +135,10 @@ def main() -> None:
         "in_process": retained_in_process(args.run_dir, options),
     }
     payload = {
-        "command": " ".join(["python", *sys.argv]),
+        "command": command(),
         "machine": cpu_run(args.threads, load),
         "git_commit": git_commit(),
-        "run_dir": args.run_dir,
+        "run_dir": shown(args.run_dir),
         "max_replay": args.max_replay,
         "summary": summary,
         "starts": starts,

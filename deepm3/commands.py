@@ -23,6 +23,7 @@ from deepm3.models import (
     option_ranges,
 )
 from deepm3.models.contract import count_parameters
+from deepm3.portable import portable_path
 from deepm3.reporting import calibration as calibration_table
 from deepm3.reporting.comparison import write_report
 from deepm3.reporting.records import collect
@@ -206,7 +207,9 @@ def suite(args: argparse.Namespace) -> int:
         raise ConfigError(f"--jobs must be a positive integer or auto, got {args.jobs!r}")
     out = Path(args.out) if args.out else suite.out(budget)
     stem = Path(budget.dataset).stem
-    source = Source(budget.dataset, args.data_dir or os.environ.get("DEEPM3_DATA_DIR") or None)
+    # recorded in every run's config: relative to the checkout where it can be (deepm3.portable)
+    folder = args.data_dir or os.environ.get("DEEPM3_DATA_DIR") or None
+    source = Source(budget.dataset, portable_path(folder, openable=True) if folder else None)
     layout = Layout(runs=Path(args.runs or f"runs/{args.suite}-{stem}-{budget.name}"), out=out)
     execution = Execution(device=args.device, threads=args.threads, jobs=jobs)
     print(

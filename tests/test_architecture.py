@@ -171,6 +171,7 @@ LAYERS = [
     "deepm3",  # the package itself: its version
     "errors",
     "settings",
+    "portable",
     "setting_changes",
     "config_yaml",
     "config",

@@ -8,6 +8,7 @@ import json
 import os
 import subprocess
 import sys
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -371,6 +372,15 @@ def test_smoke_budget_runs_every_stage(real_data_dir, tmp_path):
         json.loads(line)["stage"] for line in (out / "suite_log.jsonl").read_text().splitlines()
     ]
     assert stages == ["search", "core", "lipschitz", "paper", "analyses", "report"]
+    # Run records name no absolute path of this machine (deepm3.portable): the data folder
+    # beside the checkout relative to it, the temporary out and runs folders as $TMPDIR/...
+    run = out / "core" / "runs" / "deepm3-s0"  # the records a suite commits
+    recorded = json.loads((run / "config.json").read_text())["data"]["data_dir"]
+    if real_data_dir.resolve().is_relative_to(REPO.parent.resolve()):
+        assert not Path(recorded).is_absolute()
+    assert (REPO / recorded).resolve() == real_data_dir.resolve()
+    command = json.loads((run / "provenance.json").read_text())["command"]
+    assert str(tmp_path) not in command and "$TMPDIR/" in command
     # Rerunning skips every finished run.
     again = subprocess.run(
         ["bash", "scripts/experiments/run_phase2.sh", "--runs", str(tmp_path / "runs")],

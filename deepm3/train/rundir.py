@@ -27,6 +27,7 @@ import torch
 
 import deepm3
 from deepm3.errors import ConfigError, DataError, DeepM3Error
+from deepm3.portable import portable_command
 
 # Files a run writes into its directory; a new run refuses a directory that holds any of them.
 RUN_FILES = (
@@ -199,7 +200,7 @@ def _kind(value: Any) -> str:
 def provenance(data_stats: dict, seed: int | None, device: str, processes: int = 1) -> dict:
     """What produced a run; ``processes`` counts the torchrun processes that trained it."""
     return {
-        "command": " ".join([Path(sys.argv[0]).name, *sys.argv[1:]]),
+        "command": portable_command([Path(sys.argv[0]).name, *sys.argv[1:]]),
         "git_commit": git_commit(),
         "seed": seed,
         "data_fingerprint": data_stats.get("fingerprint"),

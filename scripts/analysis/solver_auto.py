@@ -31,6 +31,7 @@ import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 import torch  # noqa: E402
 
+from deepm3.portable import portable_command, portable_path  # noqa: E402
 from deepm3.recommend import Recommender, parse_request  # noqa: E402
 from deepm3.reporting.text import markdown  # noqa: E402
 from deepm3.train.rundir import provenance, write_json  # noqa: E402
@@ -143,8 +144,8 @@ def main(argv: list[str] | None = None) -> int:
     figure.savefig(out / "solver_auto.png", dpi=120)
     record = provenance(rec.data.stats, None, "cpu")
     record.update(
-        command=" ".join(["python", *sys.argv]),
-        run_dir=str(args.run_dir),
+        command=portable_command(["python", *sys.argv]),
+        run_dir=portable_path(str(Path(args.run_dir).absolute())),
         run_config=json.loads((Path(args.run_dir) / "config.json").read_text()),
         run_provenance=json.loads((Path(args.run_dir) / "provenance.json").read_text()),
         load_average_at_start=load,

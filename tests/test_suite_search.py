@@ -385,3 +385,101 @@ def test_a_budgets_model_options_reach_every_trial_and_run_of_that_model(
             assert norm == ("layer" if recurrent else None), (suite, spec.stage, spec.name)
         quick = plan_specs(BUDGETS["quick"], DESIGNS["quick"], {})
         assert all("output_norm" not in s.sections.get("model", {}) for s in quick.core)
+
+
+def _stale(search: Search) -> None:
+    """Age every heartbeat of the search's storage: their workers are dead."""
+    import sqlite3
+
+    database = sqlite3.connect(search.layout.optuna_db)
+    with database:
+        database.execute("UPDATE trial_heartbeats SET heartbeat = '2000-01-01 00:00:00.000000'")
+    database.close()
+
+
+def test_a_killed_trial_resumes_from_its_checkpoint_and_ends_as_if_never_killed(
+    events, tmp_path, monkeypatch
+):
+    """A worker killed in the third epoch of a trial: when the search restarts, the retry
+    takes over the trial's folder and trains epoch 3 alone, and ends with the validation
+    values and the value of the same trial run without a kill (a separate search)."""
+    from deepm3.train import loop
+
+    def three_epochs(where):
+        search = _search(events, where, ("gru4rec",), trials=1, spread_trials=1)
+        budget = dataclasses.replace(
+            search.budget,
+            train={"epochs": 3, "patience": 5, "batch_size": 64},
+            trial_train={"epochs": 3},
+            prune_warmup=10,
+        )
+        return dataclasses.replace(search, budget=budget)
+
+    reference = three_epochs(tmp_path / "reference")
+    create_studies(reference)
+    search_worker(SearchJob(reference, 0))
+    [expected] = _trials(reference, "gru4rec")
+
+    search = three_epochs(tmp_path / "killed")
+    create_studies(search)
+    storage = search_module.open_storage(search.url)
+    killed = worker_study(search, "gru4rec", 0, storage).ask()
+    storage.record_heartbeat(killed._trial_id)
+    original = loop._run_epoch
+
+    def dies_in_epoch_three(*args, **kwargs):
+        if args[5] == 3:  # (trainer, model, optimizer, table, config, epoch, ...)
+            raise KeyboardInterrupt
+        return original(*args, **kwargs)
+
+    monkeypatch.setattr(loop, "_run_epoch", dies_in_epoch_three)
+    with pytest.raises(KeyboardInterrupt):
+        search_module._objective("gru4rec", search)(killed)
+    folder = search.layout.trial_dir(f"gru4rec-trial{killed.number}-s0")
+    assert (folder / "last.pt").is_file()
+    _stale(search)
+
+    epochs = []
+
+    def counts_epochs(*args, **kwargs):
+        epochs.append(args[5])
+        return original(*args, **kwargs)
+
+    monkeypatch.setattr(loop, "_run_epoch", counts_epochs)
+    search_worker(SearchJob(search, 0))
+    [retry] = [t for t in _trials(search, "gru4rec") if t.state in search_module.COUNTED]
+    assert epochs == [3] and retry.user_attrs["resumed"] is True
+    assert retry.params == expected.params
+    assert retry.intermediate_values == pytest.approx(expected.intermediate_values, abs=1e-12)
+    assert retry.value == pytest.approx(expected.value, abs=1e-12)
+    assert list((search.layout.runs / "search").glob("gru4rec-trial*")) == []
+
+
+def test_a_retry_resumes_only_a_checkpoint_of_its_own_settings(tmp_path):
+    """``take_over``: the latest retried folder with a checkpoint and the same settings is
+    renamed to the retry's; one of other settings, without a checkpoint or without a marker is
+    removed and the retry starts empty, with its marker."""
+    layout = Layout(tmp_path / "runs", tmp_path / "out")
+
+    def killed(number: int, digest: str | None, checkpoint: bool = True):
+        folder = layout.trial_dir(f"sasrec-trial{number}")
+        folder.mkdir(parents=True)
+        if digest is not None:
+            (folder / search_module.TRIAL_MARKER).write_text(json.dumps({"identity": digest}))
+        if checkpoint:
+            (folder / "last.pt").write_bytes(b"epoch 2")
+        return folder
+
+    first, second = killed(3, "same"), killed(5, "same")
+    mine = layout.trial_dir("sasrec-trial7")
+    assert search_module.take_over(mine, [first, second], "same")
+    assert (mine / "last.pt").read_bytes() == b"epoch 2"
+    assert not first.exists() and not second.exists()
+
+    for number, digest, checkpoint in ((8, "other", True), (9, "same", False), (10, None, True)):
+        folder = killed(number, digest, checkpoint)
+        fresh = layout.trial_dir(f"sasrec-trial{number + 10}")
+        assert not search_module.take_over(fresh, [folder], "same")
+        assert not folder.exists()
+        assert list(fresh.iterdir()) == [fresh / search_module.TRIAL_MARKER]
+        assert json.loads((fresh / search_module.TRIAL_MARKER).read_text())["identity"] == "same"

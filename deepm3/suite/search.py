@@ -13,8 +13,10 @@ NDCG@10 after every epoch, once a trial has run ``budget.prune_warmup`` epochs a
 trials (at least two) have completed. Every row gets exactly ``budget.trials`` trials that
 complete or are pruned: a trial that would exceed the budget is failed before it trains and
 does not count; a trial whose worker was killed is failed by its missing heartbeat and run
-again with the same parameters (Optuna's ``RetryHeartbeatStaleTrialCallback``), and a
-spread trial lost that way before this rule existed is enqueued again when the stage restarts
+again with the same parameters (Optuna's ``RetryHeartbeatStaleTrialCallback``), from the
+killed trial's last checkpoint when its folder is on this machine and holds the same settings
+(:func:`take_over`; the retry inherits the validation values it reported, for the pruner), and
+a spread trial lost that way before this rule existed is enqueued again when the stage restarts
 (its parameters are never left to TPE). Trials never touch the test split.
 """
 
@@ -23,7 +25,8 @@ from __future__ import annotations
 import json
 import shutil
 import warnings
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
+from pathlib import Path
 from typing import Any
 
 import optuna
@@ -31,20 +34,21 @@ import pandas as pd
 from sqlalchemy.exc import SQLAlchemyError
 
 from deepm3.data.prepare import prepare
-from deepm3.errors import ConfigError
+from deepm3.errors import ConfigError, DataError
 from deepm3.suite.budgets import Budget
 from deepm3.suite.design import RunSpec, Sections, core_rows, merge, shared_sections
 from deepm3.suite.layout import Layout
 from deepm3.suite.pool import Execution
 from deepm3.suite.spaces import SEARCHED_MODELS, edges, sections_from_params, spread, suggest
-from deepm3.suite.training import Source, resolved_config
+from deepm3.suite.training import Source, identity, resolved_config
 from deepm3.train.loop import fit
 from deepm3.train.run import build_scorer, plan_run
-from deepm3.train.rundir import write_json
+from deepm3.train.rundir import read_record, write_json
 from deepm3.train.serving import serving_data
 
 COUNTED = (optuna.trial.TrialState.COMPLETE, optuna.trial.TrialState.PRUNED)
 RETRIES = 3  # how often a trial whose worker was killed is enqueued again
+TRIAL_MARKER = "trial.json"  # in a trial's folder: the identity of the settings it trains
 
 
 class BudgetReachedError(Exception):
@@ -93,7 +97,7 @@ def open_storage(url: str) -> optuna.storages.BaseStorage:
             heartbeat_interval=20,
             grace_period=60,
             heartbeat_stale_trial_callback=optuna.storages.RetryHeartbeatStaleTrialCallback(
-                max_retry=RETRIES
+                max_retry=RETRIES, inherit_intermediate_values=True
             ),
             engine_kwargs={"connect_args": {"timeout": 60}} if url.startswith("sqlite") else {},
         )
@@ -148,9 +152,12 @@ def _objective(row: str, search: Search, worker: int = 0):
         data = prepare(plan.config.data)
         _, network = build_scorer(plan, serving_data(data, plan.name))
         folder = search.layout.trial_dir(spec.name)
-        if folder.exists():
-            shutil.rmtree(folder)
-        folder.mkdir(parents=True)
+        digest = identity(chosen.model, plan.config)
+        earlier = [
+            search.layout.trial_dir(replace(spec, row=f"{row}-trial{number}").name)
+            for number in retried(trial)
+        ]
+        resumed = take_over(folder, earlier, digest)
 
         def report(epoch: int, value: float) -> bool:
             trial.report(value, epoch)
@@ -162,10 +169,12 @@ def _objective(row: str, search: Search, worker: int = 0):
             plan.config,
             folder,
             plan.device,
+            resume=resumed,
             on_validation=report,
             evaluate_test=False,
         )
         trial.set_user_attr("worker", worker)
+        trial.set_user_attr("resumed", resumed)
         trial.set_user_attr("epochs_run", state.epoch)
         trial.set_user_attr("best_epoch", state.best_epoch)
         trial.set_user_attr("stopped_by", state.stopped_by)
@@ -176,6 +185,48 @@ def _objective(row: str, search: Search, worker: int = 0):
         return state.best_metric
 
     return objective
+
+
+def _holds(folder: Path, digest: str) -> bool:
+    """Whether a trial's ``folder`` trains the settings of identity ``digest`` (a missing or
+    damaged marker says no)."""
+    try:
+        return read_record(folder / TRIAL_MARKER, ("identity",))["identity"] == digest
+    except (DataError, OSError):
+        return False
+
+
+def retried(trial: optuna.Trial) -> list[int]:
+    """The numbers of the killed trials that ``trial`` runs again, the first one first."""
+    frozen = next(t for t in trial.study.get_trials(deepcopy=False) if t.number == trial.number)
+    return optuna.storages.RetryHeartbeatStaleTrialCallback.retry_history(frozen)
+
+
+def take_over(folder: Path, earlier: list[Path], digest: str) -> bool:
+    """Prepare a trial's ``folder``; True when it resumes a killed trial.
+
+    A retried trial (a killed worker's, enqueued again with its parameters; ``earlier``: the
+    folders of the trials it retries, :func:`retried`, the first one first) takes over the
+    latest of them that holds a checkpoint of the same settings
+    (``digest``, :func:`~deepm3.suite.training.identity`, in :data:`TRIAL_MARKER`): the folder
+    is renamed to this trial's, so a worker that was only paused, not killed, can no longer
+    write into it. Every other folder of the retried trials, and a stale one of this trial's
+    own name, is removed; a trial that resumes nothing starts in an empty folder."""
+    if folder.exists():
+        shutil.rmtree(folder)
+    resumed = False
+    for killed in reversed(earlier):
+        if not killed.is_dir():
+            continue
+        if not resumed and _holds(killed, digest) and (killed / "last.pt").is_file():
+            killed.rename(folder)
+            resumed = True
+        else:
+            shutil.rmtree(killed)
+    if not resumed:
+        folder.mkdir(parents=True)
+        write_json(folder / TRIAL_MARKER, {"identity": digest})
+    return resumed
 
 
 def create_studies(search: Search) -> None:

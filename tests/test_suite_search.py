@@ -483,3 +483,31 @@ def test_a_retry_resumes_only_a_checkpoint_of_its_own_settings(tmp_path):
         assert not folder.exists()
         assert list(fresh.iterdir()) == [fresh / search_module.TRIAL_MARKER]
         assert json.loads((fresh / search_module.TRIAL_MARKER).read_text())["identity"] == "same"
+
+
+def test_a_restart_before_a_killed_trial_is_stale_still_counts_the_whole_budget(
+    events, tmp_path, monkeypatch
+):
+    """The suite restarted seconds after its workers were killed: a killed trial still looks
+    RUNNING (its heartbeat is fresh). The worker first runs the rest of the budget, then waits
+    (time passes: the heartbeat ages) until the trial is failed and retried, and runs the
+    retry: the row ends with its whole budget counted, both spread learning rates among it."""
+    search = _search(events, tmp_path, ("gru4rec",), trials=2, spread_trials=2)
+    create_studies(search)
+    storage = search_module.open_storage(search.url)
+    killed = worker_study(search, "gru4rec", 0, storage).ask()
+    storage.record_heartbeat(killed._trial_id)  # fresh: the worker died a moment ago
+    waits = []
+
+    def time_passes(seconds):
+        waits.append(seconds)
+        _stale(search)
+
+    monkeypatch.setattr(search_module.time, "sleep", time_passes)
+    search_worker(SearchJob(search, 0))
+    trials = _trials(search, "gru4rec")
+    counted = [t for t in trials if t.state in search_module.COUNTED]
+    assert len(counted) == 2 and waits == [search_module.POLL_SECONDS]
+    spread_rates = sorted(t["lr"] for t in search_module.spread_trials(search, "gru4rec"))
+    assert sorted(t.params["lr"] for t in counted) == pytest.approx(spread_rates, rel=1e-12)
+    assert [t.number for t in trials if t.state.name == "FAIL"] == [killed.number]

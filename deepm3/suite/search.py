@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import json
 import shutil
+import time
 import warnings
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -48,6 +49,7 @@ from deepm3.train.serving import serving_data
 
 COUNTED = (optuna.trial.TrialState.COMPLETE, optuna.trial.TrialState.PRUNED)
 RETRIES = 3  # how often a trial whose worker was killed is enqueued again
+POLL_SECONDS = 15.0  # how often a worker looks whether the trials it waits for have ended
 TRIAL_MARKER = "trial.json"  # in a trial's folder: the identity of the settings it trains
 
 
@@ -278,25 +280,39 @@ def worker_study(search: Search, row: str, worker: int, storage) -> optuna.Study
 
 
 def search_worker(job: SearchJob) -> int:
-    """One worker: for each row in turn, run trials until the row's budget is used."""
+    """One worker: for each row in turn, run trials until the row's budget is used or the rest
+    of it is running elsewhere; then for each row in turn, wait for those trials: one whose
+    worker was killed (a restart may come before its heartbeat is stale) comes back as a
+    retry, which this worker runs. So every row ends with its budget counted."""
     search, worker = job.search, job.worker
-    budget = search.budget
     storage = open_storage(search.url)
     optuna.logging.set_verbosity(optuna.logging.WARNING)
-    for row in search.rows:
-        study = worker_study(search, row, worker, storage)
-        optuna.storages.fail_stale_trials(study)
-        while sum(1 for t in study.get_trials(deepcopy=False, states=COUNTED)) < budget.trials:
-            study.optimize(
-                _objective(row, search, worker),
-                n_trials=1,
-                catch=(BudgetReachedError,),
-                gc_after_trial=True,
-            )
-            running = study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.RUNNING,))
-            if running and _counted_before(study, 10**9) >= budget.trials:
-                break  # the last trials are running in other workers
+    for wait in (False, True):
+        for row in search.rows:
+            _fill(search, row, worker, worker_study(search, row, worker, storage), wait)
     return worker
+
+
+def _fill(search: Search, row: str, worker: int, study: optuna.Study, wait: bool) -> None:
+    """Run ``row``'s trials until its budget is counted; when the rest of it is running (in
+    other workers, or stale), return, or with ``wait`` poll every :data:`POLL_SECONDS`."""
+    states = (*COUNTED, optuna.trial.TrialState.RUNNING)
+    while True:
+        optuna.storages.fail_stale_trials(study)  # a stale trial's retry is enqueued
+        trials = study.get_trials(deepcopy=False, states=states)
+        if sum(1 for t in trials if t.state in COUNTED) >= search.budget.trials:
+            return
+        if len(trials) >= search.budget.trials:
+            if not wait:
+                return
+            time.sleep(POLL_SECONDS)
+            continue
+        study.optimize(
+            _objective(row, search, worker),
+            n_trials=1,
+            catch=(BudgetReachedError,),
+            gc_after_trial=True,
+        )
 
 
 def cut_by_limit(best_epoch: int, epochs_run: int, stopped_by: str | None) -> bool:

@@ -25,7 +25,7 @@ import pandas as pd
 import torch
 
 from deepm3.data.prepare import Prepared
-from deepm3.data.sequences import _pad_windows, evaluation_table, with_history
+from deepm3.data.sequences import _pad_windows, evaluation_table, trim_padding, with_history
 from deepm3.eval.evaluator import evaluate
 from deepm3.models import MODELS, build_model, model_options
 from deepm3.models.contract import count_parameters, run_model
@@ -90,27 +90,41 @@ def perturbation_ranks(job: PerturbJob) -> str:
     return str(job.path)
 
 
+# How the latencies below see a history: as the evaluator and the server do, without its padding
+# (a batch of users of similar length, its leading padding trimmed; one user: its own events).
+# Measurement files written before this key read as "padded" (every window max_len long).
+HISTORY = "trimmed"
+
+
 def _final_states(model, table, device, batch_size: int) -> tuple[torch.Tensor, int, float]:
-    """States after each test user's last event (N, d), function evaluations, seconds."""
-    states, evaluations = [], 0
+    """States after each test user's last event (N, d) in the table's order, function
+    evaluations, seconds; users are run in batches of similar history length, each trimmed of
+    its leading padding (:data:`HISTORY`), as the evaluator ranks them."""
+    parts, evaluations = [], 0
+    order = np.argsort(table.lengths(), kind="stable")
     started = time.perf_counter()
     with torch.no_grad():
         for start in range(0, len(table), batch_size):
-            batch = table.batch(np.arange(start, min(start + batch_size, len(table)))).to(device)
-            out, aux = run_model(model, batch)
-            states.append(out[:, -1].float().cpu())
+            rows = order[start : start + batch_size]
+            out, aux = run_model(model, trim_padding(table.batch(rows)).to(device))
+            parts.append(out[:, -1].float().cpu())
             evaluations += int(aux.get("nfe", 0))
     if device.type == "cuda":
         torch.cuda.synchronize()
-    return torch.cat(states), evaluations, time.perf_counter() - started
+    seconds = time.perf_counter() - started
+    sorted_states = torch.cat(parts)
+    states = torch.empty_like(sorted_states)
+    states[torch.from_numpy(order)] = sorted_states  # back in the table's order
+    return states, evaluations, seconds
 
 
 def _single_user_ms(model, table, device, users: int = 50) -> float:
-    """Median milliseconds to compute one user's state (B=1), after 5 warm-up calls."""
+    """Median milliseconds to compute one user's state (B=1) from its own events (no padding),
+    after 5 warm-up calls."""
     times = []
     with torch.no_grad():
         for row in range(users + 5):
-            batch = table.batch(np.array([row % len(table)])).to(device)
+            batch = trim_padding(table.batch(np.array([row % len(table)]))).to(device)
             started = time.perf_counter()
             run_model(model, batch)
             if device.type == "cuda":
@@ -154,6 +168,7 @@ def solver_ablation(job: SolverJob) -> str:
                 "nfe_per_batch": evaluations / max(1, -(-len(table) // batch_size)),
                 "batch_size": batch_size,
                 "max_len": data.max_len,
+                "history": HISTORY,
                 "device": str(plan.device),
             }
         )
@@ -191,6 +206,7 @@ def inference_cost(job: CostJob) -> str:
             "ms_per_1000_users": 1000 * seconds / len(table) * 1000,
             "batch_size": batch_size,
             "max_len": data.max_len,
+            "history": HISTORY,
             "device": str(plan.device),
             "peak_gpu_bytes": peak,
         },

@@ -21,6 +21,17 @@ PAPER_SIZES = (
 CLAIM_SIZES = "ml-1m_full_paper_sizes"  # the paper's parameter claim is about ML-1M
 
 
+def histories(measured: dict) -> str:
+    """How a latency file's model saw a history: ``history`` trimmed (deepm3.suite.measure),
+    or, in files written before that key, padded to ``max_len``."""
+    if measured.get("history") == "trimmed":
+        return (
+            f"each user's own events (at most {measured['max_len']}), no padding: users of "
+            "similar history length batched, as the evaluator ranks them"
+        )
+    return f"every history padded to {measured['max_len']} events"
+
+
 def _latency_lines(layout: Layout, core: list[RunRecord]) -> list[dict]:
     grouped = by_row(core)
     lines = []
@@ -59,11 +70,11 @@ def efficiency(layout: Layout, core: list[RunRecord]) -> tuple[str, ParameterFac
     lines = _latency_lines(layout, core)
     parts = ["## 8. Efficiency\n"]
     if lines:
+        seen = sorted({histories(json.loads(p.read_text())) for p in layout.efficiency_files()})
         parts.append(
             "Searched configurations; on CPU one thread per process with two processes at once, "
-            "so timings are indicative; batched latency at the evaluation batch size.\n\n"
-            + markdown(pd.DataFrame(lines))
-            + "\n"
+            "so timings are indicative; batched latency at the evaluation batch size; "
+            f"histories: {'; '.join(seen)}.\n\n" + markdown(pd.DataFrame(lines)) + "\n"
         )
     if not layout.parameters.is_file():
         return "\n".join(parts), None

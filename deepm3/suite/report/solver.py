@@ -13,6 +13,7 @@ from deepm3.stats.perturbation_grid import Perturbation
 from deepm3.suite.claims import EULER_CLAIM, LatencyFact
 from deepm3.suite.design import FOCUS
 from deepm3.suite.layout import Layout
+from deepm3.suite.report.efficiency import histories
 
 
 def solver(layout: Layout, core: list[RunRecord]) -> tuple[str, LatencyFact | None]:
@@ -44,7 +45,7 @@ def solver(layout: Layout, core: list[RunRecord]) -> tuple[str, LatencyFact | No
         "each solver (same weights). `state error`: mean distance of the "
         "final state from dopri5's (rtol 1e-5), relative to its norm: the solver's real error on "
         f"the trained field. Latency on {first['device']}, one thread, evaluation batches of "
-        f"{first['batch_size']} users, histories of {first['max_len']} events.\n\n"
+        f"{first['batch_size']} users; histories: {histories(first)}.\n\n"
         + markdown(view)
         + f"\n\nEuler / RK4 latency at one step per gap: **{fact.batched:.2f}** batched, "
         f"**{fact.single:.2f}** for one user. The `deepm3-rk4` row of the core table is a model "

@@ -22,6 +22,7 @@ from synthetic import write_synthetic_csv
 
 from deepm3.models import model_options
 from deepm3.suite import search as search_module
+from deepm3.suite import training
 from deepm3.suite.budgets import BUDGETS, DESIGNS
 from deepm3.suite.design import plan_specs, searched_rows
 from deepm3.suite.layout import Layout
@@ -458,14 +459,14 @@ def test_a_killed_trial_resumes_from_its_checkpoint_and_ends_as_if_never_killed(
 def test_a_retry_resumes_only_a_checkpoint_of_its_own_settings(tmp_path):
     """``take_over``: the latest retried folder with a checkpoint and the same settings is
     renamed to the retry's; one of other settings, without a checkpoint or without a marker is
-    removed and the retry starts empty, with its marker."""
+    removed and the retry starts empty (its trial writes its marker, as a run does)."""
     layout = Layout(tmp_path / "runs", tmp_path / "out")
 
     def killed(number: int, digest: str | None, checkpoint: bool = True):
         folder = layout.trial_dir(f"sasrec-trial{number}")
         folder.mkdir(parents=True)
         if digest is not None:
-            (folder / search_module.TRIAL_MARKER).write_text(json.dumps({"identity": digest}))
+            (folder / training.MARKER).write_text(json.dumps({"hash": digest}))
         if checkpoint:
             (folder / "last.pt").write_bytes(b"epoch 2")
         return folder
@@ -481,8 +482,7 @@ def test_a_retry_resumes_only_a_checkpoint_of_its_own_settings(tmp_path):
         fresh = layout.trial_dir(f"sasrec-trial{number + 10}")
         assert not search_module.take_over(fresh, [folder], "same")
         assert not folder.exists()
-        assert list(fresh.iterdir()) == [fresh / search_module.TRIAL_MARKER]
-        assert json.loads((fresh / search_module.TRIAL_MARKER).read_text())["identity"] == "same"
+        assert fresh.is_dir() and list(fresh.iterdir()) == []
 
 
 def test_a_restart_before_a_killed_trial_is_stale_still_counts_the_whole_budget(

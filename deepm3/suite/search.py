@@ -35,22 +35,21 @@ import pandas as pd
 from sqlalchemy.exc import SQLAlchemyError
 
 from deepm3.data.prepare import prepare
-from deepm3.errors import ConfigError, DataError
+from deepm3.errors import ConfigError
 from deepm3.suite.budgets import Budget
 from deepm3.suite.design import RunSpec, Sections, core_rows, merge, shared_sections
 from deepm3.suite.layout import Layout
 from deepm3.suite.pool import Execution
 from deepm3.suite.spaces import SEARCHED_MODELS, edges, sections_from_params, spread, suggest
-from deepm3.suite.training import Source, identity, resolved_config
+from deepm3.suite.training import Source, identity, mark, resolved_config, resumable
 from deepm3.train.loop import fit
 from deepm3.train.run import build_scorer, plan_run
-from deepm3.train.rundir import read_record, write_json
+from deepm3.train.rundir import write_json
 from deepm3.train.serving import serving_data
 
 COUNTED = (optuna.trial.TrialState.COMPLETE, optuna.trial.TrialState.PRUNED)
 RETRIES = 3  # how often a trial whose worker was killed is enqueued again
 POLL_SECONDS = 15.0  # how often a worker looks whether the trials it waits for have ended
-TRIAL_MARKER = "trial.json"  # in a trial's folder: the identity of the settings it trains
 
 
 class BudgetReachedError(Exception):
@@ -160,6 +159,8 @@ def _objective(row: str, search: Search, worker: int = 0):
             for number in retried(trial)
         ]
         resumed = take_over(folder, earlier, digest)
+        if not resumed:
+            mark(folder, digest, spec)
 
         def report(epoch: int, value: float) -> bool:
             trial.report(value, epoch)
@@ -189,15 +190,6 @@ def _objective(row: str, search: Search, worker: int = 0):
     return objective
 
 
-def _holds(folder: Path, digest: str) -> bool:
-    """Whether a trial's ``folder`` trains the settings of identity ``digest`` (a missing or
-    damaged marker says no)."""
-    try:
-        return read_record(folder / TRIAL_MARKER, ("identity",))["identity"] == digest
-    except (DataError, OSError):
-        return False
-
-
 def retried(trial: optuna.Trial) -> list[int]:
     """The numbers of the killed trials that ``trial`` runs again, the first one first."""
     frozen = next(t for t in trial.study.get_trials(deepcopy=False) if t.number == trial.number)
@@ -210,7 +202,7 @@ def take_over(folder: Path, earlier: list[Path], digest: str) -> bool:
     A retried trial (a killed worker's, enqueued again with its parameters; ``earlier``: the
     folders of the trials it retries, :func:`retried`, the first one first) takes over the
     latest of them that holds a checkpoint of the same settings
-    (``digest``, :func:`~deepm3.suite.training.identity`, in :data:`TRIAL_MARKER`): the folder
+    (``digest``, :func:`~deepm3.suite.training.resumable`, the runs' own rule): the folder
     is renamed to this trial's, so a worker that was only paused, not killed, can no longer
     write into it. Every other folder of the retried trials, and a stale one of this trial's
     own name, is removed; a trial that resumes nothing starts in an empty folder."""
@@ -220,14 +212,13 @@ def take_over(folder: Path, earlier: list[Path], digest: str) -> bool:
     for killed in reversed(earlier):
         if not killed.is_dir():
             continue
-        if not resumed and _holds(killed, digest) and (killed / "last.pt").is_file():
+        if not resumed and resumable(killed, digest):
             killed.rename(folder)
             resumed = True
         else:
             shutil.rmtree(killed)
     if not resumed:
         folder.mkdir(parents=True)
-        write_json(folder / TRIAL_MARKER, {"identity": digest})
     return resumed
 
 

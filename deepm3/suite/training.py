@@ -119,6 +119,17 @@ def _matches(folder: Path, digest: str, finished: bool) -> bool:
     return (folder / "metrics.json").is_file() or not finished
 
 
+def resumable(folder: Path, digest: str) -> bool:
+    """A killed run of identity ``digest`` in ``folder``: its marker matches and it left a
+    ``last.pt`` (a run, or a search trial, resumes from it)."""
+    return _matches(folder, digest, False) and (folder / "last.pt").is_file()
+
+
+def mark(folder: Path, digest: str, spec: RunSpec) -> None:
+    """Write ``folder``'s marker: the identity of what the run or trial in it computes."""
+    write_json(folder / MARKER, {"hash": digest, "stage": spec.stage, "row": spec.row})
+
+
 def is_done(planned: PlannedRun, layout: Layout) -> bool:
     """True when a finished run with this identity exists here or in the committed records."""
     stage, name = planned.spec.stage, planned.name
@@ -131,8 +142,7 @@ def status(planned: PlannedRun, layout: Layout) -> str:
     """``done``, ``resumes`` (a matching ``last.pt``) or ``to train``."""
     if is_done(planned, layout):
         return "done"
-    folder = layout.run_dir(planned.spec.stage, planned.name)
-    if _matches(folder, planned.digest, False) and (folder / "last.pt").is_file():
+    if resumable(layout.run_dir(planned.spec.stage, planned.name), planned.digest):
         return "resumes"
     return "to train"
 
@@ -155,13 +165,12 @@ def execute(job: RunJob) -> dict:
     folder = job.layout.run_dir(planned.spec.stage, planned.name)
     if _matches(folder, planned.digest, True):
         return read_json(folder / "metrics.json")
-    if _matches(folder, planned.digest, False) and (folder / "last.pt").is_file():
+    if resumable(folder, planned.digest):
         return resume(folder)
     folder.mkdir(parents=True, exist_ok=True)
     (folder / "metrics.json").unlink(missing_ok=True)  # a stale result of other settings
-    spec = planned.spec
-    write_json(folder / MARKER, {"hash": planned.digest, "stage": spec.stage, "row": spec.row})
-    return run(spec.model, planned.config, folder, overwrite=True)
+    mark(folder, planned.digest, planned.spec)
+    return run(planned.spec.model, planned.config, folder, overwrite=True)
 
 
 def publish(planned: list[PlannedRun], layout: Layout) -> None:

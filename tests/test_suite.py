@@ -321,6 +321,30 @@ def test_changed_settings_change_the_identity_and_records_count_as_done(place, t
     assert not is_done(other_job.planned, fresh)
 
 
+def test_a_stage_publishes_each_run_as_it_ends_so_a_failed_stage_keeps_it(place):
+    """Run records reach the results folder as each run ends, not only when the whole stage
+    ends: a stage whose other run fails (its folder is blocked by a file) still leaves the
+    finished run's record there, the one a fresh machine continues from."""
+    from types import SimpleNamespace
+
+    from deepm3.errors import DeepM3Error
+    from deepm3.suite.stages import train_stage
+
+    good, bad = _spec(), dataclasses.replace(_spec(), seed=1)
+    blocked = place.folder(bad)
+    blocked.parent.mkdir(parents=True, exist_ok=True)
+    blocked.write_text("not a folder")
+    planned = [place.job(good).planned, place.job(bad).planned]
+    settings = SimpleNamespace(layout=place.layout, execution=Execution(jobs=1))
+    with pytest.raises(DeepM3Error, match="1 job"):
+        train_stage("core", planned, settings)
+    record = place.layout.record_dir("core", good.name)
+    assert read_json(record / "suite.json")["hash"] == planned[0].digest
+    assert (record / "metrics.json").is_file()
+    assert is_done(planned[0], Layout(place.layout.runs.parent / "fresh", place.layout.out))
+    assert not place.layout.record_dir("core", bad.name).exists()
+
+
 def test_suite_cli_rejects_bad_settings(capsys):
     for args, message in (
         (["--budget", "huge"], "unknown budget 'huge'"),

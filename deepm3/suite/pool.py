@@ -65,9 +65,11 @@ def parallel(
     execution: Execution,
     label: Callable[[Any], str],
     logs: Callable[[Any], Path | None] = lambda item: None,
+    finished: Callable[[Any], None] = lambda item: None,
 ) -> list[Any]:
     """``fn`` over ``items`` in ``execution.jobs`` spawned worker processes; returns the
-    results in order. Failures are printed with their traceback's last line and re-raised as
+    results in order. ``finished(item)`` runs here as soon as an item succeeds (a stopped pool
+    keeps what it did). Failures are printed with their traceback's last line and re-raised as
     one DeepM3Error once every other item is done."""
     if not items:
         return []
@@ -86,6 +88,7 @@ def parallel(
             elapsed = time.perf_counter() - started
             if ok:
                 results[index] = value
+                finished(items[index])
                 print(f"  [{done}/{len(items)} {elapsed:6.0f}s] {label(items[index])}", flush=True)
             else:
                 name = getattr(items[index], "name", None) or repr(items[index])[:80]

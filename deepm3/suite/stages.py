@@ -67,7 +67,8 @@ def planned_runs(settings: SuiteSettings) -> dict[str, list[PlannedRun]]:
 
 
 def train_stage(stage: str, runs: list[PlannedRun], settings: SuiteSettings) -> dict:
-    """Run every planned run not yet done; publish the records. Returns what ran."""
+    """Run every planned run not yet done, publishing each one's records as it ends (a stopped
+    stage keeps them for a commit); publish the records of all. Returns what ran."""
     layout = settings.layout
     todo = [RunJob(each, layout) for each in runs if not is_done(each, layout)]
     print(f"{stage}: {len(runs)} runs, {len(runs) - len(todo)} already done", flush=True)
@@ -87,6 +88,7 @@ def train_stage(stage: str, runs: list[PlannedRun], settings: SuiteSettings) -> 
         settings.execution,
         label,
         logs=lambda job: layout.run_log(stage, job.name),
+        finished=lambda job: publish([job.planned], layout),
     )
     publish(runs, layout)
     return {"runs": len(runs), "trained": len(todo)}

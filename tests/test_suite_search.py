@@ -511,3 +511,41 @@ def test_a_restart_before_a_killed_trial_is_stale_still_counts_the_whole_budget(
     spread_rates = sorted(t["lr"] for t in search_module.spread_trials(search, "gru4rec"))
     assert sorted(t.params["lr"] for t in counted) == pytest.approx(spread_rates, rel=1e-12)
     assert [t.number for t in trials if t.state.name == "FAIL"] == [killed.number]
+
+
+def test_a_trial_killed_before_its_first_heartbeat_is_retried_not_waited_for(
+    events, tmp_path, monkeypatch
+):
+    """A worker killed between creating a trial and its first heartbeat leaves a RUNNING trial
+    Optuna never finds stale. Once it is older than the grace period, a waiting worker gives it
+    a heartbeat, which ages (time passes), and the trial is failed and retried: the row ends
+    with its whole budget counted instead of the worker waiting forever. A trial that has no
+    heartbeat yet but began within the grace period (a live worker sampling) gets none."""
+    import sqlite3
+
+    search = _search(events, tmp_path, ("gru4rec",), trials=2, spread_trials=2)
+    create_studies(search)
+    storage = search_module.open_storage(search.url)
+    study = worker_study(search, "gru4rec", 0, storage)
+    silent = study.ask()  # no heartbeat: killed while its settings were sampled
+    assert search_module.give_heartbeats(study, storage) == []  # too young: a live worker's
+    database = sqlite3.connect(search.layout.optuna_db)
+    with database:
+        database.execute("UPDATE trials SET datetime_start = '2000-01-01 00:00:00.000000'")
+    database.close()
+    waits = []
+
+    def time_passes(seconds):
+        waits.append(seconds)
+        if len(waits) > 3:
+            pytest.fail("the worker waits for a trial that will never end")
+        _stale(search)
+
+    monkeypatch.setattr(search_module.time, "sleep", time_passes)
+    search_worker(SearchJob(search, 0))
+    trials = _trials(search, "gru4rec")
+    counted = [t for t in trials if t.state in search_module.COUNTED]
+    assert len(counted) == 2 and waits == [search_module.POLL_SECONDS]
+    assert [t.number for t in trials if t.state.name == "FAIL"] == [silent.number]
+    spread_rates = sorted(t["lr"] for t in search_module.spread_trials(search, "gru4rec"))
+    assert sorted(t.params["lr"] for t in counted) == pytest.approx(spread_rates, rel=1e-12)

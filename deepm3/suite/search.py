@@ -12,8 +12,10 @@ sampler (worker ``w`` uses seed ``1000 * seed + w``) takes over. Median pruning 
 NDCG@10 after every epoch, once a trial has run ``budget.prune_warmup`` epochs and the spread
 trials (at least two) have completed. Every row gets exactly ``budget.trials`` trials that
 complete or are pruned: a trial that would exceed the budget is failed before it trains and
-does not count; a trial whose worker was killed is failed by its missing heartbeat and run
-again with the same parameters (Optuna's ``RetryHeartbeatStaleTrialCallback``), from the
+does not count; a trial whose worker was killed is failed by its missing heartbeat (one killed
+before its first heartbeat gets one once it is older than the grace period,
+:func:`give_heartbeats`) and run again with the same parameters (Optuna's
+``RetryHeartbeatStaleTrialCallback``), from the
 killed trial's last checkpoint when its folder is on this machine and holds the same settings
 (:func:`take_over`; the retry inherits the validation values it reported, for the pruner), and
 a spread trial lost that way before this rule existed is enqueued again when the stage restarts
@@ -27,11 +29,13 @@ import shutil
 import time
 import warnings
 from dataclasses import dataclass, replace
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 import optuna
 import pandas as pd
+import sqlalchemy
 from sqlalchemy.exc import SQLAlchemyError
 
 from deepm3.data.prepare import prepare
@@ -280,15 +284,24 @@ def search_worker(job: SearchJob) -> int:
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     for wait in (False, True):
         for row in search.rows:
-            _fill(search, row, worker, worker_study(search, row, worker, storage), wait)
+            study = worker_study(search, row, worker, storage)
+            _fill(search, row, worker, study, storage, wait)
     return worker
 
 
-def _fill(search: Search, row: str, worker: int, study: optuna.Study, wait: bool) -> None:
+def _fill(
+    search: Search,
+    row: str,
+    worker: int,
+    study: optuna.Study,
+    storage: optuna.storages.BaseStorage,
+    wait: bool,
+) -> None:
     """Run ``row``'s trials until its budget is counted; when the rest of it is running (in
     other workers, or stale), return, or with ``wait`` poll every :data:`POLL_SECONDS`."""
     states = (*COUNTED, optuna.trial.TrialState.RUNNING)
     while True:
+        give_heartbeats(study, storage)
         optuna.storages.fail_stale_trials(study)  # a stale trial's retry is enqueued
         trials = study.get_trials(deepcopy=False, states=states)
         if sum(1 for t in trials if t.state in COUNTED) >= search.budget.trials:
@@ -304,6 +317,37 @@ def _fill(search: Search, row: str, worker: int, study: optuna.Study, wait: bool
             catch=(BudgetReachedError,),
             gc_after_trial=True,
         )
+
+
+def give_heartbeats(study: optuna.Study, storage: optuna.storages.BaseStorage) -> list[int]:
+    """Record one heartbeat for each RUNNING trial that has none and began over the grace
+    period ago; returns their numbers. Its worker was killed between creating the trial and
+    its first heartbeat (Optuna samples the trial's settings in between), so Optuna never finds
+    it stale and a worker waiting for it would wait forever; with the heartbeat it goes stale
+    after the grace period and is retried like any killed trial. Start times are the creating
+    machine's local clock (Optuna's), so workers sharing a storage share a time zone."""
+    if not isinstance(storage, optuna.storages.RDBStorage) or storage.grace_period is None:
+        return []
+    study_id = storage.get_study_id_from_name(study.study_name)
+    with storage.engine.connect() as connection:
+        silent = set(
+            connection.execute(
+                sqlalchemy.text(
+                    "SELECT number FROM trials WHERE study_id = :study AND state = 'RUNNING' "
+                    "AND trial_id NOT IN (SELECT trial_id FROM trial_heartbeats)"
+                ),
+                {"study": study_id},
+            ).scalars()
+        )
+    before = datetime.now() - timedelta(seconds=storage.grace_period)
+    found = [
+        t.number
+        for t in study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.RUNNING,))
+        if t.number in silent and t.datetime_start is not None and t.datetime_start < before
+    ]
+    for number in found:
+        storage.record_heartbeat(storage.get_trial_id_from_study_id_trial_number(study_id, number))
+    return found
 
 
 def cut_by_limit(best_epoch: int, epochs_run: int, stopped_by: str | None) -> bool:

@@ -21,6 +21,7 @@ from synthetic import REPO
 from deepm3.cli import main
 from deepm3.config import EvalConfig
 from deepm3.data.sequences import evaluation_table, with_history
+from deepm3.errors import DeepM3Error
 from deepm3.eval.evaluator import evaluate
 from deepm3.models import build_model, model_options
 from deepm3.stats import effects as tables
@@ -327,7 +328,6 @@ def test_a_stage_publishes_each_run_as_it_ends_so_a_failed_stage_keeps_it(place)
     finished run's record there, the one a fresh machine continues from."""
     from types import SimpleNamespace
 
-    from deepm3.errors import DeepM3Error
     from deepm3.suite.stages import train_stage
 
     good, bad = _spec(), dataclasses.replace(_spec(), seed=1)
@@ -533,3 +533,17 @@ def test_a_storage_that_cannot_be_opened_is_one_config_error(url):
 
     with pytest.raises(ConfigError, match="cannot be opened"):
         open_storage(url)
+
+
+def test_a_report_before_the_core_stage_ends_says_so_in_one_line(place):
+    """The report stage on records that lack DeepM3's row (the core stage is still running)
+    stops with one line naming the rows it found, not a traceback."""
+    from deepm3.suite.budgets import AMAZON_DESIGNS, BUDGETS
+    from deepm3.suite.report import write
+
+    spec = _spec(epochs=1)
+    job = place.job(spec)
+    execute(job)
+    publish([job.planned], place.layout)
+    with pytest.raises(DeepM3Error, match=r"no finished deepm3 run \(rows: gru4rec\)"):
+        write("t", None, BUDGETS["smoke"], AMAZON_DESIGNS["smoke"], place.layout)

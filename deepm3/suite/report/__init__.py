@@ -13,12 +13,13 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+from deepm3.errors import DeepM3Error
 from deepm3.reporting import calibration, records
 from deepm3.reporting.text import markdown
 from deepm3.stats.perturbation_grid import build
 from deepm3.suite import claims
 from deepm3.suite.budgets import Budget, Design
-from deepm3.suite.design import NO_FLOW_TWIN, TRAINED_BASELINES
+from deepm3.suite.design import FOCUS, NO_FLOW_TWIN, TRAINED_BASELINES
 from deepm3.suite.layout import Layout
 from deepm3.suite.report import core, efficiency, goals, header, irregular, robustness, solver
 
@@ -84,8 +85,15 @@ def write(title: str, headline: str | None, budget: Budget, design: Design, layo
     """Write ``report.md`` and its figures from the committed files; returns a summary."""
     core_records = records.read_all(layout.records("core"))
     if not core_records:
-        raise RuntimeError(
+        raise DeepM3Error(
             f"{layout.records('core')} holds no finished runs: run the core stage first"
+        )
+    rows = {r.row for r in core_records}
+    if FOCUS not in rows:
+        raise DeepM3Error(
+            f"{layout.records('core')} holds no finished {FOCUS} run (rows: "
+            f"{', '.join(sorted(rows))}): the report compares every row with it, run the core "
+            "stage to its end first"
         )
     grid = build(design.sigmas_hours, design.drop_ps, design.local_window)
     stats = core_records[0].provenance.get("data", {})

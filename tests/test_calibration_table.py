@@ -11,6 +11,7 @@ import pytest
 
 from deepm3.cli import main
 from deepm3.reporting import calibration
+from deepm3.reporting.records import read_all
 from deepm3.suite.report import calibration_section
 
 RECORD = Path(__file__).parents[1] / "results/amazon/amazon-beauty/core/runs/sasrec-s0"
@@ -62,11 +63,39 @@ def test_the_table_reads_the_target_and_counts_seeds(tmp_path):
 
 
 def test_a_suite_report_carries_the_calibration_verdict_when_the_table_exists(tmp_path):
-    assert calibration_section(tmp_path) == ""  # no ladder run yet: no section
+    assert calibration_section(tmp_path, "amazon-beauty", [], False) == ""  # no ladder yet
     rung(tmp_path / "ladder", "sasrec", "r4", [(0.05, 0.046)])
     calibration.write(tmp_path / "ladder", "amazon-beauty", tmp_path / calibration.FILE)
-    section = calibration_section(tmp_path)
+    section = calibration_section(tmp_path, "amazon-beauty", [], False)
     assert section.startswith("## Calibration")
     assert "[calibration.md](calibration.md)" in section
     assert "rung `r4`" in section and "reaches the target 0.043" in section
     assert "test NDCG@10 0.0460 over 1 seed" in section  # one seed: no spread shown
+
+
+def test_a_suite_reports_own_sasrec_is_set_against_the_published_numbers(tmp_path):
+    """The report's core SASRec runs, summarised from their records (mean and sample sd
+    computed here), sit under the published rows of the same split and beside the ladder's
+    chosen rung, with the target read on the report's own mean; a ladder recipe that scores
+    higher on validation is named as one the search did not find."""
+    rung(tmp_path / "core", "sasrec", "searched", [(0.054, 0.047), (0.053, 0.046), (0.055, 0.049)])
+    core = read_all(tmp_path / "core" / "sasrec" / "searched" / "runs")
+    rung(tmp_path / "ladder", "sasrec", "r7", [(0.057, 0.051), (0.056, 0.052)])
+    rows, said = calibration.suite_rows("amazon-beauty", core, "this report", tmp_path / "ladder")
+    ours = rows.iloc[-2]
+    expected = np.array([0.047, 0.046, 0.049])
+    assert ours["NDCG@10"] == f"{expected.mean():.4f} ± {expected.std(ddof=1):.4f}"
+    assert "valid NDCG@10 0.0540" in ours["source"]
+    assert rows.iloc[-1]["model"] == "SASRec (ours, ladder rung r7)"
+    assert rows.iloc[-1]["NDCG@10"] == "0.0515 ± 0.0007"
+    assert "0.0531" in set(rows["NDCG@10"])  # the published SASRec+SS row stays
+    assert "reaches the target 0.043, short of the goal 0.050" in said
+    assert "did not find that recipe" in said
+
+    section = calibration_section(tmp_path / "ladder", "amazon-beauty", core, True)
+    assert "| SASRec (ours, this report) |" in section and "0.0473 ± 0.0015" in section
+    assert calibration.suite_rows("ml-1m", core, "this report", None)[1] == ""
+    subset = calibration_section(tmp_path / "nothing", "ml-1m", core, True)
+    assert "No published number on this split (ml-1m)" in subset
+    assert calibration_section(tmp_path / "nothing", "ml-1m", core, False) == ""
+    assert calibration_section(tmp_path / "nothing", "amazon-beauty", core, False) == ""  # quick

@@ -141,12 +141,13 @@ def _spread_text(mean: float, sd: float, seeds: int) -> str:
     return f"{mean:.4f} ± {sd:.4f}" if seeds > 1 else f"{mean:.4f}"
 
 
+def _cell(mean: float, sd: float, seeds: int) -> str:
+    """A table cell: ``mean ± sd``, or ``mean (1 seed)``."""
+    return _spread_text(mean, sd, seeds) + ("" if seeds > 1 else " (1 seed)")
+
+
 def _shown(means: pd.Series, sds: pd.Series, seeds: pd.Series) -> list[str]:
-    """Table cells: ``mean ± sd``, or ``mean (1 seed)``."""
-    return [
-        _spread_text(m, s, n) + ("" if n > 1 else " (1 seed)")
-        for m, s, n in zip(means, sds, seeds, strict=True)
-    ]
+    return [_cell(m, s, n) for m, s, n in zip(means, sds, seeds, strict=True)]
 
 
 def _view(rungs: pd.DataFrame) -> pd.DataFrame:
@@ -166,24 +167,97 @@ def _view(rungs: pd.DataFrame) -> pd.DataFrame:
     )
 
 
+def against_target(test: float) -> str:
+    """How a mean test NDCG@10 of our :data:`MODEL` reads against :data:`TARGET` and
+    :data:`GOAL`."""
+    return (f"reaches the target {TARGET}" if test >= TARGET else f"below the target {TARGET}") + (
+        f" and the goal {GOAL:.3f}" if test >= GOAL else f", short of the goal {GOAL:.3f}"
+    )
+
+
+def recipe(config: dict) -> str:
+    """A run's recipe in the words of the published rows: width, blocks, dropout, lr, loss."""
+    model, train = config.get("model", {}), config.get("train", {})
+    loss = str(train.get("loss", "?"))
+    if loss != "full_ce" and train.get("loss_negatives"):
+        loss = (
+            f"sampled softmax over {train['loss_negatives']} "
+            f"{train.get('loss_sampling', 'uniform')} negatives"
+            + (" with logQ" if train.get("logq") else "")
+        )
+    return (
+        f"{model.get('hidden_size', '?')} wide, {model.get('num_layers', '?')} blocks, dropout "
+        f"{model.get('dropout', '?')}, lr {float(train.get('lr', float('nan'))):.2g}, {loss}, "
+        f"max {config.get('data', {}).get('max_len', '?')} events"
+    )
+
+
+def suite_rows(
+    dataset: str, records: list[RunRecord], label: str, ladder_root: Path | None
+) -> tuple[pd.DataFrame, str]:
+    """The published rows of ``dataset`` with our :data:`MODEL` below them: ``records`` (one
+    run per seed, named ``label``) and the ladder's validation-chosen rung when
+    ``ladder_root`` holds one; and one sentence: the records' mean against the target, and
+    how the two recipes of ours compare on validation. Empty without published rows."""
+    table = published(dataset)
+    if table.empty or not records:
+        return table, ""
+    seeds = len(records)
+    test = _mean_sd([r.metrics["test"]["ndcg@10"] for r in records])
+    hr = _mean_sd([r.metrics["test"]["hr@10"] for r in records])
+    valid = float(np.mean([r.metrics["valid"]["ndcg@10"] for r in records]))
+    ours = [
+        {
+            "model": f"SASRec (ours, {label})",
+            "recipe": recipe(records[0].config),
+            "NDCG@10": _cell(*test, seeds),
+            "HR@10": _cell(*hr, seeds),
+            "source": f"{seeds} seed(s), valid NDCG@10 {valid:.4f}",
+        }
+    ]
+    text = (
+        f"Our SASRec in {label}: test NDCG@10 {_spread_text(test[0], test[1], seeds)} over "
+        f"{seeds} seed(s): {against_target(test[0])}."
+    )
+    chosen = None
+    if ladder_root is not None and ladder_root.is_dir():
+        chosen = chosen_rung(ladder(ladder_root), MODEL)
+    if chosen is not None:
+        rung = read_all(ladder_root / MODEL / chosen["rung"] / "runs")
+        ours.append(
+            {
+                "model": f"SASRec (ours, ladder rung {chosen['rung']})",
+                "recipe": recipe(rung[0].config),
+                "NDCG@10": _cell(chosen["test"], chosen["test_sd"], int(chosen["seeds"])),
+                "HR@10": _cell(chosen["hr"], chosen["hr_sd"], int(chosen["seeds"])),
+                "source": f"{int(chosen['seeds'])} seed(s), valid NDCG@10 {chosen['valid']:.4f}",
+            }
+        )
+        better = "above" if chosen["valid"] > valid else "not above"
+        text += (
+            f" The ladder's recipe (rung {chosen['rung']}, chosen by hand, one change per rung) "
+            f"is {better} it on validation ({chosen['valid']:.4f} against {valid:.4f})"
+            + (
+                ": the search, equal for every model, did not find that recipe."
+                if chosen["valid"] > valid
+                else "."
+            )
+        )
+    return pd.concat([table, pd.DataFrame(ours)], ignore_index=True), text
+
+
 def verdict(rungs: pd.DataFrame) -> str:
     """Whether our :data:`MODEL`, at its validation-chosen rung, reaches the target."""
     chosen = chosen_rung(rungs, MODEL)
     if chosen is None:
         return f"No {MODEL} rung has finished yet: the target ({TARGET}) is not yet tested."
-    reached = chosen["test"] >= TARGET
     seeds = int(chosen["seeds"])
     text = (
         f"Chosen by validation: {MODEL} rung `{chosen['rung']}` (valid NDCG@10 "
         f"{chosen['valid']:.4f}), test NDCG@10 "
         + _spread_text(chosen["test"], chosen["test_sd"], seeds)
         + f" over {seeds} seed{'s' if seeds != 1 else ''}: "
-        + (f"reaches the target {TARGET}" if reached else f"below the target {TARGET}")
-        + (
-            f" and the goal {GOAL:.3f}"
-            if chosen["test"] >= GOAL
-            else f", short of the goal {GOAL:.3f}"
-        )
+        + against_target(chosen["test"])
         + "."
     )
     if seeds < 3:

@@ -56,19 +56,43 @@ def _log(layout: Layout) -> list[dict]:
     return [json.loads(line) for line in layout.log.read_text().splitlines()]
 
 
-def calibration_section(out: Path) -> str:
-    """The calibration ladder's verdict and a link, when ``out/calibration.md`` exists (written
-    by ``deepm3 calibration``, scripts/experiments/calibrate.sh); empty otherwise."""
+def calibration_section(
+    out: Path, dataset: str, core_records: list[records.RunRecord], required: bool
+) -> str:
+    """This report's SASRec against the published numbers on the same split (and the
+    calibration ladder's recipe, when ``out/calibration.md`` exists: written by ``deepm3
+    calibration``, scripts/experiments/calibrate.sh, with its own verdict and a link); for a
+    data set without published numbers, one line saying so. Only where the budget is
+    ``required`` to calibrate (standard, full) or a ladder ran: empty for quick and smoke."""
     table = out / calibration.FILE
-    if not table.is_file():
+    if not table.is_file() and not required:
         return ""
-    text = table.read_text()
-    said = text.split("## Verdict", 1)[1].strip() if "## Verdict" in text else ""
-    return (
-        "## Calibration\n\nOur models against published numbers on the same split, and the "
-        f"ladder of recipes that led to the settings used here: [{calibration.FILE}]"
-        f"({calibration.FILE}). {said}\n"
-    )
+    sasrec = [r for r in core_records if r.row == calibration.MODEL]
+    rows, said = calibration.suite_rows(dataset, sasrec, "this report", out / "ladder")
+    parts = ["## Calibration\n"]
+    if said:
+        parts.append(
+            "This report's SASRec (the core table's row: its searched settings) against "
+            "published full-ranking leave-one-out numbers on the same split:\n\n"
+            + markdown(rows)
+            + "\n\n"
+            + "\n".join(f"{key} {text}" for key, text in calibration.SOURCES.items())
+            + f"\n\n{said}\n"
+        )
+    else:
+        parts.append(
+            f"No published number on this split ({dataset}): no baseline of this report is "
+            "calibrated, so its comparisons rest on the same recipe as the calibrated data "
+            "set's.\n"
+        )
+    if table.is_file():
+        text = table.read_text()
+        ladder_said = text.split("## Verdict", 1)[1].strip() if "## Verdict" in text else ""
+        parts.append(
+            "The ladder of recipes that led to the settings used here, one change per rung: "
+            f"[{calibration.FILE}]({calibration.FILE}). {ladder_said}\n"
+        )
+    return "\n".join(parts)
 
 
 def capped_rows(core_records: list[records.RunRecord]) -> dict[str, tuple[int, int]]:
@@ -128,7 +152,9 @@ def write(title: str, headline: str | None, budget: Budget, design: Design, layo
         CLAIMS_INTRO + (GOALS_INTRO if facts.goals else "") + markdown(verdicts) + "\n",
         headline_text if headline == "robustness" else "",
         header.search(layout, budget),
-        calibration_section(layout.out),
+        calibration_section(
+            layout.out, str(stats.get("dataset")), core_records, budget.variant_rows
+        ),
         core_text,
         significance_text,
         irregular_text,

@@ -6,6 +6,8 @@ significance's Holm families: variant rows do not change the baseline comparison
 
 from __future__ import annotations
 
+import dataclasses
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -106,7 +108,8 @@ def test_a_row_without_runs_is_not_run_yet():
         assert said[key] == "not run yet: no finished runs of deepm3-gaps", key
     assert said["jitter"] == "not run yet: no finished runs of deepm3-gaps, tisasrec"
     nothing = verdicts(facts({}, dataset="ml-1m"))  # no row at all: no crash
-    assert all(v.startswith("not run yet") for v in nothing.values()), nothing
+    runs = {key: v for key, v in nothing.items() if key != "speed"}  # speed reads a bench
+    assert all(v.startswith("not run yet") for v in runs.values()), nothing
     assert verdicts(facts(everything(), cv=None, dataset="ml-1m"))["irregular_best"] == (
         "not run yet: no users' gap CV (analyses stage)"
     )
@@ -217,3 +220,78 @@ def test_variant_rows_are_holm_corrected_in_their_own_family():
         {row: frame.mean(axis=1) for row, frame in (core_rows | variants).items()}, "deepm3"
     ).set_index("baseline")
     assert one_family.loc["sasrec", "t_p_holm"] >= first.loc["sasrec", "t_p_holm"]
+
+
+def bench(**changes: float) -> dict:
+    """A make bench result whose every ratio is within its goal; ``changes`` sets one ratio:
+    ``<variant>__<column>__<length>`` (variant's - as _)."""
+    rows = []
+    for model in ("deepm3-decay", "timeattn", "timeattn-flow"):
+        for length in (50, 200):
+            rows.append(
+                {"model": model, "batch": 256, "length": length, "train_vs_no_flow": 1.0}
+                | {"train_vs_sasrec": 1.1, "train_vs_sasrec_iqr": [1.0, 1.2]}
+            )
+    for model, ratio in (("deepm3-euler", 2.0), ("timeattn", 1.1), ("deepm3-decay", 2.5)):
+        rows.append({"model": model, "batch": 1, "length": 200, "infer_vs_sasrec": ratio})
+    for key, value in changes.items():
+        model, column, length = key.split("__")
+        row = next(
+            r
+            for r in rows
+            if r["model"] == model.replace("_", "-")
+            and r["length"] == int(length)
+            and column in r
+            and (r["batch"] == 1) == column.startswith("infer")
+        )
+        row[column] = value
+    return {"rows": rows, "info": {"device": "cpu", "threads": 1}}
+
+
+def speed_verdict(result: dict | None, chosen: str) -> dict:
+    found = facts(everything(), {chosen: 0.2})
+    speed = None if result is None else goals.speed_facts(result, found.chosen)
+    return rules.speed_goal(dataclasses.replace(found, speed=speed))
+
+
+def test_the_speed_goal_reads_each_ratio_against_its_limit():
+    """Within every limit: met. One training ratio over its limit, or the chosen row's
+    one-user inference over 3x: not met, naming it. A row the goal needs missing from the
+    result, or no result: not measured. The inference read is the chosen row's."""
+    assert speed_verdict(bench(), "timeattn")["verdict"] == "met"
+    assert speed_verdict(bench(), "deepm3")["verdict"] == "met"  # 2.0x, as deepm3-euler
+    over = speed_verdict(bench(deepm3_decay__train_vs_no_flow__200=1.15), "timeattn")
+    assert over["verdict"] == "not met: deepm3-decay train step / GRU without flow at T=200"
+    slow = speed_verdict(bench(deepm3_euler__infer_vs_sasrec__200=3.4), "deepm3")
+    assert slow["verdict"] == "not met: deepm3 one-user inference / SASRec at T=200"
+    assert "3.40x" in slow["our figure"]
+    assert (
+        speed_verdict(bench(deepm3_euler__infer_vs_sasrec__200=3.4), "timeattn")["verdict"] == "met"
+    )  # another row's inference does not count
+    gone = bench()
+    gone["rows"] = [r for r in gone["rows"] if not (r["model"] == "timeattn" and r["length"] == 50)]
+    assert speed_verdict(gone, "deepm3-decay")["verdict"].startswith(
+        "not measured: the bench result lacks timeattn at B=256, T=50"
+    )
+    assert "not benchmarked" in speed_verdict(bench(), "deepm3-gaps")["verdict"]
+    assert speed_verdict(None, "timeattn")["verdict"].startswith("not measured")
+
+
+def test_the_report_reads_the_committed_bench_result():
+    """The report's speed figures are the committed make bench file's, read independently
+    here: the chosen row's one-user inference ratio and each training ratio."""
+    import json
+
+    result = json.loads(goals.BENCH_FILE.read_text())
+    speed = goals.speed_facts(result, "timeattn")
+    [row] = [
+        r
+        for r in result["rows"]
+        if r["model"] == "timeattn" and r["batch"] == 1 and r["length"] == 200
+    ]
+    assert speed.inference.value == row["infer_vs_sasrec"]
+    assert len(speed.training) == 6 and not speed.missing
+    decay = [r for r in result["rows"] if r["model"] == "deepm3-decay" and r["batch"] == 256]
+    assert sorted(r.value for r in speed.training if r.what.startswith("deepm3-decay")) == sorted(
+        r["train_vs_no_flow"] for r in decay
+    )

@@ -25,8 +25,47 @@ GOALS = {
     "time_helps": "Time helps: the best continuous-time model beats its own time-blind twin",
     "jitter": "Under Gaussian jitter with the order kept, the best continuous-time model drops "
     "less than TiSASRec",
+    "speed": "Speed: a training step of the closed-form flow <= 1.1x the GRU without the flow, "
+    "of the attention hybrid <= 1.3x SASRec (B=256, T=50 and 200); one-user inference (B=1, "
+    "T=200) of the best continuous-time model <= 3x SASRec",
 }
 GOAL_GAIN = 0.05  # the +5% of the goals
+
+
+@dataclass(frozen=True)
+class Ratio:
+    """One speed ratio of ``make bench`` (median of interleaved rounds, [q1, q3]) and the most
+    the goal allows."""
+
+    what: str  # e.g. "deepm3-decay train step / GRU without flow"
+    batch: int
+    length: int
+    value: float
+    low: float
+    high: float
+    limit: float
+
+    @property
+    def met(self) -> bool:
+        return self.value <= self.limit
+
+    def text(self) -> str:
+        return (
+            f"{self.what} {self.value:.2f}x [{self.low:.2f}-{self.high:.2f}] at B={self.batch}, "
+            f"T={self.length}"
+        )
+
+
+@dataclass(frozen=True)
+class SpeedFacts:
+    """The speed goal's figures from one ``make bench`` result file: the training ratios, the
+    chosen row's one-user inference ratio (None: its model is not among the benchmarked
+    variants) and how the file was measured."""
+
+    source: str
+    training: tuple[Ratio, ...]
+    inference: Ratio | None
+    missing: tuple[str, ...] = ()  # ratios the goal needs that the file lacks
 
 
 @dataclass(frozen=True)
@@ -85,6 +124,7 @@ class GoalFacts:
     jitter_key: str | None = None  # the jitter (order kept) the goal reads; None: not in grid
     baseline: str = "sasrec"
     opponent: str = "tisasrec"
+    speed: SpeedFacts | None = None  # None: no make bench result to read
 
     @property
     def chosen(self) -> str | None:
@@ -240,9 +280,38 @@ def jitter_drop(facts: GoalFacts) -> dict:
     return {"claim": GOALS["jitter"], "our figure": figure, "verdict": verdict}
 
 
+def speed_goal(facts: GoalFacts) -> dict:
+    """Goal 5, read from ``make bench``'s ratios (not from the suite's runs): met when every
+    training ratio's median and the chosen row's one-user inference ratio are within their
+    limits; not met otherwise, naming what is over; not measured without a bench result, and
+    the inference part not measured when the chosen row's model is not benchmarked."""
+    speed = facts.speed
+    if speed is None:
+        return {
+            "claim": GOALS["speed"],
+            "our figure": "-",
+            "verdict": "not measured: no make bench result (benchmarks/results/cpu-quick.json)",
+        }
+    ratios = [*speed.training, *([speed.inference] if speed.inference else [])]
+    over = [r for r in ratios if not r.met]
+    figure = "; ".join(r.text() for r in ratios) + f" ({speed.source})"
+    if speed.missing:
+        verdict = "not measured: the bench result lacks " + ", ".join(speed.missing)
+    elif over:
+        verdict = "not met: " + ", ".join(f"{r.what} at T={r.length}" for r in over)
+    elif facts.chosen is None:
+        verdict = "training met; inference: no candidate trained yet, so no best model"
+    elif speed.inference is None:
+        verdict = f"training met; inference not measured ({facts.chosen} is not benchmarked)"
+    else:
+        verdict = "met"
+    return {"claim": GOALS["speed"], "our figure": figure, "verdict": verdict}
+
+
 def goal_rows(facts: GoalFacts, capped: dict[str, tuple[int, int]]) -> list[dict]:
-    """The four goals' rows; a verdict is inconclusive when a row it compares (the chosen one
-    and its opponent) had a run capped while still rising (:func:`unconverged`)."""
+    """The five goals' rows; a verdict is inconclusive when a row it compares (the chosen one
+    and its opponent) had a run capped while still rising (:func:`unconverged`). The speed
+    goal reads the benchmark, not runs."""
     chosen = [facts.chosen] if facts.chosen else []
     twin = [facts.twins[facts.chosen]] if facts.chosen else []
     judged = (
@@ -252,8 +321,11 @@ def goal_rows(facts: GoalFacts, capped: dict[str, tuple[int, int]]) -> list[dict
         (jitter_drop(facts), [facts.opponent]),
     )
     return [
-        verdict
-        if verdict["verdict"].startswith("not run yet")
-        else unconverged(verdict, [*chosen, *others], capped)
-        for verdict, others in judged
+        *(
+            verdict
+            if verdict["verdict"].startswith("not run yet")
+            else unconverged(verdict, [*chosen, *others], capped)
+            for verdict, others in judged
+        ),
+        speed_goal(facts),
     ]

@@ -5,8 +5,10 @@ are :func:`deepm3.suite.goals.goal_rows`'. Only in the budgets that train the va
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable
 from dataclasses import replace
+from pathlib import Path
 
 import pandas as pd
 
@@ -18,6 +20,67 @@ from deepm3.suite.design import GOAL_BASELINE, JITTER_OPPONENT, TIME_AWARE_TWINS
 from deepm3.suite.layout import Layout
 from deepm3.suite.report.core import CoreFacts, by_row
 from deepm3.suite.report.irregular import CLAIM_GROUPS
+
+# make bench's result (CPU, 1 thread, interleaved rounds), read by the speed goal
+BENCH_FILE = Path(__file__).resolve().parents[3] / "benchmarks" / "results" / "cpu-quick.json"
+# a candidate row -> its variant in benchmarks/variants.py (deepm3-gaps has none)
+BENCHED = {
+    "deepm3": "deepm3-euler",
+    "deepm3-rk4": "deepm3-rk4",
+    "deepm3-decay": "deepm3-decay",
+    "timeattn": "timeattn",
+}
+# (variant, the ratio's column, what it compares, limit): the training goals, at T = 50 and 200
+TRAINING_RATIOS = (
+    ("deepm3-decay", "train_vs_no_flow", "deepm3-decay train step / GRU without flow", 1.1),
+    ("timeattn", "train_vs_sasrec", "timeattn train step / SASRec", 1.3),
+    ("timeattn-flow", "train_vs_sasrec", "timeattn-flow train step / SASRec", 1.3),
+)
+INFERENCE_LIMIT = 3.0
+
+
+def speed_facts(bench: dict, chosen: str | None) -> rules.SpeedFacts:
+    """The speed goal's ratios from a ``benchmarks/speed.py`` result (pure): each training
+    ratio at B=256, T=50 and T=200, and ``chosen``'s one-user inference against SASRec (B=1,
+    T=200)."""
+    rows = {(r["model"], r["batch"], r["length"]): r for r in bench.get("rows", [])}
+    missing: list[str] = []
+
+    def ratio(model: str, batch: int, length: int, column: str, what: str, limit: float):
+        row = rows.get((model, batch, length))
+        if row is None or column not in row:
+            missing.append(f"{model} at B={batch}, T={length}")
+            return None
+        low, high = row.get(f"{column}_iqr", [row[column], row[column]])
+        return rules.Ratio(what, batch, length, float(row[column]), low, high, limit)
+
+    training = [
+        ratio(model, 256, length, column, what, limit)
+        for model, column, what, limit in TRAINING_RATIOS
+        for length in (50, 200)
+    ]
+    inference = None
+    if chosen in BENCHED:
+        inference = ratio(
+            BENCHED[chosen],
+            1,
+            200,
+            "infer_vs_sasrec",
+            f"{chosen} one-user inference / SASRec",
+            INFERENCE_LIMIT,
+        )
+    info = bench.get("info", {})
+    load = info.get("load_average", {})
+    loads = [v[0] for v in (load.get("start"), load.get("end")) if v]
+    source = (
+        f"make bench: {info.get('device', '?')}, {info.get('threads', '?')} thread(s)"
+        + (f", load {min(loads):.1f}-{max(loads):.1f}" if loads else "")
+        + ", models interleaved, median [q1-q3] of per-round ratios; "
+        "benchmarks/results/cpu-quick.json"
+    )
+    return rules.SpeedFacts(
+        source, tuple(r for r in training if r), inference, tuple(dict.fromkeys(missing))
+    )
 
 
 def validation_means(records: list[RunRecord]) -> dict[str, float]:
@@ -110,12 +173,16 @@ def goals(
     dataset: str,
 ) -> rules.GoalFacts:
     """:func:`goal_facts` from the committed files: the core records, the users' CV
-    (``analyses/user_cv``) and the core runs' perturbation ranks."""
+    (``analyses/user_cv``), the core runs' perturbation ranks, and ``make bench``'s ratios
+    (:data:`BENCH_FILE`, when the checkout has it)."""
     cv = pd.read_csv(layout.user_cv).set_index("user")["cv"] if layout.user_cv.is_file() else None
 
     def ranks(row: str) -> list[pd.DataFrame]:
         return [pd.read_csv(path) for path in layout.perturb_seeds("core", row)]
 
-    return goal_facts(
+    facts = goal_facts(
         dataset, found.seeds, found.untied, validation_means(records), cv, ranks, jitter_key(grid)
     )
+    if not BENCH_FILE.is_file():
+        return facts
+    return replace(facts, speed=speed_facts(json.loads(BENCH_FILE.read_text()), facts.chosen))

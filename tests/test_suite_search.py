@@ -497,10 +497,19 @@ def test_a_restart_before_a_killed_trial_is_stale_still_counts_the_whole_budget(
     storage = search_module.open_storage(search.url)
     killed = worker_study(search, "gru4rec", 0, storage).ask()
     storage.record_heartbeat(killed._trial_id)  # fresh: the worker died a moment ago
+    _restart_waits_once_and_retries(search, killed.number, monkeypatch)
+
+
+def _restart_waits_once_and_retries(search: Search, killed: int, monkeypatch) -> None:
+    """A restarted worker on a 2-trial gru4rec row with trial ``killed`` left RUNNING: it waits
+    one poll (time passes: every heartbeat ages), trial ``killed`` is failed and retried, and
+    the row ends with both spread learning rates counted."""
     waits = []
 
     def time_passes(seconds):
         waits.append(seconds)
+        if len(waits) > 3:
+            pytest.fail("the worker waits for a trial that will never end")
         _stale(search)
 
     monkeypatch.setattr(search_module.time, "sleep", time_passes)
@@ -510,7 +519,7 @@ def test_a_restart_before_a_killed_trial_is_stale_still_counts_the_whole_budget(
     assert len(counted) == 2 and waits == [search_module.POLL_SECONDS]
     spread_rates = sorted(t["lr"] for t in search_module.spread_trials(search, "gru4rec"))
     assert sorted(t.params["lr"] for t in counted) == pytest.approx(spread_rates, rel=1e-12)
-    assert [t.number for t in trials if t.state.name == "FAIL"] == [killed.number]
+    assert [t.number for t in trials if t.state.name == "FAIL"] == [killed]
 
 
 def test_a_trial_killed_before_its_first_heartbeat_is_retried_not_waited_for(
@@ -533,19 +542,4 @@ def test_a_trial_killed_before_its_first_heartbeat_is_retried_not_waited_for(
     with database:
         database.execute("UPDATE trials SET datetime_start = '2000-01-01 00:00:00.000000'")
     database.close()
-    waits = []
-
-    def time_passes(seconds):
-        waits.append(seconds)
-        if len(waits) > 3:
-            pytest.fail("the worker waits for a trial that will never end")
-        _stale(search)
-
-    monkeypatch.setattr(search_module.time, "sleep", time_passes)
-    search_worker(SearchJob(search, 0))
-    trials = _trials(search, "gru4rec")
-    counted = [t for t in trials if t.state in search_module.COUNTED]
-    assert len(counted) == 2 and waits == [search_module.POLL_SECONDS]
-    assert [t.number for t in trials if t.state.name == "FAIL"] == [silent.number]
-    spread_rates = sorted(t["lr"] for t in search_module.spread_trials(search, "gru4rec"))
-    assert sorted(t.params["lr"] for t in counted) == pytest.approx(spread_rates, rel=1e-12)
+    _restart_waits_once_and_retries(search, silent.number, monkeypatch)

@@ -8,7 +8,7 @@ BIN := $(VENV)/bin
 DEEPM3_DATA_DIR ?= $(if $(wildcard ../shared/data),$(abspath ../shared/data),)
 export DEEPM3_DATA_DIR
 
-.PHONY: demo test test-slow lint bench install mutation
+.PHONY: demo test test-slow lint bench install mutation standard
 
 install: $(VENV)/.installed
 
@@ -32,6 +32,11 @@ lint: install
 
 bench: install
 	$(BIN)/python benchmarks/speed.py --quick --threads 1
+
+# Both standard suites (Beauty, then the ML-1M subset): days of 2 CPU cores, resumable; rerun
+# to continue (scripts/experiments/standard.sh).
+standard: install
+	PY=$(BIN)/python bash scripts/experiments/standard.sh
 
 # Mutation testing of the modules that compute published numbers (not part of `make test`):
 # writes results/mutation/score.json and score.md (about 4 minutes on 2 cores).

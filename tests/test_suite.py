@@ -418,6 +418,27 @@ def test_smoke_budget_runs_every_stage(real_data_dir, tmp_path):
     assert "core: 16 runs, 16 already done" in again.stdout
 
 
+def test_make_standard_runs_beauty_then_the_ml1m_subset_and_passes_options_on(tmp_path):
+    """``scripts/experiments/standard.sh`` (``make standard``): the Beauty standard suite, then
+    ML-1M's, each with the options given (here ``--plan``: nothing runs, no data read)."""
+    env = {**os.environ, "PY": sys.executable, "JOBS": "1"}
+    result = subprocess.run(
+        ["bash", "scripts/experiments/standard.sh", "--plan", "--runs", str(tmp_path / "runs")],
+        capture_output=True,
+        text=True,
+        cwd=REPO,
+        env=env,
+        timeout=120,
+    )
+    assert result.returncode == 0, result.stderr[-2000:]
+    suites = [line for line in result.stdout.splitlines() if line.startswith("suite ")]
+    assert [line.split(",")[0] for line in suites] == ["suite amazon", "suite ml1m"]
+    assert "budget standard" in suites[0] and "budget standard" in suites[1]
+    assert suites[0].endswith("results in results/amazon/amazon-beauty/standard")
+    assert suites[1].endswith("results in results/ml1m/standard")
+    assert not (tmp_path / "runs").exists()  # a plan runs nothing
+
+
 # --- verdict rules
 
 

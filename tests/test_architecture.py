@@ -141,6 +141,7 @@ SUITE_ORDER = [
     "pool",
     "training",
     "spaces",
+    "search_storage",
     "search",
     "search_progress",
     "measure",

@@ -516,9 +516,9 @@ def test_two_search_workers_share_one_storage_and_run_every_trial_once(place):
         best_settings,
         create_studies,
         search_worker,
-        storage_url,
         study_name,
     )
+    from deepm3.suite.search_storage import storage_url
 
     budget = _search_budget(place, epochs=1, trials=3)
     models = ("gru4rec", "sasrec")
@@ -550,7 +550,7 @@ def test_two_search_workers_share_one_storage_and_run_every_trial_once(place):
 )
 def test_a_storage_that_cannot_be_opened_is_one_config_error(url):
     from deepm3.errors import ConfigError
-    from deepm3.suite.search import open_storage
+    from deepm3.suite.search_storage import open_storage
 
     with pytest.raises(ConfigError, match="cannot be opened"):
         open_storage(url)

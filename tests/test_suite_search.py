@@ -36,10 +36,10 @@ from deepm3.suite.search import (
     cut_by_limit,
     search_worker,
     searched_sections,
-    storage_url,
     study_name,
     worker_study,
 )
+from deepm3.suite.search_storage import give_heartbeats, open_storage, storage_url
 from deepm3.suite.spaces import edges
 from deepm3.suite.training import Source
 
@@ -116,7 +116,7 @@ def test_quick_and_smoke_keep_the_committed_search(events, tmp_path, name):
     search = _search(events, tmp_path, ("gru4rec",), **fields)
     create_studies(search)
     assert _trials(search, "gru4rec") == []
-    study = worker_study(search, "gru4rec", 0, search_module.open_storage(search.url))
+    study = worker_study(search, "gru4rec", 0, open_storage(search.url))
     assert (study.pruner._n_warmup_steps, study.pruner._n_startup_trials) == (1, 2)
     assert searched_rows(search.budget) == ("gru4rec", "sasrec", "tisasrec", "deepm3")
 
@@ -127,7 +127,7 @@ def test_pruning_waits_its_warm_up_and_spares_the_spread_trials(events, tmp_path
     trial far below the median is pruned at its warm-up epoch, not before."""
     search = _search(events, tmp_path, ("gru4rec",), trials=8, spread_trials=4, prune_warmup=5)
     create_studies(search)
-    study = worker_study(search, "gru4rec", 0, search_module.open_storage(search.url))
+    study = worker_study(search, "gru4rec", 0, open_storage(search.url))
     pruned_at: dict[int, int] = {}
 
     def objective(trial: optuna.Trial) -> float:
@@ -289,7 +289,7 @@ def test_a_killed_workers_spread_trials_are_run_again_with_their_learning_rates(
 
     search = _search(events, tmp_path, ("gru4rec",), trials=5, spread_trials=4)
     create_studies(search)
-    storage = search_module.open_storage(search.url)
+    storage = open_storage(search.url)
     study = worker_study(search, "gru4rec", 0, storage)
     killed = study.ask()  # the first spread trial, RUNNING in a worker that then dies
     storage.record_heartbeat(killed._trial_id)
@@ -328,7 +328,7 @@ def test_the_plan_shows_each_rows_search_progress_and_creates_nothing(events, tm
     search = _search(events, tmp_path / "one", ("gru4rec", "sasrec", "deepm3"), trials=2)
     create_studies(search)
     search_worker(SearchJob(dataclasses.replace(search, rows=("gru4rec",)), 0))
-    study = worker_study(search, "sasrec", 0, search_module.open_storage(search.url))
+    study = worker_study(search, "sasrec", 0, open_storage(search.url))
     told = study.ask()
     study.tell(told, 0.5)
     study.ask()  # left running
@@ -423,7 +423,7 @@ def test_a_killed_trial_resumes_from_its_checkpoint_and_ends_as_if_never_killed(
 
     search = three_epochs(tmp_path / "killed")
     create_studies(search)
-    storage = search_module.open_storage(search.url)
+    storage = open_storage(search.url)
     killed = worker_study(search, "gru4rec", 0, storage).ask()
     storage.record_heartbeat(killed._trial_id)
     original = loop._run_epoch
@@ -494,7 +494,7 @@ def test_a_restart_before_a_killed_trial_is_stale_still_counts_the_whole_budget(
     retry: the row ends with its whole budget counted, both spread learning rates among it."""
     search = _search(events, tmp_path, ("gru4rec",), trials=2, spread_trials=2)
     create_studies(search)
-    storage = search_module.open_storage(search.url)
+    storage = open_storage(search.url)
     killed = worker_study(search, "gru4rec", 0, storage).ask()
     storage.record_heartbeat(killed._trial_id)  # fresh: the worker died a moment ago
     _restart_waits_once_and_retries(search, killed.number, monkeypatch)
@@ -534,10 +534,10 @@ def test_a_trial_killed_before_its_first_heartbeat_is_retried_not_waited_for(
 
     search = _search(events, tmp_path, ("gru4rec",), trials=2, spread_trials=2)
     create_studies(search)
-    storage = search_module.open_storage(search.url)
+    storage = open_storage(search.url)
     study = worker_study(search, "gru4rec", 0, storage)
     silent = study.ask()  # no heartbeat: killed while its settings were sampled
-    assert search_module.give_heartbeats(study, storage) == []  # too young: a live worker's
+    assert give_heartbeats(study, storage) == []  # too young: a live worker's
     database = sqlite3.connect(search.layout.optuna_db)
     with database:
         database.execute("UPDATE trials SET datetime_start = '2000-01-01 00:00:00.000000'")

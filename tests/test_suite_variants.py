@@ -23,7 +23,8 @@ from deepm3.suite.design import searched_rows
 from deepm3.suite.layout import Layout
 from deepm3.suite.pool import Execution
 from deepm3.suite.report import header, robustness
-from deepm3.suite.search import Search, create_studies, storage_url
+from deepm3.suite.search import Search, create_studies
+from deepm3.suite.search_storage import storage_url
 from deepm3.suite.spaces import suggest
 from deepm3.suite.stages import SuiteSettings, planned_runs
 from deepm3.suite.training import Source

@@ -11,15 +11,15 @@ settings at the space's middle (:func:`~deepm3.suite.spaces.spread`). Then the s
 sampler (worker ``w`` uses seed ``1000 * seed + w``) takes over. Median pruning on validation
 NDCG@10 after every epoch, once a trial has run ``budget.prune_warmup`` epochs and the spread
 trials (at least two) have completed. Every row gets exactly ``budget.trials`` trials that
-complete or are pruned: a trial that would exceed the budget is failed before it trains and
-does not count; a trial whose worker was killed is failed by its missing heartbeat (one killed
-before its first heartbeat gets one once it is older than the grace period,
-:func:`give_heartbeats`) and run again with the same parameters (Optuna's
-``RetryHeartbeatStaleTrialCallback``), from the
-killed trial's last checkpoint when its folder is on this machine and holds the same settings
-(:func:`take_over`; the retry inherits the validation values it reported, for the pruner), and
-a spread trial lost that way before this rule existed is enqueued again when the stage restarts
-(its parameters are never left to TPE). Trials never touch the test split.
+complete or are pruned: a trial that would exceed the budget is failed before it trains and does
+not count; a trial whose worker was killed is failed by its missing heartbeat (one killed before
+its first heartbeat gets one once it is older than the grace period,
+:mod:`deepm3.suite.search_storage`) and run again with the same parameters (Optuna's
+``RetryHeartbeatStaleTrialCallback``), from the killed trial's last checkpoint when its folder
+is on this machine and holds the same settings (:func:`take_over`; the retry inherits the
+validation values it reported, for the pruner), and a spread trial lost that way before this
+rule existed is enqueued again when the stage restarts (its parameters are never left to TPE).
+Trials never touch the test split.
 """
 
 from __future__ import annotations
@@ -27,23 +27,19 @@ from __future__ import annotations
 import json
 import shutil
 import time
-import warnings
 from dataclasses import dataclass, replace
-from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 import optuna
 import pandas as pd
-import sqlalchemy
-from sqlalchemy.exc import SQLAlchemyError
 
 from deepm3.data.prepare import prepare
-from deepm3.errors import ConfigError
 from deepm3.suite.budgets import Budget
 from deepm3.suite.design import RunSpec, Sections, core_rows, merge, shared_sections
 from deepm3.suite.layout import Layout
 from deepm3.suite.pool import Execution
+from deepm3.suite.search_storage import RETRIES, give_heartbeats, open_storage
 from deepm3.suite.spaces import SEARCHED_MODELS, edges, sections_from_params, spread, suggest
 from deepm3.suite.training import Source, identity, mark, resolved_config, resumable
 from deepm3.train.loop import fit
@@ -52,7 +48,6 @@ from deepm3.train.rundir import write_json
 from deepm3.train.serving import serving_data
 
 COUNTED = (optuna.trial.TrialState.COMPLETE, optuna.trial.TrialState.PRUNED)
-RETRIES = 3  # how often a trial whose worker was killed is enqueued again
 POLL_SECONDS = 15.0  # how often a worker looks whether the trials it waits for have ended
 
 
@@ -82,33 +77,6 @@ class SearchJob:
     @property
     def name(self) -> str:
         return f"search worker {self.worker}"
-
-
-def storage_url(layout: Layout, url: str | None) -> str:
-    """``url``, or the default SQLite file under the results (created when missing)."""
-    if url:
-        return url
-    layout.search.mkdir(parents=True, exist_ok=True)
-    return f"sqlite:///{layout.optuna_db.resolve()}"
-
-
-def open_storage(url: str) -> optuna.storages.BaseStorage:
-    """The RDB storage, with heartbeats so that a killed worker's trial is failed and enqueued
-    again with its parameters (at most :data:`RETRIES` times)."""
-    warnings.filterwarnings("ignore", category=optuna.exceptions.ExperimentalWarning)
-    try:
-        return optuna.storages.RDBStorage(
-            url,
-            heartbeat_interval=20,
-            grace_period=60,
-            heartbeat_stale_trial_callback=optuna.storages.RetryHeartbeatStaleTrialCallback(
-                max_retry=RETRIES, inherit_intermediate_values=True
-            ),
-            engine_kwargs={"connect_args": {"timeout": 60}} if url.startswith("sqlite") else {},
-        )
-    except (SQLAlchemyError, ImportError, ValueError) as error:  # bad URL, driver, database
-        reason = " ".join(str(error).split("\n")[0].split())[:160]
-        raise ConfigError(f"storage {url[:120]!r} cannot be opened: {reason}") from None
 
 
 def study_name(search: Search, row: str) -> str:
@@ -247,7 +215,7 @@ def create_studies(search: Search) -> None:
 
 def lost_spread(trials: list[optuna.trial.FrozenTrial], spread_params: list[dict]) -> list[dict]:
     """The spread parameters of which every trial failed (a worker killed before its trial was
-    retried, at most :data:`RETRIES` failures): none counted, running or waiting."""
+    retried, at most ``RETRIES`` failures): none counted, running or waiting."""
     lost = []
     for params in spread_params:
         mine = [t for t in trials if t.system_attrs.get("fixed_params") == params]
@@ -317,37 +285,6 @@ def _fill(
             catch=(BudgetReachedError,),
             gc_after_trial=True,
         )
-
-
-def give_heartbeats(study: optuna.Study, storage: optuna.storages.BaseStorage) -> list[int]:
-    """Record one heartbeat for each RUNNING trial that has none and began over the grace
-    period ago; returns their numbers. Its worker was killed between creating the trial and
-    its first heartbeat (Optuna samples the trial's settings in between), so Optuna never finds
-    it stale and a worker waiting for it would wait forever; with the heartbeat it goes stale
-    after the grace period and is retried like any killed trial. Start times are the creating
-    machine's local clock (Optuna's), so workers sharing a storage share a time zone."""
-    if not isinstance(storage, optuna.storages.RDBStorage) or storage.grace_period is None:
-        return []
-    study_id = storage.get_study_id_from_name(study.study_name)
-    with storage.engine.connect() as connection:
-        silent = set(
-            connection.execute(
-                sqlalchemy.text(
-                    "SELECT number FROM trials WHERE study_id = :study AND state = 'RUNNING' "
-                    "AND trial_id NOT IN (SELECT trial_id FROM trial_heartbeats)"
-                ),
-                {"study": study_id},
-            ).scalars()
-        )
-    before = datetime.now() - timedelta(seconds=storage.grace_period)
-    found = [
-        t.number
-        for t in study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.RUNNING,))
-        if t.number in silent and t.datetime_start is not None and t.datetime_start < before
-    ]
-    for number in found:
-        storage.record_heartbeat(storage.get_trial_id_from_study_id_trial_number(study_id, number))
-    return found
 
 
 def cut_by_limit(best_epoch: int, epochs_run: int, stopped_by: str | None) -> bool:

@@ -13,7 +13,8 @@ from pathlib import Path
 
 import optuna
 
-from deepm3.suite.search import COUNTED, Search, open_storage, read_best, study_name
+from deepm3.suite.search import COUNTED, Search, read_best, study_name
+from deepm3.suite.search_storage import open_storage
 
 SQLITE = "sqlite:///"
 

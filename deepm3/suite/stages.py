@@ -24,6 +24,7 @@ from deepm3.suite.design import FOCUS, TRAINING_STAGES, SpecPlan, plan_specs, se
 from deepm3.suite.layout import Layout
 from deepm3.suite.pool import Execution, parallel
 from deepm3.suite.search_progress import search_lines
+from deepm3.suite.search_storage import storage_url
 from deepm3.suite.training import (
     PlannedRun,
     RunJob,
@@ -107,7 +108,7 @@ def _search(settings: SuiteSettings, url: str) -> search.Search:
 
 
 def search_stage(settings: SuiteSettings) -> dict:
-    url = search.storage_url(settings.layout, settings.storage)
+    url = storage_url(settings.layout, settings.storage)
     chosen = _search(settings, url)
     search.create_studies(chosen)
     workers = range(settings.execution.jobs)

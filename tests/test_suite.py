@@ -492,8 +492,14 @@ def test_every_budget_plans_valid_runs_without_data(suite, name, tmp_path):
     assert [words[1] for words in searches] == list(searched_rows(budget))  # nothing run yet
     assert all(words[2:] == [f"0/{budget.trials}", "trials", "to", "run"] for words in searches)
     lines = lines[len(searches) :]
-    hashes = [line.split()[2] for line in lines]
-    assert len(set(hashes)) == len(hashes) and all(line.endswith("to train") for line in lines)
+    assert all(line.endswith("to train") for line in lines)
+    # a time-off twin may equal another row exactly (the same settings); no other row does
+    from deepm3.suite.design import TWIN_ROWS
+
+    hashes = [
+        line.split()[2] for line in lines if line.split()[1].rsplit("-s", 1)[0] not in TWIN_ROWS
+    ]
+    assert len(set(hashes)) == len(hashes)
     trained = [p.spec for p in planned_runs(settings)["core"] if not p.spec.counted]
     assert {len(budget.seeds)} == {
         sum(s.row == r for s in trained) for r in {s.row for s in trained}

@@ -47,6 +47,13 @@ VARIANTS = {  # row -> (registry model, options the row fixes), as issue 20 defi
     "timeattn-flow": ("timeattn", {"flow": "decay", "predict_at": "target_time"}),
     "tisasrec-gaps": ("tisasrec", {"gap_encoding": "shared"}),
 }
+TWINS = {  # each goal candidate with its time terms off (its own settings: another test)
+    "deepm3-notime": ("deepm3", {"ode": "none"}),
+    "deepm3-rk4-notime": ("deepm3", {"ode": "none"}),
+    "deepm3-decay-notime": ("deepm3", {"ode": "none"}),
+    "deepm3-gaps-notime": ("deepm3", {"ode": "none", "gap_encoding": "none"}),
+    "timeattn-notime": ("timeattn", {"time_bias": "none"}),
+}
 SUITE_NAMES = ("ml1m", "amazon")
 SHARED_KEYS = {"lr", "weight_decay", "dropout", "hidden_size"}  # every space's
 SASREC_KEYS = SHARED_KEYS | {"num_layers", "num_heads"}
@@ -70,8 +77,8 @@ def test_standard_and_full_train_every_variant_row_with_its_fixed_options(suite,
     settings = _settings(suite, name, tmp_path)
     budget = settings.budget
     runs = planned_runs(settings)["core"]
-    assert _core_rows(settings) == CORE + list(VARIANTS)
-    for row, (model, fixed) in VARIANTS.items():
+    assert _core_rows(settings) == CORE + list(VARIANTS) + list(TWINS)
+    for row, (model, fixed) in (VARIANTS | TWINS).items():
         mine = [p for p in runs if p.spec.row == row]
         assert [p.spec.seed for p in mine] == ([0, 1, 2] if name == "standard" else [0, 1, 2, 3, 4])
         for each in mine:
@@ -202,3 +209,32 @@ def test_the_search_section_names_the_variant_rows_that_had_studies(tmp_path):
     assert said in text
     layout.best.write_text(json.dumps(dict.fromkeys(("gru4rec", "deepm3"), entry)))
     assert "time-aware" not in header.search(layout, SUITES["ml1m"].budget("quick"))
+
+
+def test_each_goal_candidate_has_a_twin_with_its_own_settings_and_time_off():
+    """Issue 20's "the same model trained with its time terms off": every candidate's twin row
+    is trained (standard) with the candidate's searched settings, not the separately searched
+    time-blind row's, with the time terms off, and is never searched itself."""
+    from deepm3.suite.budgets import BUDGETS, DESIGNS
+    from deepm3.suite.design import TIME_AWARE_TWINS, TWIN_ROWS, plan_specs
+
+    budget = BUDGETS["standard"]
+    searched = {
+        "timeattn": {"model": {"dropout": 0.5, "num_layers": 1}, "train": {"lr": 0.002}},
+        "sasrec": {"model": {"dropout": 0.3, "num_layers": 2}, "train": {"lr": 0.001}},
+        "deepm3-gaps": {"model": {"hidden_size": 64}, "train": {"lr": 0.003}},
+        "deepm3-noode": {"model": {"hidden_size": 128}, "train": {"lr": 0.0005}},
+    }
+    core = {s.name: s for s in plan_specs(budget, DESIGNS["standard"], searched).core}
+    twin = core["timeattn-notime-s0"]
+    assert twin.model == "timeattn"
+    assert twin.sections["model"]["time_bias"] == "none"
+    assert twin.sections["model"]["dropout"] == 0.5 and twin.sections["model"]["num_layers"] == 1
+    assert twin.sections["train"]["lr"] == 0.002
+    gaps = core["deepm3-gaps-notime-s1"].sections
+    assert gaps["model"]["ode"] == "none" and gaps["model"]["gap_encoding"] == "none"
+    assert gaps["model"]["hidden_size"] == 64 and gaps["train"]["lr"] == 0.003
+    assert set(TIME_AWARE_TWINS.values()) == set(TWIN_ROWS)
+    for candidate, name in TIME_AWARE_TWINS.items():
+        assert core[f"{name}-s0"].model == core[f"{candidate}-s0"].model
+    assert not set(TWIN_ROWS) & set(searched_rows(budget))

@@ -26,6 +26,8 @@ class Row:
 
     model: str
     fixed: dict[str, Any] = field(default_factory=dict)
+    # trained with that row's searched settings and never searched itself (a time-off twin)
+    settings_of: str | None = None
 
     @property
     def counted(self) -> bool:
@@ -51,8 +53,8 @@ CORE_ROWS: dict[str, Row] = {
     "deepm3-target": Row("deepm3", {"predict_at": "target_time"}),
 }
 # The time-aware variants, trained by the standard and full budgets only (Budget.variant_rows),
-# so that the quick and smoke runs stay what they were. Their time-blind twins: deepm3-noode for
-# deepm3-decay, sasrec for timeattn (timeattn with time_bias=none is SASRec exactly).
+# so that the quick and smoke runs stay what they were. Their time-off twins are TWIN_ROWS
+# (timeattn with time_bias=none is SASRec exactly, at timeattn's settings).
 VARIANT_ROWS: dict[str, Row] = {
     "deepm3-decay": Row("deepm3", {"ode": "decay"}),  # the closed-form flow
     "deepm3-gaps": Row("deepm3", {"gap_encoding": "shared"}),
@@ -60,7 +62,21 @@ VARIANT_ROWS: dict[str, Row] = {
     "timeattn-flow": Row("timeattn", {"flow": "decay", "predict_at": "target_time"}),
     "tisasrec-gaps": Row("tisasrec", {"gap_encoding": "shared"}),
 }
-TABLE_ROWS: dict[str, Row] = {**CORE_ROWS, **VARIANT_ROWS}  # every row any budget trains, in order
+# Issue 20's "the same model trained with its time terms off": each goal candidate's twin takes
+# the candidate's own searched settings (a separately searched time-blind row, deepm3-noode or
+# sasrec, differs in settings too, so a gap to it could come from tuning, not time). Trained with
+# the variant rows.
+TWIN_ROWS: dict[str, Row] = {
+    "deepm3-notime": Row("deepm3", {"ode": "none"}, settings_of="deepm3"),
+    "deepm3-rk4-notime": Row("deepm3", {"ode": "none"}, settings_of="deepm3-rk4"),
+    "deepm3-decay-notime": Row("deepm3", {"ode": "none"}, settings_of="deepm3-decay"),
+    "deepm3-gaps-notime": Row(
+        "deepm3", {"ode": "none", "gap_encoding": "none"}, settings_of="deepm3-gaps"
+    ),
+    "timeattn-notime": Row("timeattn", {"time_bias": "none"}, settings_of="timeattn"),
+}
+# every row any budget trains, in order
+TABLE_ROWS: dict[str, Row] = {**CORE_ROWS, **VARIANT_ROWS, **TWIN_ROWS}
 COUNT_ROWS = tuple(name for name, row in CORE_ROWS.items() if row.counted)
 FOCUS = "deepm3"  # the model the claims are about
 TRAINED_BASELINES = ("gru4rec", "sasrec", "tisasrec")  # what the paper compares it with
@@ -73,11 +89,7 @@ NO_FLOW_TWIN = "deepm3-noode"  # the same GRU without the flow: "does the flow h
 # twin (the same model reading no time). Not the target-time rows (another question), nor
 # tisasrec-gaps (its twin tisasrec reads time too, so no time-blind twin exists).
 TIME_AWARE_TWINS: dict[str, str] = {
-    "deepm3": NO_FLOW_TWIN,
-    "deepm3-rk4": NO_FLOW_TWIN,
-    "deepm3-decay": NO_FLOW_TWIN,
-    "deepm3-gaps": NO_FLOW_TWIN,
-    "timeattn": "sasrec",  # timeattn with time_bias=none is SASRec exactly
+    row.settings_of: name for name, row in TWIN_ROWS.items() if row.settings_of
 }
 GOAL_BASELINE = "sasrec"  # the calibrated SASRec the goals compare with
 JITTER_OPPONENT = "tisasrec"  # the goal under jitter with the order kept compares drops with it
@@ -140,7 +152,7 @@ def shared_sections(budget: Budget, model: str | None = None) -> Sections:
 
 def core_rows(budget: Budget) -> dict[str, Row]:
     """The rows ``budget`` trains, in table order: :data:`CORE_ROWS`, then :data:`VARIANT_ROWS`
-    when ``budget.variant_rows``."""
+    and their :data:`TWIN_ROWS` when ``budget.variant_rows``."""
     return TABLE_ROWS if budget.variant_rows else CORE_ROWS
 
 
@@ -153,14 +165,16 @@ def searched_rows(budget: Budget) -> tuple[str, ...]:
     return tuple(
         name
         for name, row in core_rows(budget).items()
-        if not row.counted and (name == row.model or budget.search_variants)
+        if not row.counted
+        and row.settings_of is None
+        and (name == row.model or budget.search_variants)
     )
 
 
 def row_settings(name: str, row: Row, searched: dict[str, Sections]) -> Sections:
-    """Row ``name``'s searched settings: its own study's, else its model's, else none
-    (defaults)."""
-    return searched.get(name) or searched.get(row.model, {})
+    """Row ``name``'s searched settings: its own study's (a twin: the row it copies), else its
+    model's, else none (defaults)."""
+    return searched.get(row.settings_of or name) or searched.get(row.model, {})
 
 
 def core_specs(budget: Budget, searched: dict[str, Sections]) -> tuple[RunSpec, ...]:

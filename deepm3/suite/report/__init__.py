@@ -43,8 +43,9 @@ GOALS_INTRO = (
     "lies above it; the +5% goal is met when every point estimate is at least +5% and every "
     "interval lies above 0, ruled out when every interval lies below +5%. The irregular-users "
     "goal (ML-1M only) is the +5% goal on the most irregular CV tertile (section 4's). Time "
-    "helps: against the chosen row's time-blind twin (deepm3-noode for the DeepM3 rows, sasrec "
-    "for timeattn; tisasrec-gaps has none, as tisasrec reads time). Under jitter with the order "
+    "helps: against the chosen row's time-off twin, the same row trained with its own searched "
+    "settings and its time terms off (`<row>-notime`: no flow, no gap features; timeattn without "
+    "its time bias; tisasrec-gaps has none, as tisasrec reads time). Under jitter with the order "
     "kept: the paired test of the drops against TiSASRec (section 6's ranks). Speed: the ratios "
     "of `make bench` (not of this suite's runs), met when every median is within its limit. A "
     'goal whose rows have no finished run yet says "not run yet".\n\n'

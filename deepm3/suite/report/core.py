@@ -12,7 +12,14 @@ from deepm3.reporting import plots
 from deepm3.reporting.records import RunRecord, untied_ndcg
 from deepm3.reporting.text import ci, fmt, markdown, p_text, pct
 from deepm3.stats import effects
-from deepm3.suite.design import COUNT_ROWS, FOCUS, TABLE_ROWS, TARGET_TIME_ROWS, VARIANT_ROWS
+from deepm3.suite.design import (
+    COUNT_ROWS,
+    FOCUS,
+    TABLE_ROWS,
+    TARGET_TIME_ROWS,
+    TWIN_ROWS,
+    VARIANT_ROWS,
+)
 from deepm3.suite.layout import Layout
 
 
@@ -118,12 +125,13 @@ def _users_seeds_p(holm_p: float, raw_p: float) -> str:
     return f"≤ {text}" if raw_p <= effects.H_P_FLOOR else text
 
 
-HOLM_FAMILIES = {row: "variants" for row in VARIANT_ROWS}  # the core rows: one family as before
+# the variant rows and their twins: a family of their own; the core rows: one family as before
+HOLM_FAMILIES = {row: "variants" for row in (*VARIANT_ROWS, *TWIN_ROWS)}
 
 
 def _families_text(rows: list[str]) -> str:
     """The sentence on Holm's two families, where variant rows ran (empty otherwise)."""
-    variants = [f"`{r}`" for r in rows if r in VARIANT_ROWS]
+    variants = [f"`{r}`" for r in rows if r in VARIANT_ROWS or r in TWIN_ROWS]
     if not variants:
         return ""
     return (

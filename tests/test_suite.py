@@ -574,3 +574,30 @@ def test_a_report_before_the_core_stage_ends_says_so_in_one_line(place):
     publish([job.planned], place.layout)
     with pytest.raises(DeepM3Error, match=r"no finished deepm3 run \(rows: gru4rec\)"):
         write("t", None, BUDGETS["smoke"], AMAZON_DESIGNS["smoke"], place.layout)
+
+
+def test_a_run_equal_to_another_rows_is_trained_once_and_copied(place):
+    """Two rows that compute the same config (a twin that chose its twin's settings): the
+    stage trains the first and gives the second a copy of its finished run, marked so, with
+    the same results; both records are published. A run of another config trains as always."""
+    from types import SimpleNamespace
+
+    from deepm3.suite.stages import train_stage
+
+    first = _spec(epochs=2)
+    twin = dataclasses.replace(first, row="gru4rec-notime")
+    other = dataclasses.replace(_spec(epochs=2, lr=0.01), row="gru4rec-other")
+    planned = [place.job(s).planned for s in (first, twin, other)]
+    assert planned[0].digest == planned[1].digest != planned[2].digest
+    settings = SimpleNamespace(layout=place.layout, execution=Execution(jobs=1))
+    summary = train_stage("core", planned, settings)
+    assert summary["trained"] == 2 and summary["copied"] == 1
+    marker = read_json(place.folder(twin) / "suite.json")
+    assert marker["copied_from"] == first.name and marker["row"] == "gru4rec-notime"
+    assert "copied_from" not in read_json(place.folder(other) / "suite.json")
+    for name in ("metrics.json", "log.jsonl"):
+        assert (place.folder(twin) / name).read_text() == (place.folder(first) / name).read_text()
+    for spec in (first, twin, other):
+        assert (place.layout.record_dir("core", spec.name) / "metrics.json").is_file()
+    again = train_stage("core", planned, settings)  # everything done: nothing trains or copies
+    assert again["trained"] == 0 and again["copied"] == 0

@@ -29,7 +29,9 @@ from deepm3.suite.training import (
     PlannedRun,
     RunJob,
     Source,
+    copy_finished,
     execute,
+    finished_here,
     is_done,
     plan,
     publish,
@@ -71,8 +73,24 @@ def train_stage(stage: str, runs: list[PlannedRun], settings: SuiteSettings) -> 
     """Run every planned run not yet done, publishing each one's records as it ends (a stopped
     stage keeps them for a commit); publish the records of all. Returns what ran."""
     layout = settings.layout
-    todo = [RunJob(each, layout) for each in runs if not is_done(each, layout)]
-    print(f"{stage}: {len(runs)} runs, {len(runs) - len(todo)} already done", flush=True)
+    pending = [each for each in runs if not is_done(each, layout)]
+    # a config that another row computes too (a twin that chose the same settings) is trained
+    # once: the first run of each identity trains, the others get a copy of its finished run
+    first: dict[str, PlannedRun] = {}
+    for each in runs:
+        first.setdefault(each.digest, each)
+
+    def copied(each: PlannedRun) -> bool:  # its source trains here or finished here
+        source = first[each.digest]
+        return source is not each and (source in pending or finished_here(source, layout))
+
+    copies = [each for each in pending if copied(each)]
+    todo = [RunJob(each, layout) for each in pending if not copied(each)]
+    print(
+        f"{stage}: {len(runs)} runs, {len(runs) - len(pending)} already done"
+        + (f", {len(copies)} equal to another row's (copied)" if copies else ""),
+        flush=True,
+    )
 
     def label(job: RunJob) -> str:
         spec = job.planned.spec
@@ -91,8 +109,11 @@ def train_stage(stage: str, runs: list[PlannedRun], settings: SuiteSettings) -> 
         logs=lambda job: layout.run_log(stage, job.name),
         finished=lambda job: publish([job.planned], layout),
     )
+    for each in copies:
+        if copy_finished(first[each.digest], each, layout):
+            publish([each], layout)
     publish(runs, layout)
-    return {"runs": len(runs), "trained": len(todo)}
+    return {"runs": len(runs), "trained": len(todo), "copied": len(copies)}
 
 
 def _search(settings: SuiteSettings, url: str) -> search.Search:

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import shutil
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -171,6 +172,29 @@ def execute(job: RunJob) -> dict:
     (folder / "metrics.json").unlink(missing_ok=True)  # a stale result of other settings
     mark(folder, planned.digest, planned.spec)
     return run(planned.spec.model, planned.config, folder, overwrite=True)
+
+
+def finished_here(planned: PlannedRun, layout: Layout) -> bool:
+    """A finished run of this identity in this machine's run folder (not only its record)."""
+    return _matches(layout.run_dir(planned.spec.stage, planned.name), planned.digest, True)
+
+
+def copy_finished(source: PlannedRun, target: PlannedRun, layout: Layout) -> bool:
+    """Give ``target`` the finished run of ``source`` when both compute the same config (equal
+    identities: two rows that chose the same settings) instead of training it again; its
+    marker names the source. False when ``source`` has no finished run folder here."""
+    if source.digest != target.digest:
+        raise ValueError(f"{target.name} and {source.name} compute different configs")
+    if not finished_here(source, layout):
+        return False
+    origin = layout.run_dir(source.spec.stage, source.name)
+    folder = layout.run_dir(target.spec.stage, target.name)
+    shutil.rmtree(folder, ignore_errors=True)
+    shutil.copytree(origin, folder)
+    mark(folder, target.digest, target.spec)
+    marker = read_json(folder / MARKER)
+    write_json(folder / MARKER, {**marker, "copied_from": source.name})
+    return True
 
 
 def publish(planned: list[PlannedRun], layout: Layout) -> None:

@@ -80,9 +80,11 @@ def train_stage(stage: str, runs: list[PlannedRun], settings: SuiteSettings) -> 
     for each in runs:
         first.setdefault(each.digest, each)
 
+    waiting = {each.name for each in pending}
+
     def copied(each: PlannedRun) -> bool:  # its source trains here or finished here
         source = first[each.digest]
-        return source is not each and (source in pending or finished_here(source, layout))
+        return source is not each and (source.name in waiting or finished_here(source, layout))
 
     copies = [each for each in pending if copied(each)]
     todo = [RunJob(each, layout) for each in pending if not copied(each)]

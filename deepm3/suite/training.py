@@ -126,9 +126,10 @@ def resumable(folder: Path, digest: str) -> bool:
     return _matches(folder, digest, False) and (folder / "last.pt").is_file()
 
 
-def mark(folder: Path, digest: str, spec: RunSpec) -> None:
-    """Write ``folder``'s marker: the identity of what the run or trial in it computes."""
-    write_json(folder / MARKER, {"hash": digest, "stage": spec.stage, "row": spec.row})
+def mark(folder: Path, digest: str, spec: RunSpec, **extra: str) -> None:
+    """Write ``folder``'s marker: the identity of what the run or trial in it computes (and
+    ``extra``, e.g. ``copied_from``)."""
+    write_json(folder / MARKER, {"hash": digest, "stage": spec.stage, "row": spec.row, **extra})
 
 
 def is_done(planned: PlannedRun, layout: Layout) -> bool:
@@ -191,9 +192,7 @@ def copy_finished(source: PlannedRun, target: PlannedRun, layout: Layout) -> boo
     folder = layout.run_dir(target.spec.stage, target.name)
     shutil.rmtree(folder, ignore_errors=True)
     shutil.copytree(origin, folder)
-    mark(folder, target.digest, target.spec)
-    marker = read_json(folder / MARKER)
-    write_json(folder / MARKER, {**marker, "copied_from": source.name})
+    mark(folder, target.digest, target.spec, copied_from=source.name)
     return True
 
 
